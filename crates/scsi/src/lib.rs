@@ -1,0 +1,147 @@
+//! The transport-agnostic SCSI target engine (SAM-5, SPC-4, SBC-3).
+//!
+//! Input: an I_T nexus, a LUN, a CDB, a task attribute and an owned data buffer.
+//! Output: status, sense, data-in and residual, with the buffer handed back for reuse.
+//! The engine has no sockets: transports (iSCSI now, others later) map their tasks onto
+//! [`LunMap::submit`] and never interpret CDBs themselves.
+
+use std::sync::Arc;
+
+pub use esos_block::IoBuf;
+
+/// Largest CDB the engine accepts (16-byte CDBs plus room for 32-byte variable-length ones).
+pub const MAX_CDB_LEN: usize = 32;
+
+/// Largest sense buffer we ever produce (fixed format is 18 bytes; descriptor format stays small).
+pub const MAX_SENSE_LEN: usize = 64;
+
+/// SAM-5 task attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskAttr {
+    Simple,
+    Ordered,
+    HeadOfQueue,
+    Aca,
+}
+
+/// SAM-5 status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    Good = 0x00,
+    CheckCondition = 0x02,
+    ConditionMet = 0x04,
+    Busy = 0x08,
+    ReservationConflict = 0x18,
+    TaskSetFull = 0x28,
+    AcaActive = 0x30,
+    TaskAborted = 0x40,
+}
+
+/// One I_T nexus: an initiator port talking to a target port.
+///
+/// Transports create one per session and tell the map when it ends
+/// ([`LunMap::nexus_gone`]), so per-nexus state (unit attentions, later reservations) is
+/// kept exactly as long as the nexus exists.
+#[derive(Debug)]
+pub struct Nexus {
+    /// Unique for the life of the process; keys per-nexus state.
+    pub id: u64,
+    /// SCSI initiator port name, e.g. `iqn.1993-08.org.debian:01:abc,i,0x23d000000001`.
+    pub initiator_port: String,
+    /// SCSI target port name, e.g. `iqn.2026-01.org.esos:disk1,t,0x0001`.
+    pub target_port: String,
+    /// Relative target port identifier reported in VPD 0x83 (1-based).
+    pub relative_port: u16,
+}
+
+/// A command as a transport hands it to the engine.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub nexus: Arc<Nexus>,
+    /// The 64-bit SAM LUN field exactly as it arrived on the wire.
+    pub lun: u64,
+    pub cdb: [u8; MAX_CDB_LEN],
+    pub cdb_len: u8,
+    pub attr: TaskAttr,
+    /// Transport task tag, for logs and task management.
+    pub tag: u32,
+    /// The initiator's expected data transfer length in bytes (iSCSI EDTL).
+    pub expected_len: u32,
+    /// True when the initiator sends data (write direction). The data is in the buffer
+    /// passed to [`LunMap::submit`]: exactly the bytes the initiator sent, at most `expected_len`.
+    pub data_out: bool,
+}
+
+/// Sense data, already encoded (fixed or descriptor format as the control page selects).
+#[derive(Clone, Copy)]
+pub struct SenseBytes {
+    pub bytes: [u8; MAX_SENSE_LEN],
+    pub len: u8,
+}
+
+impl SenseBytes {
+    pub const EMPTY: SenseBytes = SenseBytes { bytes: [0; MAX_SENSE_LEN], len: 0 };
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for SenseBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SenseBytes({:02x?})", self.as_slice())
+    }
+}
+
+/// SAM residual, relative to the command's `expected_len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residual {
+    None,
+    /// Fewer bytes were transferred than expected (bytes not transferred).
+    Underflow(u32),
+    /// The command wanted more bytes than expected (bytes that could not be transferred).
+    Overflow(u32),
+}
+
+/// What the engine answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Response {
+    pub status: Status,
+    /// Empty unless `status` is CHECK CONDITION.
+    pub sense: SenseBytes,
+    /// Number of valid data-in bytes at the start of the returned buffer (≤ `expected_len`).
+    pub data_in_len: u32,
+    pub residual: Residual,
+}
+
+/// Identity of a logical unit: stable across restarts so multipath recognises it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// T10 vendor identification, at most 8 ASCII characters.
+    pub vendor: String,
+    /// Product identification, at most 16 ASCII characters.
+    pub product: String,
+    /// Product revision level, at most 4 ASCII characters.
+    pub revision: String,
+    /// Unit serial number (VPD 0x80), printable ASCII, at most 32 characters.
+    pub serial: String,
+    /// NAA IEEE Registered Extended designator (NAA 6, 16 bytes) for VPD 0x83.
+    pub naa: [u8; 16],
+}
+
+/// Settings of a logical unit that the engine exposes through mode pages and VPD.
+#[derive(Debug, Clone)]
+pub struct LuSettings {
+    pub identity: Identity,
+    /// Initial WCE: true = write-back (volatile cache made durable by SYNCHRONIZE CACHE and
+    /// FUA), false = write-through (every write durable before good status). MODE SELECT on
+    /// the caching page switches it at run time.
+    pub write_cache: bool,
+    /// Read-only LUN even when the backend is writable (write-protect bit, DATA PROTECT).
+    pub read_only: bool,
+    /// Largest transfer in blocks a single command may move (VPD 0xB0 MAXIMUM TRANSFER LENGTH).
+    pub max_transfer_blocks: u32,
+}
+
+mod engine;
+pub use engine::{LogicalUnit, LunMap, ResetKind};
