@@ -6,12 +6,13 @@
 //! dispatch and allocates nothing per command.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 mod error;
 mod file;
 mod null;
 mod ram;
+mod sync;
 mod uring;
 
 pub use error::{BlockError, BlockErrorKind};
@@ -66,7 +67,10 @@ pub struct DeviceSpec {
 pub enum Backend {
     /// A regular file; created (sparse) with `size_bytes` when missing. When the file exists
     /// and is smaller than `size_bytes` it is extended; `None` takes the file's size.
-    File { path: PathBuf, size_bytes: Option<u64> },
+    File {
+        path: PathBuf,
+        size_bytes: Option<u64>,
+    },
     /// A block device; its size is read from the device.
     BlockDev { path: PathBuf },
     /// Memory-backed, zero-filled.
@@ -135,5 +139,105 @@ impl BlockDevice for Device {
     }
     async fn flush(&self) -> Result<(), BlockError> {
         dispatch!(self, d => d.flush().await)
+    }
+}
+
+/// Checks that `[offset, offset + len)` is block-aligned and inside `capacity_bytes`, so no
+/// backend ever touches bytes outside the request.
+pub(crate) fn check_io(
+    op: &str,
+    offset: u64,
+    len: usize,
+    block_size: u32,
+    capacity_bytes: u64,
+) -> Result<(), BlockError> {
+    let bs = u64::from(block_size);
+    let len = len as u64;
+    if offset % bs != 0 || len % bs != 0 {
+        return Err(BlockError::new(
+            BlockErrorKind::Misaligned,
+            format!("{op} at {offset} of {len} bytes is not aligned to {bs}-byte blocks"),
+        ));
+    }
+    match offset.checked_add(len) {
+        Some(end) if end <= capacity_bytes => Ok(()),
+        _ => Err(BlockError::new(
+            BlockErrorKind::OutOfRange,
+            format!("{op} at {offset} of {len} bytes is beyond the capacity of {capacity_bytes}"),
+        )),
+    }
+}
+
+/// Checks a configured size: non-zero and a whole number of blocks. `what` names the device
+/// (its path, or "ram"/"null") so the message says which one is wrong.
+pub(crate) fn check_size(what: &Path, size_bytes: u64, block_size: u32) -> Result<(), BlockError> {
+    if size_bytes == 0 || size_bytes % u64::from(block_size) != 0 {
+        return Err(BlockError::new(
+            BlockErrorKind::InvalidConfig,
+            format!(
+                "{}: size {size_bytes} is not a non-zero multiple of the block size {block_size}",
+                what.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_io_rules() {
+        assert!(check_io("read", 0, 512, 512, 1024).is_ok());
+        assert!(check_io("read", 512, 512, 512, 1024).is_ok());
+        assert!(check_io("read", 1024, 0, 512, 1024).is_ok());
+        let k = |r: Result<(), BlockError>| r.unwrap_err().kind();
+        assert_eq!(
+            k(check_io("read", 1024, 512, 512, 1024)),
+            BlockErrorKind::OutOfRange
+        );
+        assert_eq!(
+            k(check_io("read", 512, 1024, 512, 1024)),
+            BlockErrorKind::OutOfRange
+        );
+        assert_eq!(
+            k(check_io("read", 1, 512, 512, 1024)),
+            BlockErrorKind::Misaligned
+        );
+        assert_eq!(
+            k(check_io("read", 0, 100, 512, 1024)),
+            BlockErrorKind::Misaligned
+        );
+        assert_eq!(
+            k(check_io("read", u64::MAX - 511, 4096, 512, u64::MAX)),
+            BlockErrorKind::OutOfRange
+        );
+    }
+
+    #[test]
+    fn check_size_rules() {
+        let p = Path::new("/d");
+        assert!(check_size(p, 4096, 4096).is_ok());
+        assert!(check_size(p, 0, 512).is_err());
+        let e = check_size(p, 4096 + 512, 4096).unwrap_err();
+        assert_eq!(e.kind(), BlockErrorKind::InvalidConfig);
+        assert!(e.message().contains("/d"));
+    }
+
+    #[test]
+    fn open_rejects_odd_block_size() {
+        let spec = DeviceSpec {
+            backend: Backend::Null {
+                size_bytes: 1 << 20,
+            },
+            block_size: 1024,
+            read_only: false,
+            rotational: None,
+        };
+        assert_eq!(
+            Device::open(&spec).unwrap_err().kind(),
+            BlockErrorKind::InvalidConfig
+        );
     }
 }

@@ -1,1 +1,108 @@
-//! null
+//! The null backend: reads return zeros, writes are discarded. For benchmarks of the
+//! transport and SCSI layers without any storage cost.
+
+use std::path::Path;
+
+use crate::{BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, IoBuf, check_io};
+
+#[derive(Debug)]
+pub struct NullDevice {
+    block_size: u32,
+    size_bytes: u64,
+    read_only: bool,
+    rotational: bool,
+}
+
+impl NullDevice {
+    pub fn new(size_bytes: u64, spec: &DeviceSpec) -> Result<Self, BlockError> {
+        crate::check_size(Path::new("null"), size_bytes, spec.block_size)?;
+        Ok(NullDevice {
+            block_size: spec.block_size,
+            size_bytes,
+            read_only: spec.read_only,
+            rotational: spec.rotational.unwrap_or(false),
+        })
+    }
+}
+
+impl BlockDevice for NullDevice {
+    fn block_size(&self) -> u32 {
+        self.block_size
+    }
+    fn num_blocks(&self) -> u64 {
+        self.size_bytes / u64::from(self.block_size)
+    }
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+    fn rotational(&self) -> bool {
+        self.rotational
+    }
+    async fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
+        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size_bytes) {
+            return (Err(e), buf);
+        }
+        buf.fill(0);
+        (Ok(()), buf)
+    }
+    async fn write(&self, offset: u64, buf: IoBuf, _fua: bool) -> BufResult {
+        if self.read_only {
+            return (
+                Err(BlockError::new(
+                    BlockErrorKind::ReadOnly,
+                    "null device is read-only",
+                )),
+                buf,
+            );
+        }
+        let r = check_io("write", offset, buf.len(), self.block_size, self.size_bytes);
+        (r, buf)
+    }
+    async fn flush(&self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Backend;
+
+    fn spec(read_only: bool) -> DeviceSpec {
+        DeviceSpec {
+            backend: Backend::Null { size_bytes: 8192 },
+            block_size: 512,
+            read_only,
+            rotational: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_zeros_and_discards_writes() {
+        let d = NullDevice::new(8192, &spec(false)).unwrap();
+        assert_eq!(d.num_blocks(), 16);
+        let (r, _) = d.write(0, vec![7; 512], true).await;
+        r.unwrap();
+        let (r, buf) = d.read(0, vec![9; 1024]).await;
+        r.unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+        let (r, _) = d.read(8192, vec![0; 512]).await;
+        assert_eq!(r.unwrap_err().kind(), BlockErrorKind::OutOfRange);
+        let (r, _) = d.write(3, vec![0; 512], false).await;
+        assert_eq!(r.unwrap_err().kind(), BlockErrorKind::Misaligned);
+        d.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn read_only_rejects_writes() {
+        let d = NullDevice::new(8192, &spec(true)).unwrap();
+        let (r, _) = d.write(0, vec![0; 512], false).await;
+        assert_eq!(r.unwrap_err().kind(), BlockErrorKind::ReadOnly);
+    }
+
+    #[test]
+    fn size_rules() {
+        assert!(NullDevice::new(0, &spec(false)).is_err());
+        assert!(NullDevice::new(1000, &spec(false)).is_err());
+    }
+}

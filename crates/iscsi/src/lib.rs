@@ -11,3 +11,6 @@ pub mod params;
 pub mod pdu;
 pub mod server;
 pub mod text;
+
+mod conn;
+mod session;

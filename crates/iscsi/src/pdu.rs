@@ -1,1 +1,739 @@
-//! PDU codec.
+//! iSCSI PDU codec (RFC 7143 11): pure functions over byte slices.
+//!
+//! Every PDU starts with a 48-byte Basic Header Segment (BHS). Requests are decoded into
+//! typed structs by [`parse_request`]; responses are encoded by the `encode_*` functions into a
+//! caller-owned 48-byte array, so the runtime builds headers on its stack and never allocates.
+
+/// Length of the Basic Header Segment.
+pub const BHS_LEN: usize = 48;
+/// Largest AHS we accept (TotalAHSLength counts 4-byte words, one byte wide: 1020 bytes).
+pub const MAX_AHS_LEN: usize = 255 * 4;
+/// The reserved tag value (RFC 7143 11.1): "no task".
+pub const RESERVED_TAG: u32 = 0xffff_ffff;
+
+/// Initiator opcodes (RFC 7143 11.1.1).
+pub mod opcode {
+    pub const NOP_OUT: u8 = 0x00;
+    pub const SCSI_COMMAND: u8 = 0x01;
+    pub const TASK_MGMT_REQUEST: u8 = 0x02;
+    pub const LOGIN_REQUEST: u8 = 0x03;
+    pub const TEXT_REQUEST: u8 = 0x04;
+    pub const DATA_OUT: u8 = 0x05;
+    pub const LOGOUT_REQUEST: u8 = 0x06;
+    pub const SNACK_REQUEST: u8 = 0x10;
+    // Target opcodes.
+    pub const NOP_IN: u8 = 0x20;
+    pub const SCSI_RESPONSE: u8 = 0x21;
+    pub const TASK_MGMT_RESPONSE: u8 = 0x22;
+    pub const LOGIN_RESPONSE: u8 = 0x23;
+    pub const TEXT_RESPONSE: u8 = 0x24;
+    pub const DATA_IN: u8 = 0x25;
+    pub const LOGOUT_RESPONSE: u8 = 0x26;
+    pub const R2T: u8 = 0x31;
+    pub const ASYNC_MESSAGE: u8 = 0x32;
+    pub const REJECT: u8 = 0x3f;
+}
+
+/// Reject reasons (RFC 7143 11.17.1).
+pub mod reject_reason {
+    pub const DATA_DIGEST_ERROR: u8 = 0x02;
+    pub const SNACK_REJECT: u8 = 0x03;
+    pub const PROTOCOL_ERROR: u8 = 0x04;
+    pub const COMMAND_NOT_SUPPORTED: u8 = 0x05;
+    pub const IMMEDIATE_COMMAND_REJECT: u8 = 0x06;
+    pub const TASK_IN_PROGRESS: u8 = 0x07;
+    pub const INVALID_DATA_ACK: u8 = 0x08;
+    pub const INVALID_PDU_FIELD: u8 = 0x09;
+    pub const OUT_OF_RESOURCES: u8 = 0x0a;
+    pub const NEGOTIATION_RESET: u8 = 0x0b;
+    pub const WAITING_FOR_LOGOUT: u8 = 0x0c;
+}
+
+/// Decoding errors. Each maps to a Reject reason or to closing the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PduError {
+    #[error("unknown or target-only opcode {0:#04x}")]
+    UnknownOpcode(u8),
+    #[error("AHS of {0} bytes is malformed")]
+    BadAhs(usize),
+    #[error("CDB of {0} bytes is longer than supported")]
+    CdbTooLong(usize),
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn be64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+fn put64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Fields common to every BHS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BhsCommon {
+    pub opcode: u8,
+    pub immediate: bool,
+    /// TotalAHSLength in bytes.
+    pub ahs_len: usize,
+    /// DataSegmentLength in bytes (without padding).
+    pub data_len: usize,
+}
+
+/// Reads opcode, AHS and data-segment lengths: what framing needs before anything else.
+pub fn common(bhs: &[u8; BHS_LEN]) -> BhsCommon {
+    BhsCommon {
+        opcode: bhs[0] & 0x3f,
+        immediate: bhs[0] & 0x40 != 0,
+        ahs_len: bhs[4] as usize * 4,
+        data_len: (bhs[5] as usize) << 16 | (bhs[6] as usize) << 8 | bhs[7] as usize,
+    }
+}
+
+/// Bytes of padding after a data segment of `len` bytes (segments are 4-byte aligned).
+pub fn pad_len(len: usize) -> usize {
+    (4 - (len & 3)) & 3
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScsiCommand {
+    pub immediate: bool,
+    pub final_flag: bool,
+    pub read: bool,
+    pub write: bool,
+    /// Task attribute, 3 bits (0 untagged, 1 simple, 2 ordered, 3 head of queue, 4 ACA).
+    pub attr: u8,
+    pub lun: u64,
+    pub itt: u32,
+    pub edtl: u32,
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+    pub cdb: [u8; esos_scsi::MAX_CDB_LEN],
+    pub cdb_len: u8,
+    /// Expected bidirectional read length from AHS type 2 (unsupported; reported if present).
+    pub bidi_read_len: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NopOut {
+    pub immediate: bool,
+    pub lun: u64,
+    pub itt: u32,
+    pub ttt: u32,
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskMgmt {
+    pub immediate: bool,
+    pub function: u8,
+    pub lun: u64,
+    pub itt: u32,
+    pub rtt: u32,
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+    pub ref_cmd_sn: u32,
+    pub exp_data_sn: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRequest {
+    pub transit: bool,
+    pub cont: bool,
+    pub csg: u8,
+    pub nsg: u8,
+    pub version_max: u8,
+    pub version_min: u8,
+    pub isid: [u8; 6],
+    pub tsih: u16,
+    pub itt: u32,
+    pub cid: u16,
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextRequest {
+    pub immediate: bool,
+    pub final_flag: bool,
+    pub cont: bool,
+    pub lun: u64,
+    pub itt: u32,
+    pub ttt: u32,
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataOut {
+    pub final_flag: bool,
+    pub lun: u64,
+    pub itt: u32,
+    pub ttt: u32,
+    pub exp_stat_sn: u32,
+    pub data_sn: u32,
+    pub buffer_offset: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutRequest {
+    pub immediate: bool,
+    pub reason: u8,
+    pub itt: u32,
+    pub cid: u16,
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snack {
+    pub snack_type: u8,
+    pub itt: u32,
+}
+
+/// A decoded initiator PDU header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    NopOut(NopOut),
+    ScsiCommand(ScsiCommand),
+    TaskMgmt(TaskMgmt),
+    Login(LoginRequest),
+    Text(TextRequest),
+    DataOut(DataOut),
+    Logout(LogoutRequest),
+    Snack(Snack),
+}
+
+/// AHS types (RFC 7143 11.2.2).
+const AHS_EXTENDED_CDB: u8 = 1;
+const AHS_BIDI_READ_LENGTH: u8 = 2;
+
+/// Decodes an initiator PDU from its BHS and AHS bytes.
+pub fn parse_request(bhs: &[u8; BHS_LEN], ahs: &[u8]) -> Result<Request, PduError> {
+    let c = common(bhs);
+    let b = &bhs[..];
+    Ok(match c.opcode {
+        opcode::NOP_OUT => Request::NopOut(NopOut {
+            immediate: c.immediate,
+            lun: be64(b, 8),
+            itt: be32(b, 16),
+            ttt: be32(b, 20),
+            cmd_sn: be32(b, 24),
+            exp_stat_sn: be32(b, 28),
+        }),
+        opcode::SCSI_COMMAND => {
+            let mut cdb = [0u8; esos_scsi::MAX_CDB_LEN];
+            cdb[..16].copy_from_slice(&b[32..48]);
+            let mut cdb_len = 16usize;
+            let mut bidi_read_len = None;
+            let mut rest = ahs;
+            while !rest.is_empty() {
+                if rest.len() < 4 {
+                    return Err(PduError::BadAhs(ahs.len()));
+                }
+                let len = be16(rest, 0) as usize;
+                let kind = rest[2];
+                let total = (3 + len + 3) & !3;
+                if total > rest.len() || len == 0 {
+                    return Err(PduError::BadAhs(ahs.len()));
+                }
+                match kind {
+                    AHS_EXTENDED_CDB => {
+                        // AHSLength counts the reserved byte plus the CDB bytes beyond 16.
+                        let extra = len - 1;
+                        if 16 + extra > esos_scsi::MAX_CDB_LEN {
+                            return Err(PduError::CdbTooLong(16 + extra));
+                        }
+                        cdb[16..16 + extra].copy_from_slice(&rest[4..4 + extra]);
+                        cdb_len = 16 + extra;
+                    }
+                    AHS_BIDI_READ_LENGTH if len == 5 => bidi_read_len = Some(be32(rest, 4)),
+                    _ => return Err(PduError::BadAhs(ahs.len())),
+                }
+                rest = &rest[total..];
+            }
+            Request::ScsiCommand(ScsiCommand {
+                immediate: c.immediate,
+                final_flag: b[1] & 0x80 != 0,
+                read: b[1] & 0x40 != 0,
+                write: b[1] & 0x20 != 0,
+                attr: b[1] & 0x07,
+                lun: be64(b, 8),
+                itt: be32(b, 16),
+                edtl: be32(b, 20),
+                cmd_sn: be32(b, 24),
+                exp_stat_sn: be32(b, 28),
+                cdb,
+                cdb_len: cdb_len as u8,
+                bidi_read_len,
+            })
+        }
+        opcode::TASK_MGMT_REQUEST => Request::TaskMgmt(TaskMgmt {
+            immediate: c.immediate,
+            function: b[1] & 0x7f,
+            lun: be64(b, 8),
+            itt: be32(b, 16),
+            rtt: be32(b, 20),
+            cmd_sn: be32(b, 24),
+            exp_stat_sn: be32(b, 28),
+            ref_cmd_sn: be32(b, 32),
+            exp_data_sn: be32(b, 36),
+        }),
+        opcode::LOGIN_REQUEST => {
+            let mut isid = [0u8; 6];
+            isid.copy_from_slice(&b[8..14]);
+            Request::Login(LoginRequest {
+                transit: b[1] & 0x80 != 0,
+                cont: b[1] & 0x40 != 0,
+                csg: (b[1] >> 2) & 3,
+                nsg: b[1] & 3,
+                version_max: b[2],
+                version_min: b[3],
+                isid,
+                tsih: be16(b, 14),
+                itt: be32(b, 16),
+                cid: be16(b, 20),
+                cmd_sn: be32(b, 24),
+                exp_stat_sn: be32(b, 28),
+            })
+        }
+        opcode::TEXT_REQUEST => Request::Text(TextRequest {
+            immediate: c.immediate,
+            final_flag: b[1] & 0x80 != 0,
+            cont: b[1] & 0x40 != 0,
+            lun: be64(b, 8),
+            itt: be32(b, 16),
+            ttt: be32(b, 20),
+            cmd_sn: be32(b, 24),
+            exp_stat_sn: be32(b, 28),
+        }),
+        opcode::DATA_OUT => Request::DataOut(DataOut {
+            final_flag: b[1] & 0x80 != 0,
+            lun: be64(b, 8),
+            itt: be32(b, 16),
+            ttt: be32(b, 20),
+            exp_stat_sn: be32(b, 28),
+            data_sn: be32(b, 36),
+            buffer_offset: be32(b, 40),
+        }),
+        opcode::LOGOUT_REQUEST => Request::Logout(LogoutRequest {
+            immediate: c.immediate,
+            reason: b[1] & 0x7f,
+            itt: be32(b, 16),
+            cid: be16(b, 20),
+            cmd_sn: be32(b, 24),
+            exp_stat_sn: be32(b, 28),
+        }),
+        opcode::SNACK_REQUEST => Request::Snack(Snack { snack_type: b[1] & 0x0f, itt: be32(b, 16) }),
+        other => return Err(PduError::UnknownOpcode(other)),
+    })
+}
+
+/// The sequence numbers every target PDU carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeqNums {
+    pub stat_sn: u32,
+    pub exp_cmd_sn: u32,
+    pub max_cmd_sn: u32,
+}
+
+fn start(h: &mut [u8; BHS_LEN], op: u8, flags: u8, data_len: usize) {
+    *h = [0; BHS_LEN];
+    h[0] = op;
+    h[1] = flags;
+    debug_assert!(data_len < 1 << 24);
+    h[5] = (data_len >> 16) as u8;
+    h[6] = (data_len >> 8) as u8;
+    h[7] = data_len as u8;
+}
+
+fn put_seq(h: &mut [u8; BHS_LEN], s: SeqNums) {
+    put32(h, 24, s.stat_sn);
+    put32(h, 28, s.exp_cmd_sn);
+    put32(h, 32, s.max_cmd_sn);
+}
+
+/// Residual flags and count as SCSI Response and Data-In carry them.
+fn put_residual(h: &mut [u8; BHS_LEN], residual: esos_scsi::Residual) {
+    match residual {
+        esos_scsi::Residual::None => {}
+        esos_scsi::Residual::Underflow(n) => {
+            h[1] |= 0x02;
+            put32(h, 44, n);
+        }
+        esos_scsi::Residual::Overflow(n) => {
+            h[1] |= 0x04;
+            put32(h, 44, n);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn encode_nop_in(
+    h: &mut [u8; BHS_LEN],
+    lun: u64,
+    itt: u32,
+    ttt: u32,
+    seq: SeqNums,
+    data_len: usize,
+) {
+    start(h, opcode::NOP_IN, 0x80, data_len);
+    put64(h, 8, lun);
+    put32(h, 16, itt);
+    put32(h, 20, ttt);
+    put_seq(h, seq);
+}
+
+/// SCSI Response (RFC 7143 11.4); `data_len` is the sense segment (2-byte length + sense).
+pub fn encode_scsi_response(
+    h: &mut [u8; BHS_LEN],
+    itt: u32,
+    status: u8,
+    residual: esos_scsi::Residual,
+    seq: SeqNums,
+    exp_data_sn: u32,
+    data_len: usize,
+) {
+    start(h, opcode::SCSI_RESPONSE, 0x80, data_len);
+    h[2] = 0; // Command Completed at Target.
+    h[3] = status;
+    put32(h, 16, itt);
+    put_seq(h, seq);
+    put32(h, 36, exp_data_sn);
+    put_residual(h, residual);
+}
+
+/// Data-In (RFC 7143 11.7). With `status` set, the PDU carries phase-collapsed status (S bit).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_data_in(
+    h: &mut [u8; BHS_LEN],
+    final_flag: bool,
+    status: Option<(u8, esos_scsi::Residual)>,
+    lun: u64,
+    itt: u32,
+    seq: SeqNums,
+    data_sn: u32,
+    offset: u32,
+    data_len: usize,
+) {
+    let mut flags = if final_flag { 0x80 } else { 0 };
+    if status.is_some() {
+        flags |= 0x81;
+    }
+    start(h, opcode::DATA_IN, flags, data_len);
+    put64(h, 8, lun);
+    put32(h, 16, itt);
+    put32(h, 20, RESERVED_TAG);
+    put_seq(h, seq);
+    if let Some((st, residual)) = status {
+        h[3] = st;
+        put_residual(h, residual);
+    } else {
+        // StatSN is reserved without the S bit.
+        put32(h, 24, 0);
+    }
+    put32(h, 36, data_sn);
+    put32(h, 40, offset);
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn encode_r2t(
+    h: &mut [u8; BHS_LEN],
+    lun: u64,
+    itt: u32,
+    ttt: u32,
+    seq: SeqNums,
+    r2t_sn: u32,
+    offset: u32,
+    length: u32,
+) {
+    start(h, opcode::R2T, 0x80, 0);
+    put64(h, 8, lun);
+    put32(h, 16, itt);
+    put32(h, 20, ttt);
+    put_seq(h, seq);
+    put32(h, 36, r2t_sn);
+    put32(h, 40, offset);
+    put32(h, 44, length);
+}
+
+pub fn encode_task_mgmt_response(h: &mut [u8; BHS_LEN], itt: u32, response: u8, seq: SeqNums) {
+    start(h, opcode::TASK_MGMT_RESPONSE, 0x80, 0);
+    h[2] = response;
+    put32(h, 16, itt);
+    put_seq(h, seq);
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn encode_login_response(
+    h: &mut [u8; BHS_LEN],
+    r: &crate::login::LoginResponseFields,
+    isid: [u8; 6],
+    tsih: u16,
+    itt: u32,
+    seq: SeqNums,
+    data_len: usize,
+) {
+    let mut flags = (r.csg & 3) << 2 | (r.nsg & 3);
+    if r.transit {
+        flags |= 0x80;
+    }
+    if r.cont {
+        flags |= 0x40;
+    }
+    start(h, opcode::LOGIN_RESPONSE, flags, data_len);
+    h[2] = 0; // Version-max
+    h[3] = 0; // Version-active
+    h[8..14].copy_from_slice(&isid);
+    put16(h, 14, tsih);
+    put32(h, 16, itt);
+    put_seq(h, seq);
+    h[36] = r.status_class;
+    h[37] = r.status_detail;
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn encode_text_response(
+    h: &mut [u8; BHS_LEN],
+    final_flag: bool,
+    cont: bool,
+    lun: u64,
+    itt: u32,
+    ttt: u32,
+    seq: SeqNums,
+    data_len: usize,
+) {
+    let mut flags = 0;
+    if final_flag {
+        flags |= 0x80;
+    }
+    if cont {
+        flags |= 0x40;
+    }
+    start(h, opcode::TEXT_RESPONSE, flags, data_len);
+    put64(h, 8, lun);
+    put32(h, 16, itt);
+    put32(h, 20, ttt);
+    put_seq(h, seq);
+}
+
+pub fn encode_logout_response(
+    h: &mut [u8; BHS_LEN],
+    itt: u32,
+    response: u8,
+    seq: SeqNums,
+    time2wait: u16,
+    time2retain: u16,
+) {
+    start(h, opcode::LOGOUT_RESPONSE, 0x80, 0);
+    h[2] = response;
+    put32(h, 16, itt);
+    put_seq(h, seq);
+    put16(h, 40, time2wait);
+    put16(h, 42, time2retain);
+}
+
+/// Reject (RFC 7143 11.17): the data segment is the rejected PDU's BHS.
+pub fn encode_reject(h: &mut [u8; BHS_LEN], reason: u8, seq: SeqNums) {
+    start(h, opcode::REJECT, 0x80, BHS_LEN);
+    h[2] = reason;
+    put32(h, 16, RESERVED_TAG);
+    put_seq(h, seq);
+}
+
+/// Async Message (RFC 7143 11.9), e.g. event 1 "target requests logout".
+pub fn encode_async(h: &mut [u8; BHS_LEN], event: u8, seq: SeqNums, param3: u16) {
+    start(h, opcode::ASYNC_MESSAGE, 0x80, 0);
+    put32(h, 16, RESERVED_TAG);
+    put_seq(h, seq);
+    h[36] = event;
+    put16(h, 42, param3);
+}
+
+/// Builders used by tests (and later by fuzz targets) to make initiator PDUs.
+pub mod build {
+    use super::*;
+
+    pub fn scsi_command(c: &ScsiCommand, data_len: usize) -> [u8; BHS_LEN] {
+        let mut h = [0u8; BHS_LEN];
+        start(&mut h, opcode::SCSI_COMMAND, 0, data_len);
+        if c.immediate {
+            h[0] |= 0x40;
+        }
+        h[1] = (c.final_flag as u8) << 7 | (c.read as u8) << 6 | (c.write as u8) << 5 | c.attr & 7;
+        put64(&mut h, 8, c.lun);
+        put32(&mut h, 16, c.itt);
+        put32(&mut h, 20, c.edtl);
+        put32(&mut h, 24, c.cmd_sn);
+        put32(&mut h, 28, c.exp_stat_sn);
+        h[32..48].copy_from_slice(&c.cdb[..16]);
+        h
+    }
+
+    pub fn data_out(d: &DataOut, data_len: usize) -> [u8; BHS_LEN] {
+        let mut h = [0u8; BHS_LEN];
+        start(&mut h, opcode::DATA_OUT, (d.final_flag as u8) << 7, data_len);
+        put64(&mut h, 8, d.lun);
+        put32(&mut h, 16, d.itt);
+        put32(&mut h, 20, d.ttt);
+        put32(&mut h, 28, d.exp_stat_sn);
+        put32(&mut h, 36, d.data_sn);
+        put32(&mut h, 40, d.buffer_offset);
+        h
+    }
+
+    pub fn login(l: &LoginRequest, data_len: usize) -> [u8; BHS_LEN] {
+        let mut h = [0u8; BHS_LEN];
+        let mut flags = (l.csg & 3) << 2 | (l.nsg & 3);
+        if l.transit {
+            flags |= 0x80;
+        }
+        if l.cont {
+            flags |= 0x40;
+        }
+        start(&mut h, opcode::LOGIN_REQUEST, flags, data_len);
+        h[0] |= 0x40;
+        h[2] = l.version_max;
+        h[3] = l.version_min;
+        h[8..14].copy_from_slice(&l.isid);
+        put16(&mut h, 14, l.tsih);
+        put32(&mut h, 16, l.itt);
+        put16(&mut h, 20, l.cid);
+        put32(&mut h, 24, l.cmd_sn);
+        put32(&mut h, 28, l.exp_stat_sn);
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_cmd() -> impl Strategy<Value = ScsiCommand> {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            0u8..8,
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<(u32, u32)>(),
+            any::<[u8; 16]>(),
+        )
+            .prop_map(|(imm, r, w, attr, lun, itt, edtl, (cmd_sn, exp), cdb16)| {
+                let mut cdb = [0u8; esos_scsi::MAX_CDB_LEN];
+                cdb[..16].copy_from_slice(&cdb16);
+                ScsiCommand {
+                    immediate: imm,
+                    final_flag: true,
+                    read: r,
+                    write: w,
+                    attr,
+                    lun,
+                    itt,
+                    edtl,
+                    cmd_sn,
+                    exp_stat_sn: exp,
+                    cdb,
+                    cdb_len: 16,
+                    bidi_read_len: None,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn scsi_command_round_trip(c in arb_cmd(), dl in 0usize..(1 << 24)) {
+            let h = build::scsi_command(&c, dl);
+            prop_assert_eq!(common(&h).data_len, dl);
+            prop_assert_eq!(parse_request(&h, &[]).unwrap(), Request::ScsiCommand(c));
+        }
+
+        #[test]
+        fn data_out_round_trip(f: bool, lun: u64, itt: u32, ttt: u32, e: u32, sn: u32, off: u32) {
+            let d = DataOut { final_flag: f, lun, itt, ttt, exp_stat_sn: e, data_sn: sn, buffer_offset: off };
+            let h = build::data_out(&d, 512);
+            prop_assert_eq!(parse_request(&h, &[]).unwrap(), Request::DataOut(d));
+        }
+
+        #[test]
+        fn parse_never_panics(bhs in any::<[u8; 48]>(), ahs in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse_request(&bhs, &ahs);
+        }
+    }
+
+    #[test]
+    fn extended_cdb_ahs() {
+        let c = ScsiCommand {
+            immediate: false,
+            final_flag: true,
+            read: true,
+            write: false,
+            attr: 1,
+            lun: 0,
+            itt: 1,
+            edtl: 0,
+            cmd_sn: 0,
+            exp_stat_sn: 0,
+            cdb: [0x7f; esos_scsi::MAX_CDB_LEN],
+            cdb_len: 16,
+            bidi_read_len: None,
+        };
+        let h = build::scsi_command(&c, 0);
+        // 16 extra CDB bytes: AHSLength = 17, padded to 20 bytes.
+        let mut ahs = vec![0u8, 17, AHS_EXTENDED_CDB, 0];
+        ahs.extend_from_slice(&[0x7f; 16]);
+        ahs.resize(20, 0);
+        let Request::ScsiCommand(p) = parse_request(&h, &ahs).unwrap() else { panic!() };
+        assert_eq!(p.cdb_len, 32);
+        assert_eq!(&p.cdb[16..32], &[0x7f; 16]);
+        assert!(parse_request(&h, &ahs[..8]).is_err());
+    }
+
+    #[test]
+    fn target_opcodes_are_refused() {
+        let mut h = [0u8; BHS_LEN];
+        h[0] = opcode::SCSI_RESPONSE;
+        assert_eq!(parse_request(&h, &[]), Err(PduError::UnknownOpcode(0x21)));
+    }
+
+    #[test]
+    fn data_in_with_status_and_residual() {
+        let mut h = [0u8; BHS_LEN];
+        let seq = SeqNums { stat_sn: 7, exp_cmd_sn: 8, max_cmd_sn: 40 };
+        encode_data_in(&mut h, true, Some((0, esos_scsi::Residual::Underflow(100))), 0, 5, seq, 2, 4096, 512);
+        assert_eq!(h[0], opcode::DATA_IN);
+        assert_eq!(h[1], 0x80 | 0x01 | 0x02);
+        assert_eq!(be32(&h, 24), 7);
+        assert_eq!(be32(&h, 44), 100);
+        assert_eq!(be32(&h, 36), 2);
+        assert_eq!(be32(&h, 40), 4096);
+        assert_eq!(common(&h).data_len, 512);
+        encode_data_in(&mut h, false, None, 0, 5, seq, 3, 0, 512);
+        assert_eq!(h[1], 0);
+        assert_eq!(be32(&h, 24), 0);
+    }
+
+    #[test]
+    fn padding() {
+        assert_eq!(pad_len(0), 0);
+        assert_eq!(pad_len(1), 3);
+        assert_eq!(pad_len(4), 0);
+        assert_eq!(pad_len(18), 2);
+    }
+}

@@ -73,7 +73,7 @@ impl LunMap {
         &self,
         cmd: Command,
         buf: IoBuf,
-    ) -> impl Future<Output = (Response, IoBuf)> + Send + 'static {
+    ) -> impl Future<Output = (Response, IoBuf)> + Send + 'static + use<> {
         let _ = (cmd, buf);
         async { unimplemented!() }
     }

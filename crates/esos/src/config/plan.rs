@@ -1,0 +1,120 @@
+//! The validated configuration: every value checked, every reference resolved to an index.
+//! Building the running object graph from a [`Plan`] cannot fail for a config reason, only
+//! for I/O (a device that cannot be opened, a port that cannot be bound).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use esos_block::DeviceSpec;
+use esos_iscsi::login::ChapCredentials;
+use esos_iscsi::params::TargetParams;
+use esos_iscsi::server::{Limits, PortalConfig};
+
+use super::schema::DeviceType;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where the config came from (a file name, "command line", "built-in default").
+    pub source: String,
+    /// Directory holding `identity.toml`.
+    pub data_dir: PathBuf,
+    /// Log filter from the config; the command line and `RUST_LOG` take precedence.
+    pub log_level: Option<String>,
+    pub portals: Vec<PortalConfig>,
+    pub limits: Limits,
+    pub params: TargetParams,
+    pub discovery_chap: Option<Chap>,
+    pub devices: Vec<DevicePlan>,
+    pub targets: Vec<TargetPlan>,
+    /// Accepted but suspicious settings, logged once logging is up.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePlan {
+    pub name: String,
+    /// Key of this device's entry in `identity.toml` (the device name for config files).
+    pub identity_key: String,
+    pub kind: DeviceType,
+    pub spec: DeviceSpec,
+    /// Initial WCE (write-back cache).
+    pub write_cache: bool,
+    pub overrides: IdentityOverrides,
+}
+
+/// Identity values given explicitly in the config; the rest come from the identity store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityOverrides {
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+    pub revision: Option<String>,
+    pub serial: Option<String>,
+    pub naa: Option<[u8; 16]>,
+}
+
+/// LUN number → index into [`Plan::devices`].
+pub type LunPlan = Vec<(u64, usize)>;
+
+#[derive(Debug, Clone)]
+pub struct TargetPlan {
+    pub name: String,
+    pub alias: Option<String>,
+    pub enabled: bool,
+    /// Empty = every portal.
+    pub portals: Vec<SocketAddr>,
+    pub chap: Option<Chap>,
+    pub groups: Vec<GroupPlan>,
+    pub default_luns: Option<LunPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupPlan {
+    pub name: String,
+    /// Normalised (lower-case) initiator names.
+    pub initiators: Vec<String>,
+    pub luns: LunPlan,
+}
+
+/// Validated CHAP credentials. Debug never shows the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Chap {
+    pub user: String,
+    pub secret: Vec<u8>,
+    pub mutual: Option<(String, Vec<u8>)>,
+}
+
+impl fmt::Debug for Chap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chap")
+            .field("user", &self.user)
+            .field("secret", &"<redacted>")
+            .field("mutual_user", &self.mutual.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+impl Chap {
+    pub fn to_credentials(&self) -> ChapCredentials {
+        ChapCredentials {
+            user: self.user.clone(),
+            secret: self.secret.clone(),
+            mutual: self.mutual.clone(),
+        }
+    }
+}
+
+impl Plan {
+    /// Indices of the devices some enabled or disabled target maps, ascending.
+    pub fn mapped_devices(&self) -> Vec<usize> {
+        let mut used: Vec<usize> = self
+            .targets
+            .iter()
+            .flat_map(|t| t.groups.iter().map(|g| &g.luns).chain(t.default_luns.iter()))
+            .flat_map(|luns| luns.iter().map(|&(_, d)| d))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        used
+    }
+}

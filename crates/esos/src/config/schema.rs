@@ -1,0 +1,170 @@
+//! The TOML schema, exactly as written by the administrator. Nothing here is validated
+//! beyond types: [`super::validate`] turns it into a [`super::Plan`] or precise errors.
+//! Every struct denies unknown keys so a typo never silently falls back to a default.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub device: Vec<RawDevice>,
+    #[serde(default)]
+    pub target: Vec<RawTarget>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `None` = one portal on 0.0.0.0:3260.
+    pub portal: Option<Vec<RawPortal>>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub iscsi: RawIscsi,
+    pub discovery_chap: Option<RawChap>,
+    pub data_dir: Option<String>,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPortal {
+    pub address: String,
+    pub group: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_sessions: Option<u32>,
+    pub max_sessions_per_target: Option<u32>,
+    pub login_timeout_ms: Option<u64>,
+    pub max_cmds_per_session: Option<u32>,
+    pub nop_in_interval_ms: Option<u64>,
+    pub nop_in_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIscsi {
+    pub max_recv_data_segment_length: Option<RawSize>,
+    pub max_burst_length: Option<RawSize>,
+    pub first_burst_length: Option<RawSize>,
+    pub max_outstanding_r2t: Option<u32>,
+    pub immediate_data: Option<bool>,
+    pub initial_r2t: Option<bool>,
+    pub header_digest: Option<bool>,
+    pub data_digest: Option<bool>,
+    pub default_time2wait: Option<u32>,
+    pub default_time2retain: Option<u32>,
+}
+
+/// A size given either as a TOML integer (bytes) or as a string with a unit.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceType {
+    File,
+    Blockdev,
+    Ram,
+    Null,
+}
+
+impl DeviceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceType::File => "file",
+            DeviceType::Blockdev => "blockdev",
+            DeviceType::Ram => "ram",
+            DeviceType::Null => "null",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum CacheMode {
+    #[serde(rename = "write-back")]
+    WriteBack,
+    #[serde(rename = "write-through")]
+    WriteThrough,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: DeviceType,
+    pub path: Option<String>,
+    pub size: Option<RawSize>,
+    pub block_size: Option<u32>,
+    pub read_only: Option<bool>,
+    pub cache: Option<CacheMode>,
+    pub rotational: Option<bool>,
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+    pub revision: Option<String>,
+    pub serial: Option<String>,
+    pub naa: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub name: String,
+    pub alias: Option<String>,
+    pub enabled: Option<bool>,
+    pub portals: Option<Vec<String>>,
+    pub chap: Option<RawChap>,
+    #[serde(default)]
+    pub group: Vec<RawGroup>,
+    pub default_luns: Option<Vec<RawLun>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub name: String,
+    pub initiators: Vec<String>,
+    #[serde(default)]
+    pub luns: Vec<RawLun>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLun {
+    pub lun: u64,
+    pub device: String,
+}
+
+/// CHAP as written. Debug never prints the secrets.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChap {
+    pub user: String,
+    pub secret: String,
+    pub mutual_user: Option<String>,
+    pub mutual_secret: Option<String>,
+}
+
+impl fmt::Debug for RawChap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawChap")
+            .field("user", &self.user)
+            .field("secret", &"<redacted>")
+            .field("mutual_user", &self.mutual_user)
+            .field("mutual_secret", &self.mutual_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}

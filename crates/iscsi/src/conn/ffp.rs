@@ -1,0 +1,1033 @@
+//! Full feature phase (RFC 7143 4, 11): the reader admits commands in CmdSN order and
+//! gathers their data; the writer drives admitted commands and sends every response.
+//!
+//! Reader and writer are separate tasks joined by a bounded channel, so a slow socket
+//! write never stops PDUs from being read, and the two halves can run on two cores.
+//! Buffers circulate through a per-connection pool: after warm-up a command allocates nothing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use esos_scsi::{Command, IoBuf, LunMap, Nexus, ResetKind, Residual, Response, Status, TaskAttr};
+use futures_util::FutureExt;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::login::SessionKind;
+use crate::params::SessionParams;
+use crate::pdu::{self, BHS_LEN, Request, SeqNums, reject_reason};
+use crate::server::{PortalConfig, Shared};
+
+use super::login::LoggedIn;
+use super::text::{self, Asker};
+use super::{ConnError, PduReader, PduWriter};
+
+/// Messages queued from reader to writer before the reader waits.
+const CHANNEL_DEPTH: usize = 256;
+/// Buffers kept for reuse per connection.
+const MAX_POOLED_BUFFERS: usize = 64;
+/// Buffers larger than this go back to the allocator instead of the pool.
+const MAX_POOLED_CAPACITY: usize = 4 * 1024 * 1024;
+/// Largest transfer one command may ask for; larger EDTLs are refused before any buffer
+/// is allocated.
+pub(crate) const MAX_TRANSFER_BYTES: u32 = 32 * 1024 * 1024;
+/// How long the writer lets in-flight commands finish once the connection ends.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Task management function codes (RFC 7143 11.5.1).
+mod tmf {
+    pub const ABORT_TASK: u8 = 1;
+    pub const ABORT_TASK_SET: u8 = 2;
+    pub const CLEAR_ACA: u8 = 3;
+    pub const CLEAR_TASK_SET: u8 = 4;
+    pub const LOGICAL_UNIT_RESET: u8 = 5;
+    pub const TARGET_WARM_RESET: u8 = 6;
+    pub const TARGET_COLD_RESET: u8 = 7;
+    pub const TASK_REASSIGN: u8 = 8;
+    // Responses.
+    pub const COMPLETE: u8 = 0;
+    pub const NO_TASK: u8 = 1;
+    pub const NO_LUN: u8 = 2;
+    pub const REASSIGN_UNSUPPORTED: u8 = 4;
+    pub const NOT_SUPPORTED: u8 = 5;
+}
+
+/// Fixed-format sense for ILLEGAL REQUEST / INVALID FIELD IN CDB, used for requests the
+/// transport refuses before the SCSI engine sees them (bidirectional, oversize transfers).
+const SENSE_INVALID_FIELD_IN_CDB: [u8; 18] = [0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0];
+
+/// Serial number arithmetic (RFC 1982) on 32-bit sequence numbers.
+fn sn_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+/// State the reader and writer share.
+struct ConnState {
+    exp_cmd_sn: AtomicU32,
+    /// Non-immediate commands admitted and not yet answered.
+    in_flight: AtomicU32,
+    window: u32,
+    /// PDUs received so far; the writer's NOP-In timer watches it for liveness.
+    rx_count: AtomicU64,
+    pool: Mutex<Vec<IoBuf>>,
+}
+
+impl ConnState {
+    /// MaxCmdSN: the window shrinks by the commands in flight (RFC 7143 4.2.2.1).
+    fn seq(&self, stat_sn: u32) -> SeqNums {
+        // in_flight is raised before exp_cmd_sn advances, so a racing read errs small.
+        let used = self.in_flight.load(Ordering::Acquire);
+        let exp = self.exp_cmd_sn.load(Ordering::Acquire);
+        let free = self.window.saturating_sub(used);
+        SeqNums { stat_sn, exp_cmd_sn: exp, max_cmd_sn: exp.wrapping_add(free).wrapping_sub(1) }
+    }
+
+    fn take_buf(&self, len: usize) -> IoBuf {
+        let mut b = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        if b.len() > len {
+            b.truncate(len);
+        } else {
+            b.resize(len, 0);
+        }
+        b
+    }
+
+    fn put_buf(&self, b: IoBuf) {
+        if b.capacity() == 0 || b.capacity() > MAX_POOLED_CAPACITY {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < MAX_POOLED_BUFFERS {
+            pool.push(b);
+        }
+    }
+
+    fn finished(&self, counted: bool) {
+        if counted {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// What the writer needs to answer a command.
+#[derive(Debug, Clone, Copy)]
+struct TaskMeta {
+    itt: u32,
+    lun: u64,
+    /// Counted in the CmdSN window (not an immediate command).
+    counted: bool,
+}
+
+struct Done {
+    meta: TaskMeta,
+    resp: Response,
+    buf: IoBuf,
+}
+
+enum Msg<F> {
+    /// An admitted command; the future runs it.
+    Exec(TaskMeta, F),
+    /// A response the transport made itself (the engine never saw the command).
+    Immediate(TaskMeta, Response),
+    R2t { lun: u64, itt: u32, ttt: u32, r2t_sn: u32, offset: u32, len: u32 },
+    NopIn { itt: u32, lun: u64, data: Vec<u8> },
+    Text { itt: u32, ttt: u32, final_flag: bool, cont: bool, data: Vec<u8> },
+    Reject { reason: u8, bhs: [u8; BHS_LEN] },
+    Tmf { req: pdu::TaskMgmt, found_in_reader: bool },
+    Logout { itt: u32, response: u8 },
+}
+
+/// A write command waiting for its data.
+struct PendingWrite {
+    cmd: Command,
+    buf: IoBuf,
+    counted: bool,
+    edtl: u32,
+    received: u32,
+    /// Unsolicited data still allowed (FirstBurstLength minus immediate data).
+    unsolicited_end: u32,
+    unsolicited_done: bool,
+    next_data_sn: u32,
+    /// Next offset to request with an R2T.
+    next_r2t_offset: u32,
+    r2t_sn: u32,
+    /// Outstanding R2Ts: (ttt, offset, length, bytes received so far).
+    r2ts: Vec<(u32, u32, u32, u32)>,
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    logged_in: LoggedIn,
+    rd: PduReader,
+    wr: PduWriter,
+    portal: PortalConfig,
+    local: SocketAddr,
+) {
+    let LoggedIn { outcome, guard, stat_sn, exp_cmd_sn } = logged_in;
+    let params = outcome.params.clone();
+    let (target_name, luns) = match &outcome.kind {
+        SessionKind::Discovery => (None, LunMap::default()),
+        SessionKind::Normal { target_name } => {
+            let Some(t) = shared.target(target_name) else { return };
+            let Some(m) = shared.lun_map(t, &outcome.initiator_name) else { return };
+            (Some(t.name.clone()), m.clone())
+        }
+    };
+    let isid = outcome.isid;
+    let nexus = Arc::new(Nexus {
+        id: shared.registry.next_nexus_id(),
+        initiator_port: format!(
+            "{},i,0x{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            outcome.initiator_name, isid[0], isid[1], isid[2], isid[3], isid[4], isid[5]
+        ),
+        target_port: format!("{},t,0x{:04x}", target_name.as_deref().unwrap_or(""), portal.group_tag),
+        relative_port: portal.group_tag,
+    });
+    let state = Arc::new(ConnState {
+        exp_cmd_sn: AtomicU32::new(exp_cmd_sn),
+        in_flight: AtomicU32::new(0),
+        window: shared.config.limits.max_cmds_per_session.max(1),
+        rx_count: AtomicU64::new(0),
+        pool: Mutex::new(Vec::new()),
+    });
+    let mut rd = rd;
+    let mut wr = wr;
+    rd.header_digest = params.header_digest;
+    rd.data_digest = params.data_digest;
+    wr.header_digest = params.header_digest;
+    wr.data_digest = params.data_digest;
+
+    let conn_cancel = guard.cancel.child_token();
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let writer = Writer {
+        shared: shared.clone(),
+        wr,
+        state: state.clone(),
+        params: params.clone(),
+        stat_sn,
+        luns: luns.clone(),
+        target_name: target_name.clone(),
+        inflight: HashMap::new(),
+        pending_tmfs: Vec::new(),
+        logout: None,
+        cancel: conn_cancel.clone(),
+    };
+    let writer_task = tokio::spawn(writer.run(rx));
+    let mut reader = Reader {
+        shared: &shared,
+        rd,
+        state: state.clone(),
+        params,
+        luns: luns.clone(),
+        nexus: nexus.clone(),
+        tx,
+        make: exec,
+        pending: HashMap::new(),
+        next_ttt: 1,
+        text_in: Vec::new(),
+        text_out: None,
+        asker_initiator: outcome.initiator_name.clone(),
+        target_name,
+        local,
+        discovery: matches!(outcome.kind, SessionKind::Discovery),
+    };
+    let end = tokio::select! {
+        _ = conn_cancel.cancelled() => Ok(()),
+        r = reader.run() => r,
+    };
+    match end {
+        Ok(()) => tracing::debug!("reader finished"),
+        Err(ConnError::Closed) => tracing::info!("initiator closed the connection"),
+        Err(e) => tracing::warn!(error = %e, "connection error"),
+    }
+    // Pending writes never reached the engine: give their window slots back.
+    for (_, p) in reader.pending.drain() {
+        state.finished(p.counted);
+    }
+    drop(reader);
+    let _ = writer_task.await;
+    luns.nexus_gone(&nexus);
+    drop(guard);
+    tracing::info!(initiator = %outcome.initiator_name, "session ended");
+}
+
+struct Reader<'a, F> {
+    shared: &'a Arc<Shared>,
+    rd: PduReader,
+    state: Arc<ConnState>,
+    params: SessionParams,
+    luns: LunMap,
+    nexus: Arc<Nexus>,
+    tx: mpsc::Sender<Msg<F>>,
+    make: fn(&LunMap, TaskMeta, Command, IoBuf) -> F,
+    pending: HashMap<u32, PendingWrite>,
+    next_ttt: u32,
+    text_in: Vec<u8>,
+    /// A text response still being sent in pieces: (ttt, data, offset).
+    text_out: Option<(u32, Vec<u8>, usize)>,
+    asker_initiator: String,
+    target_name: Option<String>,
+    local: SocketAddr,
+    discovery: bool,
+}
+
+/// Runs one command and pairs its outcome with what the writer needs. A named function, so
+/// its (unnameable) future type can flow into the reader through a function pointer and
+/// commands are not boxed.
+fn exec(luns: &LunMap, meta: TaskMeta, cmd: Command, buf: IoBuf) -> impl Future<Output = Done> + Send + 'static + use<> {
+    let fut = luns.submit(cmd, buf);
+    async move {
+        let (resp, buf) = fut.await;
+        Done { meta, resp, buf }
+    }
+}
+
+impl<F> Reader<'_, F>
+where
+    F: Future<Output = Done> + Send + 'static,
+{
+    async fn send(&self, m: Msg<F>) -> Result<(), ConnError> {
+        self.tx.send(m).await.map_err(|_| ConnError::Protocol("writer ended"))
+    }
+
+    async fn reject(&self, reason: u8, bhs: &[u8; BHS_LEN]) -> Result<(), ConnError> {
+        self.send(Msg::Reject { reason, bhs: *bhs }).await
+    }
+
+    /// Checks and advances CmdSN. `false`: drop the PDU silently (RFC 7143 3.2.2.1).
+    fn accept_cmd_sn(&self, cmd_sn: u32, immediate: bool) -> bool {
+        if immediate {
+            return true;
+        }
+        let exp = self.state.exp_cmd_sn.load(Ordering::Acquire);
+        if cmd_sn != exp {
+            tracing::debug!(cmd_sn, exp, "CmdSN outside the window: ignored");
+            return false;
+        }
+        true
+    }
+
+    fn advance_cmd_sn(&self, counted: bool) {
+        if counted {
+            self.state.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
+        self.state.exp_cmd_sn.fetch_add(1, Ordering::AcqRel);
+    }
+
+    async fn run(&mut self) -> Result<(), ConnError>
+    {
+        loop {
+            let hdr = self.rd.read_header().await?;
+            self.state.rx_count.fetch_add(1, Ordering::Relaxed);
+            let len = hdr.common.data_len;
+            let max = self.params.target_max_recv_data_segment_length as usize;
+            if len > max {
+                // The length cannot be trusted: answer, then close (RFC 7143 7.2).
+                self.reject(reject_reason::PROTOCOL_ERROR, &hdr.bhs).await?;
+                return Err(ConnError::SegmentTooLong { len, max });
+            }
+            let req = match pdu::parse_request(&hdr.bhs, self.rd.ahs()) {
+                Ok(r) => r,
+                Err(pdu::PduError::UnknownOpcode(_)) => {
+                    self.rd.skip_data(len).await?;
+                    self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &hdr.bhs).await?;
+                    continue;
+                }
+                Err(_) => {
+                    self.rd.skip_data(len).await?;
+                    self.reject(reject_reason::INVALID_PDU_FIELD, &hdr.bhs).await?;
+                    continue;
+                }
+            };
+            match req {
+                Request::ScsiCommand(c) => self.scsi_command(c, &hdr.bhs, len).await?,
+                Request::DataOut(d) => self.data_out(d, &hdr.bhs, len).await?,
+                Request::NopOut(n) => self.nop_out(n, len).await?,
+                Request::Text(t) => self.text(t, &hdr.bhs, len).await?,
+                Request::TaskMgmt(t) => {
+                    self.rd.skip_data(len).await?;
+                    self.task_mgmt(t).await?;
+                }
+                Request::Logout(l) => {
+                    self.rd.skip_data(len).await?;
+                    if !l.immediate {
+                        if !self.accept_cmd_sn(l.cmd_sn, false) {
+                            continue;
+                        }
+                        self.advance_cmd_sn(false);
+                    }
+                    // Reason 2 (remove for recovery) needs ERL 2; one connection per session.
+                    let response = match l.reason {
+                        0 | 1 => 0,
+                        _ => 2,
+                    };
+                    self.send(Msg::Logout { itt: l.itt, response }).await?;
+                    return Ok(());
+                }
+                Request::Login(_) => {
+                    self.rd.skip_data(len).await?;
+                    self.reject(reject_reason::PROTOCOL_ERROR, &hdr.bhs).await?;
+                }
+                Request::Snack(_) => {
+                    // ErrorRecoveryLevel 0 has no SNACK.
+                    self.rd.skip_data(len).await?;
+                    self.reject(reject_reason::PROTOCOL_ERROR, &hdr.bhs).await?;
+                }
+            }
+        }
+    }
+
+    async fn scsi_command(&mut self, c: pdu::ScsiCommand, bhs: &[u8; BHS_LEN], len: usize) -> Result<(), ConnError>
+    {
+        if self.discovery {
+            self.rd.skip_data(len).await?;
+            return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;
+        }
+        if !self.accept_cmd_sn(c.cmd_sn, c.immediate) {
+            return self.rd.skip_data(len).await;
+        }
+        let counted = !c.immediate;
+        if self.pending.contains_key(&c.itt) {
+            self.rd.skip_data(len).await?;
+            return self.reject(reject_reason::TASK_IN_PROGRESS, bhs).await;
+        }
+        self.advance_cmd_sn(counted);
+        let meta = TaskMeta { itt: c.itt, lun: c.lun, counted };
+        let refuse = (c.read && c.write) || c.edtl > MAX_TRANSFER_BYTES || (len > 0 && !c.write);
+        if refuse || (c.write && len > c.edtl as usize) {
+            // Bidirectional commands, oversize transfers and stray data are refused here;
+            // the engine never sees them.
+            self.rd.skip_data(len).await?;
+            let mut sense = esos_scsi::SenseBytes::EMPTY;
+            sense.bytes[..18].copy_from_slice(&SENSE_INVALID_FIELD_IN_CDB);
+            sense.len = 18;
+            let resp = Response {
+                status: Status::CheckCondition,
+                sense,
+                data_in_len: 0,
+                residual: if c.edtl > 0 { Residual::Underflow(c.edtl) } else { Residual::None },
+            };
+            return self.send(Msg::Immediate(meta, resp)).await;
+        }
+        let attr = match c.attr {
+            2 => TaskAttr::Ordered,
+            3 => TaskAttr::HeadOfQueue,
+            4 => TaskAttr::Aca,
+            _ => TaskAttr::Simple,
+        };
+        let cmd = Command {
+            nexus: self.nexus.clone(),
+            lun: c.lun,
+            cdb: c.cdb,
+            cdb_len: c.cdb_len,
+            attr,
+            tag: c.itt,
+            expected_len: c.edtl,
+            data_out: c.write,
+        };
+        if !c.write || c.edtl == 0 {
+            let buf = self.state.take_buf(0);
+            return self.submit(meta, cmd, buf).await;
+        }
+        if len > 0 && !self.params.immediate_data {
+            self.rd.skip_data(len).await?;
+            return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;
+        }
+        let edtl = c.edtl;
+        let mut buf = self.state.take_buf(edtl as usize);
+        self.rd.read_data(&mut buf[..len]).await?;
+        let first_burst = self.params.first_burst_length.min(edtl);
+        let mut p = PendingWrite {
+            cmd,
+            buf,
+            counted,
+            edtl,
+            received: len as u32,
+            unsolicited_end: if self.params.initial_r2t { len as u32 } else { first_burst },
+            // With the F bit the initiator sends no unsolicited Data-Out (RFC 7143 11.3.1).
+            unsolicited_done: c.final_flag || self.params.initial_r2t,
+            next_data_sn: 0,
+            next_r2t_offset: 0,
+            r2t_sn: 0,
+            r2ts: Vec::new(),
+        };
+        if p.received >= edtl {
+            return self.submit(meta, p.cmd, p.buf).await;
+        }
+        p.next_r2t_offset = if p.unsolicited_done { p.received } else { p.unsolicited_end };
+        self.pending.insert(c.itt, p);
+        self.issue_r2ts(c.itt).await
+    }
+
+    /// Sends R2Ts for a pending write up to MaxOutstandingR2T.
+    async fn issue_r2ts(&mut self, itt: u32) -> Result<(), ConnError> {
+        let max_burst = self.params.max_burst_length;
+        let max_out = self.params.max_outstanding_r2t as usize;
+        let mut msgs = Vec::new();
+        if let Some(p) = self.pending.get_mut(&itt) {
+            if !p.unsolicited_done {
+                return Ok(());
+            }
+            while p.r2ts.len() < max_out && p.next_r2t_offset < p.edtl {
+                let offset = p.next_r2t_offset;
+                let len = max_burst.min(p.edtl - offset);
+                let ttt = self.next_ttt;
+                self.next_ttt = self.next_ttt.wrapping_add(1);
+                if self.next_ttt == pdu::RESERVED_TAG {
+                    self.next_ttt = 1;
+                }
+                p.r2ts.push((ttt, offset, len, 0));
+                msgs.push(Msg::R2t { lun: p.cmd.lun, itt, ttt, r2t_sn: p.r2t_sn, offset, len });
+                p.r2t_sn = p.r2t_sn.wrapping_add(1);
+                p.next_r2t_offset = offset + len;
+            }
+        }
+        for m in msgs {
+            self.send(m).await?;
+        }
+        Ok(())
+    }
+
+    async fn data_out(&mut self, d: pdu::DataOut, bhs: &[u8; BHS_LEN], len: usize) -> Result<(), ConnError>
+    {
+        let Some(p) = self.pending.get_mut(&d.itt) else {
+            // Data for a task that ended (aborted, or refused early): discard it.
+            tracing::debug!(itt = d.itt, "Data-Out for an unknown task: discarded");
+            return self.rd.skip_data(len).await;
+        };
+        let offset = d.buffer_offset;
+        let end = offset as u64 + len as u64;
+        let (start_ok, limit) = if d.ttt == pdu::RESERVED_TAG {
+            (!p.unsolicited_done && offset == p.received, p.unsolicited_end)
+        } else {
+            match p.r2ts.iter().find(|r| r.0 == d.ttt) {
+                Some(&(_, r_off, r_len, r_got)) => (offset == r_off + r_got, r_off + r_len),
+                None => (false, 0),
+            }
+        };
+        if !start_ok || end > limit as u64 || d.data_sn != p.next_data_sn {
+            self.rd.skip_data(len).await?;
+            tracing::warn!(itt = d.itt, offset, len, data_sn = d.data_sn, "Data-Out out of order or range");
+            self.reject(reject_reason::PROTOCOL_ERROR, bhs).await?;
+            return Err(ConnError::Protocol("Data-Out outside the expected range"));
+        }
+        let start = offset as usize;
+        self.rd.read_data(&mut p.buf[start..start + len]).await?;
+        p.received += len as u32;
+        p.next_data_sn = p.next_data_sn.wrapping_add(1);
+        if d.ttt == pdu::RESERVED_TAG {
+            if d.final_flag || p.received >= p.unsolicited_end {
+                p.unsolicited_done = true;
+                p.next_data_sn = 0;
+                p.next_r2t_offset = p.next_r2t_offset.max(p.received);
+            }
+        } else if let Some(i) = p.r2ts.iter().position(|r| r.0 == d.ttt) {
+            p.r2ts[i].3 += len as u32;
+            if p.r2ts[i].3 >= p.r2ts[i].2 {
+                p.r2ts.remove(i);
+                p.next_data_sn = 0;
+            }
+        }
+        if p.received >= p.edtl {
+            let p = self.pending.remove(&d.itt).expect("pending write present");
+            let meta = TaskMeta { itt: d.itt, lun: p.cmd.lun, counted: p.counted };
+            return self.submit(meta, p.cmd, p.buf).await;
+        }
+        self.issue_r2ts(d.itt).await
+    }
+
+    async fn submit(&mut self, meta: TaskMeta, cmd: Command, buf: IoBuf) -> Result<(), ConnError>
+    {
+        let fut = (self.make)(&self.luns, meta, cmd, buf);
+        self.send(Msg::Exec(meta, fut)).await
+    }
+
+    async fn nop_out(&mut self, n: pdu::NopOut, len: usize) -> Result<(), ConnError> {
+        let mut data = vec![0u8; len];
+        self.rd.read_data(&mut data).await?;
+        if n.itt == pdu::RESERVED_TAG {
+            // Answer to our NOP-In ping, or a bare CmdSN update: nothing to send.
+            return Ok(());
+        }
+        if !self.accept_cmd_sn(n.cmd_sn, n.immediate) {
+            return Ok(());
+        }
+        if !n.immediate {
+            self.advance_cmd_sn(false);
+        }
+        self.send(Msg::NopIn { itt: n.itt, lun: n.lun, data }).await
+    }
+
+    async fn text(&mut self, t: pdu::TextRequest, bhs: &[u8; BHS_LEN], len: usize) -> Result<(), ConnError> {
+        if self.text_in.len() + len > text::MAX_TEXT_REQUEST {
+            self.rd.skip_data(len).await?;
+            self.text_in.clear();
+            return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;
+        }
+        let start = self.text_in.len();
+        self.text_in.resize(start + len, 0);
+        self.rd.read_data(&mut self.text_in[start..]).await?;
+        if !self.accept_cmd_sn(t.cmd_sn, t.immediate) {
+            self.text_in.clear();
+            return Ok(());
+        }
+        if !t.immediate {
+            self.advance_cmd_sn(false);
+        }
+        let max_seg = self.params.initiator_max_recv_data_segment_length as usize;
+        // A continuation of our own long response.
+        if t.ttt != pdu::RESERVED_TAG {
+            let (data, done, ttt) = match self.text_out.as_mut() {
+                Some((ttt, out, off)) if *ttt == t.ttt => {
+                    let end = (*off + max_seg).min(out.len());
+                    let piece = out[*off..end].to_vec();
+                    *off = end;
+                    (piece, end >= out.len(), *ttt)
+                }
+                _ => {
+                    self.text_in.clear();
+                    return self.reject(reject_reason::INVALID_PDU_FIELD, bhs).await;
+                }
+            };
+            if done {
+                self.text_out = None;
+            }
+            self.text_in.clear();
+            let ttt = if done { pdu::RESERVED_TAG } else { ttt };
+            return self.send(Msg::Text { itt: t.itt, ttt, final_flag: done, cont: !done, data }).await;
+        }
+        if t.cont {
+            // More pieces of this request follow; acknowledge with an empty response.
+            return self
+                .send(Msg::Text { itt: t.itt, ttt: pdu::RESERVED_TAG, final_flag: false, cont: false, data: Vec::new() })
+                .await;
+        }
+        let asker = Asker {
+            initiator: &self.asker_initiator,
+            session_target: self.target_name.as_deref(),
+            local: self.local,
+        };
+        let out = text::respond(self.shared, &asker, &self.text_in);
+        self.text_in.clear();
+        if out.len() <= max_seg {
+            return self.send(Msg::Text { itt: t.itt, ttt: pdu::RESERVED_TAG, final_flag: true, cont: false, data: out }).await;
+        }
+        let ttt = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
+        let first = out[..max_seg].to_vec();
+        self.text_out = Some((ttt, out, max_seg));
+        self.send(Msg::Text { itt: t.itt, ttt, final_flag: false, cont: true, data: first }).await
+    }
+
+    async fn task_mgmt(&mut self, t: pdu::TaskMgmt) -> Result<(), ConnError> {
+        if !self.accept_cmd_sn(t.cmd_sn, t.immediate) {
+            return Ok(());
+        }
+        if !t.immediate {
+            self.advance_cmd_sn(false);
+        }
+        // Writes still gathering data are ended here; the writer handles the rest.
+        let mut found = false;
+        let affected: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(itt, p)| match t.function {
+                tmf::ABORT_TASK => **itt == t.rtt,
+                tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LOGICAL_UNIT_RESET => p.cmd.lun == t.lun,
+                tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => true,
+                _ => false,
+            })
+            .map(|(itt, _)| *itt)
+            .collect();
+        for itt in affected {
+            if let Some(p) = self.pending.remove(&itt) {
+                found = true;
+                self.state.finished(p.counted);
+                self.state.put_buf(p.buf);
+            }
+        }
+        self.send(Msg::Tmf { req: t, found_in_reader: found }).await
+    }
+}
+
+struct PendingTmf {
+    itt: u32,
+    response: u8,
+    /// Aborted tasks still running; the response waits for them (RFC 7143 4.2.3.3).
+    waiting: Vec<u32>,
+    after: AfterTmf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterTmf {
+    Nothing,
+    CloseTargetSessions,
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    wr: PduWriter,
+    state: Arc<ConnState>,
+    params: SessionParams,
+    stat_sn: u32,
+    luns: LunMap,
+    target_name: Option<String>,
+    /// ITT → (LUN, aborted).
+    inflight: HashMap<u32, (u64, bool)>,
+    pending_tmfs: Vec<PendingTmf>,
+    logout: Option<(u32, u8)>,
+    cancel: CancellationToken,
+}
+
+/// Reads the LUN number from a SAM-5 single-level LUN (peripheral or flat addressing).
+fn lun_number(raw: u64) -> Option<u64> {
+    let b = raw.to_be_bytes();
+    if b[2..].iter().any(|&x| x != 0) {
+        return None;
+    }
+    match b[0] >> 6 {
+        0 if b[0] == 0 => Some(b[1] as u64),
+        1 => Some(((b[0] as u64 & 0x3f) << 8) | b[1] as u64),
+        _ => None,
+    }
+}
+
+impl Writer {
+    fn next_stat_sn(&mut self) -> u32 {
+        let s = self.stat_sn;
+        self.stat_sn = self.stat_sn.wrapping_add(1);
+        s
+    }
+
+    async fn run<F>(mut self, mut rx: mpsc::Receiver<Msg<F>>)
+    where
+        F: Future<Output = Done> + Send + 'static,
+    {
+        let mut running: FuturesUnordered<F> = FuturesUnordered::new();
+        let nop_interval = Duration::from_millis(self.shared.config.limits.nop_in_interval_ms);
+        let nop_timeout = Duration::from_millis(self.shared.config.limits.nop_in_timeout_ms);
+        let mut ticker = tokio::time::interval(if nop_interval.is_zero() { Duration::from_secs(3600) } else { nop_interval });
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let mut last_rx = 0u64;
+        let mut ping_since: Option<Instant> = None;
+        let mut ping_ttt: u32 = 0;
+        let mut open = true;
+        let mut failed = false;
+        loop {
+            if !open && running.is_empty() {
+                break;
+            }
+            if self.logout.is_some() && running.is_empty() {
+                if !failed {
+                    let (itt, response) = self.logout.take().expect("logout present");
+                    let _ = self.send_logout(itt, response).await;
+                }
+                break;
+            }
+            tokio::select! {
+                biased;
+                Some(done) = running.next(), if !running.is_empty() => {
+                    failed |= self.complete(done, failed).await.is_err();
+                }
+                m = rx.recv(), if open => match m {
+                    Some(m) => failed |= self.handle(m, &mut running, failed).await.is_err(),
+                    None => open = false,
+                },
+                _ = ticker.tick(), if !nop_interval.is_zero() && open => {
+                    let rx_now = self.state.rx_count.load(Ordering::Relaxed);
+                    if rx_now != last_rx {
+                        last_rx = rx_now;
+                        ping_since = None;
+                    } else if let Some(t) = ping_since {
+                        if t.elapsed() >= nop_timeout {
+                            tracing::warn!("initiator did not answer NOP-In: closing connection");
+                            self.cancel.cancel();
+                            failed = true;
+                        }
+                    } else if !failed {
+                        ping_ttt = ping_ttt.wrapping_add(1) & 0x7fff_ffff;
+                        ping_since = Some(Instant::now());
+                        let mut h = [0u8; BHS_LEN];
+                        // A target ping does not advance StatSN (RFC 7143 11.19).
+                        pdu::encode_nop_in(&mut h, 0, pdu::RESERVED_TAG, ping_ttt, self.state.seq(self.stat_sn), 0);
+                        failed |= self.wr.send(&h, &[]).await.is_err();
+                    }
+                }
+            }
+            // Send everything else that is ready before one flush.
+            loop {
+                let mut progressed = false;
+                while let Some(Some(done)) = running.next().now_or_never() {
+                    failed |= self.complete(done, failed).await.is_err();
+                    progressed = true;
+                }
+                while open {
+                    match rx.try_recv() {
+                        Ok(m) => {
+                            failed |= self.handle(m, &mut running, failed).await.is_err();
+                            progressed = true;
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                }
+                if !progressed {
+                    break;
+                }
+            }
+            if !failed && self.wr.flush().await.is_err() {
+                failed = true;
+            }
+            if failed {
+                // The socket is gone: stop reading, let running commands finish unanswered.
+                self.cancel.cancel();
+                if !running.is_empty() && !open {
+                    let drain = async { while running.next().await.is_some() {} };
+                    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+                    break;
+                }
+            }
+        }
+        self.cancel.cancel();
+        self.wr.shutdown().await;
+    }
+
+    async fn handle<F>(&mut self, m: Msg<F>, running: &mut FuturesUnordered<F>, failed: bool) -> std::io::Result<()>
+    where
+        F: Future<Output = Done> + Send + 'static,
+    {
+        match m {
+            Msg::Exec(meta, fut) => {
+                self.inflight.insert(meta.itt, (meta.lun, false));
+                running.push(fut);
+                Ok(())
+            }
+            Msg::Immediate(meta, resp) => {
+                self.inflight.insert(meta.itt, (meta.lun, false));
+                self.complete(Done { meta, resp, buf: Vec::new() }, failed).await
+            }
+            _ if failed => Ok(()),
+            Msg::R2t { lun, itt, ttt, r2t_sn, offset, len } => {
+                let mut h = [0u8; BHS_LEN];
+                pdu::encode_r2t(&mut h, lun, itt, ttt, self.state.seq(self.stat_sn), r2t_sn, offset, len);
+                self.wr.send(&h, &[]).await
+            }
+            Msg::NopIn { itt, lun, data } => {
+                let mut h = [0u8; BHS_LEN];
+                let max = self.params.initiator_max_recv_data_segment_length as usize;
+                let data = &data[..data.len().min(max)];
+                let sn = self.next_stat_sn();
+                pdu::encode_nop_in(&mut h, lun, itt, pdu::RESERVED_TAG, self.state.seq(sn), data.len());
+                self.wr.send(&h, data).await
+            }
+            Msg::Text { itt, ttt, final_flag, cont, data } => {
+                let mut h = [0u8; BHS_LEN];
+                let sn = self.next_stat_sn();
+                pdu::encode_text_response(&mut h, final_flag, cont, 0, itt, ttt, self.state.seq(sn), data.len());
+                self.wr.send(&h, &data).await
+            }
+            Msg::Reject { reason, bhs } => {
+                let mut h = [0u8; BHS_LEN];
+                let sn = self.next_stat_sn();
+                pdu::encode_reject(&mut h, reason, self.state.seq(sn));
+                self.wr.send(&h, &bhs).await
+            }
+            Msg::Tmf { req, found_in_reader } => self.task_mgmt(req, found_in_reader).await,
+            Msg::Logout { itt, response } => {
+                self.logout = Some((itt, response));
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_logout(&mut self, itt: u32, response: u8) -> std::io::Result<()> {
+        let mut h = [0u8; BHS_LEN];
+        let sn = self.next_stat_sn();
+        let (t2w, t2r) = (self.params.default_time2wait as u16, self.params.default_time2retain as u16);
+        pdu::encode_logout_response(&mut h, itt, response, self.state.seq(sn), t2w, t2r);
+        self.wr.send(&h, &[]).await?;
+        self.wr.flush().await
+    }
+
+    /// Answers one finished command (or only accounts for it when aborted or failed).
+    async fn complete(&mut self, done: Done, failed: bool) -> std::io::Result<()> {
+        let Done { meta, resp, buf } = done;
+        self.state.finished(meta.counted);
+        let aborted = self.inflight.remove(&meta.itt).is_some_and(|(_, a)| a);
+        let result = if aborted || failed { Ok(()) } else { self.send_response(meta, &resp, &buf).await };
+        self.state.put_buf(buf);
+        if aborted {
+            self.task_finished(meta.itt).await?;
+        }
+        result
+    }
+
+    async fn send_response(&mut self, meta: TaskMeta, resp: &Response, buf: &[u8]) -> std::io::Result<()> {
+        let data = &buf[..(resp.data_in_len as usize).min(buf.len())];
+        let status = resp.status as u8;
+        let collapse = resp.sense.len == 0 && matches!(resp.status, Status::Good | Status::ConditionMet);
+        let max_seg = self.params.initiator_max_recv_data_segment_length as usize;
+        let max_burst = self.params.max_burst_length as usize;
+        let mut data_sn = 0u32;
+        let mut offset = 0usize;
+        let mut h = [0u8; BHS_LEN];
+        while offset < data.len() {
+            // PDUs never cross a burst boundary; F ends each burst (RFC 7143 11.7.1).
+            let burst_end = (offset / max_burst + 1) * max_burst;
+            let end = (offset + max_seg).min(data.len()).min(burst_end);
+            let last = end == data.len();
+            let final_flag = last || end == burst_end;
+            let st = if last && collapse {
+                Some((status, resp.residual))
+            } else {
+                None
+            };
+            let sn = if st.is_some() { self.next_stat_sn() } else { self.stat_sn };
+            let seq = self.state.seq(sn);
+            pdu::encode_data_in(&mut h, final_flag, st, meta.lun, meta.itt, seq, data_sn, offset as u32, end - offset);
+            self.wr.send(&h, &data[offset..end]).await?;
+            data_sn = data_sn.wrapping_add(1);
+            offset = end;
+        }
+        if !data.is_empty() && collapse {
+            return Ok(());
+        }
+        let sense = resp.sense.as_slice();
+        let mut seg = [0u8; 2 + esos_scsi::MAX_SENSE_LEN];
+        let seg_len = if sense.is_empty() { 0 } else { 2 + sense.len() };
+        seg[..2].copy_from_slice(&(sense.len() as u16).to_be_bytes());
+        seg[2..2 + sense.len()].copy_from_slice(sense);
+        let sn = self.next_stat_sn();
+        pdu::encode_scsi_response(&mut h, meta.itt, status, resp.residual, self.state.seq(sn), data_sn, seg_len);
+        self.wr.send(&h, &seg[..seg_len]).await
+    }
+
+    /// An aborted task ended: TMF responses waiting only on it can go out now.
+    async fn task_finished(&mut self, itt: u32) -> std::io::Result<()> {
+        for t in &mut self.pending_tmfs {
+            t.waiting.retain(|&w| w != itt);
+        }
+        let ready: Vec<PendingTmf> = {
+            let (ready, rest) = std::mem::take(&mut self.pending_tmfs).into_iter().partition(|t| t.waiting.is_empty());
+            self.pending_tmfs = rest;
+            ready
+        };
+        for t in ready {
+            self.send_tmf_response(t.itt, t.response, t.after).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_tmf_response(&mut self, itt: u32, response: u8, after: AfterTmf) -> std::io::Result<()> {
+        let mut h = [0u8; BHS_LEN];
+        let sn = self.next_stat_sn();
+        pdu::encode_task_mgmt_response(&mut h, itt, response, self.state.seq(sn));
+        self.wr.send(&h, &[]).await?;
+        if after == AfterTmf::CloseTargetSessions {
+            self.wr.flush().await?;
+            if let Some(t) = &self.target_name {
+                // TARGET COLD RESET ends every session of the target (RFC 7143 11.5.1).
+                self.shared.registry.cancel_target(t);
+            }
+        }
+        Ok(())
+    }
+
+    fn lu(&self, raw_lun: u64) -> Option<Arc<esos_scsi::LogicalUnit>> {
+        let n = lun_number(raw_lun)?;
+        self.luns.luns().find(|(l, _)| *l == n).map(|(_, lu)| lu.clone())
+    }
+
+    /// Marks matching tasks aborted and returns their tags.
+    fn abort_where(&mut self, pred: impl Fn(u32, u64) -> bool) -> Vec<u32> {
+        let mut tags = Vec::new();
+        for (itt, (lun, aborted)) in self.inflight.iter_mut() {
+            if !*aborted && pred(*itt, *lun) {
+                *aborted = true;
+                tags.push(*itt);
+            }
+        }
+        tags
+    }
+
+    async fn task_mgmt(&mut self, t: pdu::TaskMgmt, found_in_reader: bool) -> std::io::Result<()> {
+        let mut after = AfterTmf::Nothing;
+        let (response, waiting) = match t.function {
+            tmf::ABORT_TASK => {
+                let w = self.abort_where(|itt, _| itt == t.rtt);
+                if !w.is_empty() || found_in_reader {
+                    (tmf::COMPLETE, w)
+                } else if sn_lt(t.ref_cmd_sn, self.state.exp_cmd_sn.load(Ordering::Acquire)) {
+                    // Already answered: nothing left to abort (RFC 7143 11.5.1).
+                    (tmf::COMPLETE, w)
+                } else {
+                    (tmf::NO_TASK, w)
+                }
+            }
+            tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LOGICAL_UNIT_RESET => match self.lu(t.lun) {
+                None => (tmf::NO_LUN, Vec::new()),
+                Some(lu) => {
+                    let w = self.abort_where(|_, lun| lun == t.lun);
+                    if t.function == tmf::LOGICAL_UNIT_RESET {
+                        lu.reset(ResetKind::LogicalUnit);
+                    }
+                    (tmf::COMPLETE, w)
+                }
+            },
+            tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => {
+                let w = self.abort_where(|_, _| true);
+                let kind = if t.function == tmf::TARGET_COLD_RESET {
+                    after = AfterTmf::CloseTargetSessions;
+                    ResetKind::TargetCold
+                } else {
+                    ResetKind::TargetWarm
+                };
+                for (_, lu) in self.luns.luns() {
+                    lu.reset(kind);
+                }
+                (tmf::COMPLETE, w)
+            }
+            tmf::TASK_REASSIGN => (tmf::REASSIGN_UNSUPPORTED, Vec::new()),
+            tmf::CLEAR_ACA => (tmf::NOT_SUPPORTED, Vec::new()),
+            _ => (tmf::NOT_SUPPORTED, Vec::new()),
+        };
+        if waiting.is_empty() {
+            self.send_tmf_response(t.itt, response, after).await
+        } else {
+            self.pending_tmfs.push(PendingTmf { itt: t.itt, response, waiting, after });
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_number_arithmetic() {
+        assert!(sn_lt(1, 2));
+        assert!(!sn_lt(2, 1));
+        assert!(sn_lt(u32::MAX, 0));
+        assert!(!sn_lt(5, 5));
+    }
+
+    #[test]
+    fn lun_numbers() {
+        assert_eq!(lun_number(0), Some(0));
+        assert_eq!(lun_number(0x0005_0000_0000_0000), Some(5));
+        assert_eq!(lun_number(0x4123_0000_0000_0000), Some(0x123));
+        assert_eq!(lun_number(0x0001_0001_0000_0000), None);
+        assert_eq!(lun_number(0x8000_0000_0000_0000), None);
+    }
+}

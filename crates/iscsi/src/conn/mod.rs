@@ -1,0 +1,208 @@
+//! One TCP connection: framing, the login phase, then the full feature phase.
+
+mod ffp;
+mod login;
+mod text;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tracing::Instrument;
+
+use crate::digest;
+use crate::pdu::{self, BHS_LEN, BhsCommon};
+use crate::server::{PortalConfig, Shared};
+
+/// Socket read buffer: several small PDUs per read system call.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Socket write buffer: responses that are ready together leave in one write.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    #[error("connection closed by the initiator")]
+    Closed,
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("header digest mismatch")]
+    HeaderDigest,
+    #[error("data digest mismatch")]
+    DataDigest,
+    #[error("data segment of {len} bytes exceeds the limit of {max}")]
+    SegmentTooLong { len: usize, max: usize },
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("login timed out")]
+    LoginTimeout,
+}
+
+/// A decoded header with its raw bytes (for Reject) and AHS.
+pub(crate) struct Header {
+    pub bhs: [u8; BHS_LEN],
+    pub common: BhsCommon,
+}
+
+/// Reads PDUs: BHS, AHS, header digest, then the data segment on request.
+pub(crate) struct PduReader {
+    rd: BufReader<OwnedReadHalf>,
+    pub header_digest: bool,
+    pub data_digest: bool,
+    ahs: Vec<u8>,
+}
+
+impl PduReader {
+    fn new(rd: OwnedReadHalf) -> PduReader {
+        PduReader {
+            rd: BufReader::with_capacity(READ_BUFFER_BYTES, rd),
+            header_digest: false,
+            data_digest: false,
+            ahs: Vec::new(),
+        }
+    }
+
+    pub(crate) fn ahs(&self) -> &[u8] {
+        &self.ahs
+    }
+
+    async fn read_exact(&mut self, dst: &mut [u8]) -> Result<(), ConnError> {
+        match self.rd.read_exact(dst).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ConnError::Closed),
+            Err(e) => Err(ConnError::Io(e)),
+        }
+    }
+
+    /// Reads the next header. The caller then reads or skips exactly `common.data_len` bytes.
+    pub(crate) async fn read_header(&mut self) -> Result<Header, ConnError> {
+        let mut bhs = [0u8; BHS_LEN];
+        self.read_exact(&mut bhs).await?;
+        let common = pdu::common(&bhs);
+        self.ahs.clear();
+        if common.ahs_len > 0 {
+            self.ahs.resize(common.ahs_len, 0);
+            let mut ahs = std::mem::take(&mut self.ahs);
+            let r = self.read_exact(&mut ahs).await;
+            self.ahs = ahs;
+            r?;
+        }
+        if self.header_digest {
+            let mut d = [0u8; 4];
+            self.read_exact(&mut d).await?;
+            if digest::from_wire(d) != digest::header(&bhs, &self.ahs) {
+                return Err(ConnError::HeaderDigest);
+            }
+        }
+        Ok(Header { bhs, common })
+    }
+
+    /// Reads a data segment of `dst.len()` bytes, its padding and its digest.
+    pub(crate) async fn read_data(&mut self, dst: &mut [u8]) -> Result<(), ConnError> {
+        self.read_exact(dst).await?;
+        let pad = pdu::pad_len(dst.len());
+        let mut tail = [0u8; 7];
+        let tail_len = pad + if self.data_digest && !dst.is_empty() { 4 } else { 0 };
+        self.read_exact(&mut tail[..tail_len]).await?;
+        if self.data_digest && !dst.is_empty() {
+            let mut d = [0u8; 4];
+            d.copy_from_slice(&tail[pad..pad + 4]);
+            let want = crc32c::crc32c_append(crc32c::crc32c(dst), &tail[..pad]);
+            if digest::from_wire(d) != want {
+                return Err(ConnError::DataDigest);
+            }
+        }
+        Ok(())
+    }
+
+    /// Discards a data segment of `len` bytes (and its padding and digest).
+    pub(crate) async fn skip_data(&mut self, len: usize) -> Result<(), ConnError> {
+        let mut total = len + pdu::pad_len(len);
+        if self.data_digest && len > 0 {
+            total += 4;
+        }
+        let mut scratch = [0u8; 4096];
+        while total > 0 {
+            let n = total.min(scratch.len());
+            self.read_exact(&mut scratch[..n]).await?;
+            total -= n;
+        }
+        Ok(())
+    }
+}
+
+/// Writes PDUs through a buffer; the caller flushes when nothing else is ready.
+pub(crate) struct PduWriter {
+    w: BufWriter<OwnedWriteHalf>,
+    pub header_digest: bool,
+    pub data_digest: bool,
+}
+
+impl PduWriter {
+    fn new(w: OwnedWriteHalf) -> PduWriter {
+        PduWriter {
+            w: BufWriter::with_capacity(WRITE_BUFFER_BYTES, w),
+            header_digest: false,
+            data_digest: false,
+        }
+    }
+
+    /// Queues one PDU: header, header digest, data, padding, data digest.
+    pub(crate) async fn send(&mut self, bhs: &[u8; BHS_LEN], data: &[u8]) -> std::io::Result<()> {
+        debug_assert_eq!(pdu::common(bhs).data_len, data.len());
+        self.w.write_all(bhs).await?;
+        if self.header_digest {
+            self.w.write_all(&digest::to_wire(digest::header(bhs, &[]))).await?;
+        }
+        if !data.is_empty() {
+            self.w.write_all(data).await?;
+            let pad = pdu::pad_len(data.len());
+            self.w.write_all(&[0u8; 3][..pad]).await?;
+            if self.data_digest {
+                self.w.write_all(&digest::to_wire(digest::data(data))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush().await
+    }
+
+    pub(crate) async fn shutdown(&mut self) {
+        let _ = self.w.shutdown().await;
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, portal: PortalConfig) {
+    let local = stream.local_addr().unwrap_or(portal.addr);
+    let span = tracing::info_span!("conn", %peer, portal = %portal.addr);
+    async move {
+        let (rd, wr) = stream.into_split();
+        let mut rd = PduReader::new(rd);
+        let mut wr = PduWriter::new(wr);
+        let timeout = std::time::Duration::from_millis(shared.config.limits.login_timeout_ms);
+        let logged_in = match tokio::time::timeout(
+            timeout,
+            login::login_phase(&shared, &mut rd, &mut wr, &portal),
+        )
+        .await
+        {
+            Ok(Ok(Some(s))) => s,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "login ended");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(error = %ConnError::LoginTimeout, "closing connection");
+                return;
+            }
+        };
+        ffp::run(shared, logged_in, rd, wr, portal, local).await;
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,68 @@
+//! Text requests in full feature phase: SendTargets (RFC 7143 Appendix C) and key replies.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::server::Shared;
+
+/// Largest text request (all Continue pieces together) we accept.
+pub(crate) const MAX_TEXT_REQUEST: usize = 64 * 1024;
+
+fn push_pair(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(value.as_bytes());
+    out.push(0);
+}
+
+fn format_address(addr: SocketAddr, local: SocketAddr, tag: u16) -> String {
+    // A wildcard portal is reported with the address this connection reached.
+    let ip = if addr.ip().is_unspecified() { local.ip() } else { addr.ip() };
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{},{tag}", addr.port()),
+        IpAddr::V6(v6) => format!("[{v6}]:{},{tag}", addr.port()),
+    }
+}
+
+/// Who asks: the initiator, and for normal sessions the target it is logged in to.
+pub(crate) struct Asker<'a> {
+    pub initiator: &'a str,
+    pub session_target: Option<&'a str>,
+    pub local: SocketAddr,
+}
+
+/// Builds the response to one complete text request. Unknown keys are answered
+/// NotUnderstood; nothing is renegotiated in full feature phase.
+pub(crate) fn respond(shared: &Shared, asker: &Asker<'_>, request: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for pair in request.split(|&b| b == 0).filter(|p| !p.is_empty()) {
+        let text = String::from_utf8_lossy(pair);
+        let (key, value) = text.split_once('=').unwrap_or((&text, ""));
+        if key == "SendTargets" {
+            send_targets(shared, asker, value, &mut out);
+        } else if key.len() <= 63 {
+            push_pair(&mut out, key, "NotUnderstood");
+        }
+    }
+    out
+}
+
+fn send_targets(shared: &Shared, asker: &Asker<'_>, value: &str, out: &mut Vec<u8>) {
+    for t in &shared.config.targets {
+        let wanted = match (value, asker.session_target) {
+            ("All", None) => true,
+            ("All", Some(_)) => true,
+            ("", Some(own)) => t.name.eq_ignore_ascii_case(own),
+            (name, _) => t.name.eq_ignore_ascii_case(name),
+        };
+        // Discovery shows only what this initiator may log in to (RFC 7143 Appendix C).
+        if !wanted || !t.enabled || shared.lun_map(t, asker.initiator).is_none() {
+            continue;
+        }
+        push_pair(out, "TargetName", &t.name);
+        for p in &shared.config.portals {
+            if shared.target_on_portal(t, p) {
+                push_pair(out, "TargetAddress", &format_address(p.addr, asker.local, p.group_tag));
+            }
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! CDB decoding: pure functions from bytes to typed commands (SPC-4, SBC-3).
+//!
+//! Decoding rejects every field we do not implement with the exact byte/bit, so the
+//! caller can answer INVALID FIELD IN CDB with a sense-key specific field pointer.
+
+use crate::sense::{Asc, Sense};
+
+/// Operation codes the engine knows.
+pub mod op {
+    pub const TEST_UNIT_READY: u8 = 0x00;
+    pub const REQUEST_SENSE: u8 = 0x03;
+    pub const READ_6: u8 = 0x08;
+    pub const WRITE_6: u8 = 0x0A;
+    pub const INQUIRY: u8 = 0x12;
+    pub const MODE_SELECT_6: u8 = 0x15;
+    pub const MODE_SENSE_6: u8 = 0x1A;
+    pub const START_STOP_UNIT: u8 = 0x1B;
+    pub const READ_CAPACITY_10: u8 = 0x25;
+    pub const READ_10: u8 = 0x28;
+    pub const WRITE_10: u8 = 0x2A;
+    pub const WRITE_AND_VERIFY_10: u8 = 0x2E;
+    pub const VERIFY_10: u8 = 0x2F;
+    pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const MODE_SELECT_10: u8 = 0x55;
+    pub const MODE_SENSE_10: u8 = 0x5A;
+    pub const READ_16: u8 = 0x88;
+    pub const WRITE_16: u8 = 0x8A;
+    pub const WRITE_AND_VERIFY_16: u8 = 0x8E;
+    pub const VERIFY_16: u8 = 0x8F;
+    pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
+    pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
+    pub const REPORT_LUNS: u8 = 0xA0;
+    pub const READ_12: u8 = 0xA8;
+    pub const WRITE_12: u8 = 0xAA;
+    pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
+    pub const VERIFY_12: u8 = 0xAF;
+
+    /// SERVICE ACTION IN(16) service action of READ CAPACITY(16).
+    pub const SA_READ_CAPACITY_16: u8 = 0x10;
+}
+
+/// A block range command's common fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRange {
+    pub lba: u64,
+    /// Blocks to transfer; READ(6)/WRITE(6) length 0 is already turned into 256.
+    pub blocks: u32,
+    pub fua: bool,
+    pub dpo: bool,
+    /// CDB byte of the TRANSFER LENGTH field, for the field pointer when it is too large.
+    pub len_byte: u16,
+}
+
+/// Mode page control (SPC-4 6.11.1, table 166).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageControl {
+    Current,
+    Changeable,
+    Default,
+    Saved,
+}
+
+/// A decoded CDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cdb {
+    TestUnitReady,
+    RequestSense { desc: bool, alloc_len: u32 },
+    Inquiry { evpd: bool, page: u8, alloc_len: u32 },
+    ReportLuns { select: u8, alloc_len: u32 },
+    ReadCapacity10,
+    ReadCapacity16 { alloc_len: u32 },
+    Read(BlockRange),
+    Write(BlockRange),
+    /// WRITE AND VERIFY: the verification of data just written is a durable write.
+    WriteVerify(BlockRange),
+    /// VERIFY with BYTCHK 0 (range check) or 1 (compare the data-out buffer).
+    Verify { range: BlockRange, bytchk: bool },
+    SyncCache { lba: u64, blocks: u32, immed: bool },
+    ModeSense { ten: bool, dbd: bool, llbaa: bool, pc: PageControl, page: u8, subpage: u8, alloc_len: u32 },
+    ModeSelect { ten: bool, pf: bool, sp: bool, param_len: u32 },
+    StartStopUnit { immed: bool, power_condition: u8, loej: bool, start: bool },
+}
+
+/// CDB length for an operation code's group (SPC-4 4.3.2), `None` for variable/vendor groups.
+pub fn group_len(opcode: u8) -> Option<usize> {
+    match opcode >> 5 {
+        0 => Some(6),
+        1 | 2 => Some(10),
+        4 => Some(16),
+        5 => Some(12),
+        _ => None,
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> u32 {
+    u32::from(u16::from_be_bytes([b[at], b[at + 1]]))
+}
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn be64(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(v)
+}
+
+fn invalid_opcode() -> Sense {
+    Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE)
+}
+
+/// Fails with a field pointer at the first set bit of `byte` that `allowed` does not cover.
+fn reserved(cdb: &[u8], byte: usize, allowed: u8) -> Result<(), Sense> {
+    let bad = cdb[byte] & !allowed;
+    if bad == 0 {
+        Ok(())
+    } else {
+        Err(Sense::invalid_cdb_field(byte as u16, Some(7 - bad.leading_zeros() as u8)))
+    }
+}
+
+/// SAM-5 5.2 control byte: NACA needs NormACA (we report 0); LINK is obsolete.
+fn control(cdb: &[u8], byte: usize) -> Result<(), Sense> {
+    reserved(cdb, byte, 0xC0)
+}
+
+/// Decodes `cdb` (exactly the bytes that arrived). Unknown opcodes give
+/// INVALID COMMAND OPERATION CODE, bad fields INVALID FIELD IN CDB with a field pointer.
+pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
+    let Some(&opcode) = cdb.first() else {
+        return Err(invalid_opcode());
+    };
+    let Some(len) = group_len(opcode) else {
+        return Err(invalid_opcode());
+    };
+    if cdb.len() < len {
+        return Err(invalid_opcode());
+    }
+    let c = &cdb[..len];
+    control(c, len - 1)?;
+    match opcode {
+        op::TEST_UNIT_READY => Ok(Cdb::TestUnitReady),
+        op::REQUEST_SENSE => {
+            reserved(c, 1, 0x01)?;
+            Ok(Cdb::RequestSense { desc: c[1] & 1 != 0, alloc_len: u32::from(c[4]) })
+        }
+        op::INQUIRY => decode_inquiry(c),
+        op::REPORT_LUNS => Ok(Cdb::ReportLuns { select: c[2], alloc_len: be32(c, 6) }),
+        op::READ_CAPACITY_10 => {
+            // SBC-3 5.15: PMI is obsolete; with PMI 0 the LBA field must be 0.
+            if c[8] & 1 == 0 && be32(c, 2) != 0 {
+                return Err(Sense::invalid_cdb_field(2, None));
+            }
+            Ok(Cdb::ReadCapacity10)
+        }
+        op::SERVICE_ACTION_IN_16 => match c[1] & 0x1F {
+            op::SA_READ_CAPACITY_16 => Ok(Cdb::ReadCapacity16 { alloc_len: be32(c, 10) }),
+            _ => Err(Sense::invalid_cdb_field(1, Some(4))),
+        },
+        op::READ_6 | op::WRITE_6 => {
+            reserved(c, 1, 0x1F)?;
+            let lba = u64::from(be32(c, 0) & 0x001F_FFFF);
+            // SBC-3 5.9: a TRANSFER LENGTH of 0 in the 6-byte CDBs means 256 blocks.
+            let blocks = if c[4] == 0 { 256 } else { u32::from(c[4]) };
+            let r = BlockRange { lba, blocks, fua: false, dpo: false, len_byte: 4 };
+            Ok(if opcode == op::READ_6 { Cdb::Read(r) } else { Cdb::Write(r) })
+        }
+        op::READ_10 | op::READ_12 | op::READ_16 => {
+            // RDPROTECT (no protection information), DPO, FUA, RARC; FUA_NV obsolete.
+            reserved(c, 1, 0xFE)?;
+            protect(c)?;
+            Ok(Cdb::Read(range(c)))
+        }
+        op::WRITE_10 | op::WRITE_12 | op::WRITE_16 => {
+            reserved(c, 1, 0xFA)?;
+            protect(c)?;
+            Ok(Cdb::Write(range(c)))
+        }
+        op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_12 | op::WRITE_AND_VERIFY_16 => {
+            // SBC-3 5.36: WRPROTECT, DPO, BYTCHK (bit 1). No FUA bit: always durable.
+            reserved(c, 1, 0xF2)?;
+            protect(c)?;
+            Ok(Cdb::WriteVerify(range(c)))
+        }
+        op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16 => {
+            // SBC-3 5.33: VRPROTECT, DPO, BYTCHK (bit 1).
+            reserved(c, 1, 0xF2)?;
+            protect(c)?;
+            let mut r = range(c);
+            r.fua = false;
+            Ok(Cdb::Verify { range: r, bytchk: c[1] & 0x02 != 0 })
+        }
+        op::SYNCHRONIZE_CACHE_10 => {
+            // IMMED; SYNC_NV (bit 2) is obsolete and accepted.
+            reserved(c, 1, 0x06)?;
+            Ok(Cdb::SyncCache { lba: u64::from(be32(c, 2)), blocks: be16(c, 7), immed: c[1] & 2 != 0 })
+        }
+        op::SYNCHRONIZE_CACHE_16 => {
+            reserved(c, 1, 0x06)?;
+            Ok(Cdb::SyncCache { lba: be64(c, 2), blocks: be32(c, 10), immed: c[1] & 2 != 0 })
+        }
+        op::MODE_SENSE_6 | op::MODE_SENSE_10 => decode_mode_sense(c),
+        op::MODE_SELECT_6 => {
+            reserved(c, 1, 0x11)?;
+            Ok(Cdb::ModeSelect { ten: false, pf: c[1] & 0x10 != 0, sp: c[1] & 1 != 0, param_len: u32::from(c[4]) })
+        }
+        op::MODE_SELECT_10 => {
+            reserved(c, 1, 0x11)?;
+            Ok(Cdb::ModeSelect { ten: true, pf: c[1] & 0x10 != 0, sp: c[1] & 1 != 0, param_len: be16(c, 7) })
+        }
+        op::START_STOP_UNIT => {
+            reserved(c, 1, 0x01)?;
+            reserved(c, 3, 0x0F)?;
+            reserved(c, 4, 0xF7)?;
+            Ok(Cdb::StartStopUnit {
+                immed: c[1] & 1 != 0,
+                power_condition: c[4] >> 4,
+                loej: c[4] & 2 != 0,
+                start: c[4] & 1 != 0,
+            })
+        }
+        _ => Err(invalid_opcode()),
+    }
+}
+
+/// SBC-3 4.22: RDPROTECT/WRPROTECT/VRPROTECT other than 0 need protection information,
+/// which we do not format.
+fn protect(c: &[u8]) -> Result<(), Sense> {
+    if c[1] & 0xE0 != 0 {
+        return Err(Sense::invalid_cdb_field(1, Some(7)));
+    }
+    Ok(())
+}
+
+/// LBA and TRANSFER LENGTH of the 10/12/16-byte block commands, which share their layout.
+fn range(c: &[u8]) -> BlockRange {
+    let (lba, blocks, len_byte) = match c.len() {
+        10 => (u64::from(be32(c, 2)), be16(c, 7), 7),
+        12 => (u64::from(be32(c, 2)), be32(c, 6), 6),
+        _ => (be64(c, 2), be32(c, 10), 10),
+    };
+    BlockRange { lba, blocks, fua: c[1] & 0x08 != 0, dpo: c[1] & 0x10 != 0, len_byte }
+}
+
+fn decode_inquiry(c: &[u8]) -> Result<Cdb, Sense> {
+    // CmdDt (bit 1) is obsolete: SPC-4 6.6.1 says reject it.
+    reserved(c, 1, 0x01)?;
+    let evpd = c[1] & 1 != 0;
+    if !evpd && c[2] != 0 {
+        return Err(Sense::invalid_cdb_field(2, None));
+    }
+    Ok(Cdb::Inquiry { evpd, page: c[2], alloc_len: be16(c, 3) })
+}
+
+fn decode_mode_sense(c: &[u8]) -> Result<Cdb, Sense> {
+    let ten = c.len() == 10;
+    reserved(c, 1, if ten { 0x18 } else { 0x08 })?;
+    let pc = match c[2] >> 6 {
+        0 => PageControl::Current,
+        1 => PageControl::Changeable,
+        2 => PageControl::Default,
+        _ => PageControl::Saved,
+    };
+    Ok(Cdb::ModeSense {
+        ten,
+        dbd: c[1] & 0x08 != 0,
+        llbaa: ten && c[1] & 0x10 != 0,
+        pc,
+        page: c[2] & 0x3F,
+        subpage: c[3],
+        alloc_len: if ten { be16(c, 7) } else { u32::from(c[4]) },
+    })
+}
+
+/// Encoders for the read/write CDBs, used by round-trip tests and by in-crate tests that
+/// drive the engine with real CDB bytes.
+#[cfg(test)]
+pub mod encode {
+    use super::op;
+
+    /// Builds READ/WRITE CDB bytes of `len` (6, 10, 12 or 16).
+    pub fn rw(write: bool, len: usize, lba: u64, blocks: u32, fua: bool, dpo: bool) -> Vec<u8> {
+        let mut c = vec![0u8; len];
+        let flags = (if fua { 0x08 } else { 0 }) | (if dpo { 0x10 } else { 0 });
+        match len {
+            6 => {
+                c[0] = if write { op::WRITE_6 } else { op::READ_6 };
+                c[1] = ((lba >> 16) & 0x1F) as u8;
+                c[2] = (lba >> 8) as u8;
+                c[3] = lba as u8;
+                c[4] = if blocks == 256 { 0 } else { blocks as u8 };
+            }
+            10 => {
+                c[0] = if write { op::WRITE_10 } else { op::READ_10 };
+                c[1] = flags;
+                c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
+                c[7..9].copy_from_slice(&(blocks as u16).to_be_bytes());
+            }
+            12 => {
+                c[0] = if write { op::WRITE_12 } else { op::READ_12 };
+                c[1] = flags;
+                c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
+                c[6..10].copy_from_slice(&blocks.to_be_bytes());
+            }
+            _ => {
+                c[0] = if write { op::WRITE_16 } else { op::READ_16 };
+                c[1] = flags;
+                c[2..10].copy_from_slice(&lba.to_be_bytes());
+                c[10..14].copy_from_slice(&blocks.to_be_bytes());
+            }
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sense::{FieldPointer, SenseKey};
+    use proptest::prelude::*;
+
+    fn rw_case() -> impl Strategy<Value = (bool, usize, u64, u32, bool, bool)> {
+        (any::<bool>(), prop_oneof![Just(6usize), Just(10), Just(12), Just(16)]).prop_flat_map(|(w, len)| {
+            let (lba, blocks): (BoxedStrategy<u64>, BoxedStrategy<u32>) = match len {
+                6 => ((0u64..1 << 21).boxed(), (1u32..=256).boxed()),
+                10 => ((0u64..1 << 32).boxed(), (0u32..1 << 16).boxed()),
+                12 => ((0u64..1 << 32).boxed(), any::<u32>().boxed()),
+                _ => (any::<u64>().boxed(), any::<u32>().boxed()),
+            };
+            let flags = if len == 6 { (Just(false), Just(false)).boxed() } else { (any::<bool>(), any::<bool>()).boxed() };
+            (Just(w), Just(len), lba, blocks, flags).prop_map(|(w, len, lba, blocks, (fua, dpo))| (w, len, lba, blocks, fua, dpo))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn rw_round_trip((write, len, lba, blocks, fua, dpo) in rw_case()) {
+            let bytes = encode::rw(write, len, lba, blocks, fua, dpo);
+            let got = decode(&bytes).unwrap();
+            let r = match (got, write) {
+                (Cdb::Read(r), false) | (Cdb::Write(r), true) => r,
+                other => panic!("wrong command {other:?}"),
+            };
+            prop_assert_eq!((r.lba, r.blocks, r.fua, r.dpo), (lba, blocks, fua, dpo));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn read6_zero_length_is_256_blocks() {
+        let c = [op::READ_6, 0, 0, 5, 0, 0];
+        assert_eq!(decode(&c).unwrap(), Cdb::Read(BlockRange { lba: 5, blocks: 256, fua: false, dpo: false, len_byte: 4 }));
+    }
+
+    #[test]
+    fn unknown_and_short_cdbs_are_invalid_opcode() {
+        for c in [&[0x42u8, 0, 0, 0, 0, 0, 0, 0, 0, 0][..], &[op::READ_10, 0, 0][..], &[][..], &[0x7F; 32][..]] {
+            let e = decode(c).unwrap_err();
+            assert_eq!((e.key, e.asc), (SenseKey::IllegalRequest, Asc::INVALID_COMMAND_OPERATION_CODE));
+        }
+    }
+
+    #[test]
+    fn protect_field_points_at_byte_1_bit_7() {
+        let mut c = encode::rw(true, 10, 0, 1, false, false);
+        c[1] |= 0x20;
+        let e = decode(&c).unwrap_err();
+        assert_eq!(e.field, Some(FieldPointer::cdb(1, Some(7))));
+    }
+
+    #[test]
+    fn naca_and_link_are_rejected() {
+        let mut c = [op::TEST_UNIT_READY, 0, 0, 0, 0, 0x04];
+        assert_eq!(decode(&c).unwrap_err().field, Some(FieldPointer::cdb(5, Some(2))));
+        c[5] = 0x01;
+        assert_eq!(decode(&c).unwrap_err().field, Some(FieldPointer::cdb(5, Some(0))));
+    }
+
+    #[test]
+    fn inquiry_page_without_evpd_is_invalid() {
+        let c = [op::INQUIRY, 0, 0x80, 0, 255, 0];
+        assert_eq!(decode(&c).unwrap_err().field, Some(FieldPointer::cdb(2, None)));
+        let c = [op::INQUIRY, 1, 0x80, 1, 0, 0];
+        assert_eq!(decode(&c).unwrap(), Cdb::Inquiry { evpd: true, page: 0x80, alloc_len: 256 });
+    }
+
+    #[test]
+    fn verify_bytchk_and_sync_cache_immed() {
+        let c = [op::VERIFY_10, 0x02, 0, 0, 0, 9, 0, 0, 3, 0];
+        let Cdb::Verify { range, bytchk } = decode(&c).unwrap() else { panic!() };
+        assert!(bytchk);
+        assert_eq!((range.lba, range.blocks), (9, 3));
+        let c = [op::SYNCHRONIZE_CACHE_16, 0x02, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 8, 0, 0];
+        assert_eq!(decode(&c).unwrap(), Cdb::SyncCache { lba: 1, blocks: 8, immed: true });
+    }
+
+    #[test]
+    fn mode_sense_fields() {
+        let c = [op::MODE_SENSE_10, 0x18, 0x88, 0, 0, 0, 0, 1, 0, 0];
+        assert_eq!(
+            decode(&c).unwrap(),
+            Cdb::ModeSense { ten: true, dbd: true, llbaa: true, pc: PageControl::Default, page: 8, subpage: 0, alloc_len: 256 }
+        );
+        // LLBAA does not exist in MODE SENSE(6).
+        let c = [op::MODE_SENSE_6, 0x10, 0x3F, 0, 255, 0];
+        assert!(decode(&c).is_err());
+    }
+}
