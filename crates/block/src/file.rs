@@ -86,11 +86,9 @@ impl FileDevice {
             crate::check_size(path, size, spec.block_size)?;
         }
         let create = !spec.read_only && size_bytes.is_some();
-        if create {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| io_err(path, "cannot create the parent directory", e))?;
-            }
+        if create && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| io_err(path, "cannot create the parent directory", e))?;
         }
         let file = OpenOptions::new()
             .read(true)
@@ -185,7 +183,10 @@ impl FileDevice {
         }
         // A logical block must be made of whole device sectors, or a write of one of our
         // blocks would be a read-modify-write the device does not promise to do atomically.
-        if sector <= 0 || sector as u32 > spec.block_size || spec.block_size % sector as u32 != 0 {
+        if sector <= 0
+            || sector as u32 > spec.block_size
+            || !spec.block_size.is_multiple_of(sector as u32)
+        {
             return Err(config_err(
                 path,
                 format!(
@@ -317,7 +318,7 @@ impl BlockDevice for FileDevice {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Backend, BlockErrorKind};
     use std::os::unix::fs::MetadataExt;
@@ -325,9 +326,9 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::task::Poll;
 
-    const ENGINES: [EngineChoice; 2] = [EngineChoice::Sync, EngineChoice::Uring];
+    pub(crate) const ENGINES: [EngineChoice; 2] = [EngineChoice::Sync, EngineChoice::Uring];
 
-    fn spec(path: &Path, size: Option<u64>, bs: u32, read_only: bool) -> DeviceSpec {
+    pub(crate) fn spec(path: &Path, size: Option<u64>, bs: u32, read_only: bool) -> DeviceSpec {
         DeviceSpec {
             backend: Backend::File {
                 path: path.to_owned(),
@@ -343,7 +344,7 @@ mod tests {
         FileDevice::open_file_with(path, size, &spec(path, size, bs, false), engine).unwrap()
     }
 
-    fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    pub(crate) fn pattern(seed: u64, len: usize) -> Vec<u8> {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         (0..len)
             .map(|_| {

@@ -10,15 +10,19 @@ use std::path::{Path, PathBuf};
 
 mod error;
 mod file;
+#[cfg(test)]
+mod loopdev_tests;
 mod null;
 mod ram;
 mod sync;
 mod uring;
 
+pub use uring::URING_QUEUE_DEPTH;
+
 pub use error::{BlockError, BlockErrorKind};
 pub use file::FileDevice;
 pub use null::NullDevice;
-pub use ram::RamDevice;
+pub use ram::{RAM_MAX_BYTES, RamDevice};
 
 /// A buffer owned by an I/O request: handed to the device and given back on completion.
 pub type IoBuf = Vec<u8>;
@@ -153,7 +157,7 @@ pub(crate) fn check_io(
 ) -> Result<(), BlockError> {
     let bs = u64::from(block_size);
     let len = len as u64;
-    if offset % bs != 0 || len % bs != 0 {
+    if !offset.is_multiple_of(bs) || !len.is_multiple_of(bs) {
         return Err(BlockError::new(
             BlockErrorKind::Misaligned,
             format!("{op} at {offset} of {len} bytes is not aligned to {bs}-byte blocks"),
@@ -171,7 +175,7 @@ pub(crate) fn check_io(
 /// Checks a configured size: non-zero and a whole number of blocks. `what` names the device
 /// (its path, or "ram"/"null") so the message says which one is wrong.
 pub(crate) fn check_size(what: &Path, size_bytes: u64, block_size: u32) -> Result<(), BlockError> {
-    if size_bytes == 0 || size_bytes % u64::from(block_size) != 0 {
+    if size_bytes == 0 || !size_bytes.is_multiple_of(u64::from(block_size)) {
         return Err(BlockError::new(
             BlockErrorKind::InvalidConfig,
             format!(

@@ -571,21 +571,21 @@ impl Drop for Shared {
             let waited = st.ring.submit_and_wait(1);
             let (slots, ring) = (&mut st.slots, &mut st.ring);
             for cqe in ring.completion() {
-                if let Some(slot) = slots.get_mut(cqe.user_data() as usize) {
-                    if slot.take().is_some() {
-                        st.in_flight -= 1;
-                    }
+                if let Some(slot) = slots.get_mut(cqe.user_data() as usize)
+                    && slot.take().is_some()
+                {
+                    st.in_flight -= 1;
                 }
             }
             waits += 1;
-            if let Err(e) = waited {
-                if e.raw_os_error() != Some(libc::EINTR) || waits > 1000 {
-                    // Cannot learn when the kernel is done: leak the buffers rather than
-                    // free memory it may still write.
-                    tracing::error!(error = %e, "io_uring teardown: leaking in-flight buffers");
-                    std::mem::forget(std::mem::take(&mut st.slots));
-                    break;
-                }
+            if let Err(e) = waited
+                && (e.raw_os_error() != Some(libc::EINTR) || waits > 1000)
+            {
+                // Cannot learn when the kernel is done: leak the buffers rather than
+                // free memory it may still write.
+                tracing::error!(error = %e, "io_uring teardown: leaking in-flight buffers");
+                std::mem::forget(std::mem::take(&mut st.slots));
+                break;
             }
         }
         // Wake the reaper so it sees the ring is gone and exits.
