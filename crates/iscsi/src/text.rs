@@ -112,7 +112,10 @@ fn parse_pair(index: usize, item: &[u8]) -> Result<TextPair, TextError> {
         MAX_VALUE_BYTES
     };
     if value.len() > max {
-        return Err(TextError::ValueTooLong { index, len: value.len() });
+        return Err(TextError::ValueTooLong {
+            index,
+            len: value.len(),
+        });
     }
     let value = std::str::from_utf8(value).map_err(|_| TextError::BadValue { index })?;
     if value.chars().any(char::is_control) {
@@ -120,7 +123,10 @@ fn parse_pair(index: usize, item: &[u8]) -> Result<TextPair, TextError> {
     }
     // Key characters are ASCII, checked above.
     let key = String::from_utf8_lossy(key).into_owned();
-    Ok(TextPair { key, value: value.to_owned() })
+    Ok(TextPair {
+        key,
+        value: value.to_owned(),
+    })
 }
 
 /// Appends one `key=value\0` to `out`.
@@ -158,7 +164,10 @@ impl Default for TextAccumulator {
 impl TextAccumulator {
     /// An accumulator holding at most `limit_bytes` (capped at [`MAX_TEXT_BYTES`]).
     pub fn new(limit_bytes: usize) -> TextAccumulator {
-        TextAccumulator { buf: Vec::new(), limit_bytes: limit_bytes.min(MAX_TEXT_BYTES) }
+        TextAccumulator {
+            buf: Vec::new(),
+            limit_bytes: limit_bytes.min(MAX_TEXT_BYTES),
+        }
     }
 
     /// Appends one PDU's data segment.
@@ -203,13 +212,22 @@ mod tests {
     use proptest::prelude::*;
 
     fn pair(k: &str, v: &str) -> TextPair {
-        TextPair { key: k.into(), value: v.into() }
+        TextPair {
+            key: k.into(),
+            value: v.into(),
+        }
     }
 
     #[test]
     fn parses_pairs_in_order() {
         let got = parse(b"InitiatorName=iqn.x:y\0SessionType=Normal\0").unwrap();
-        assert_eq!(got, vec![pair("InitiatorName", "iqn.x:y"), pair("SessionType", "Normal")]);
+        assert_eq!(
+            got,
+            vec![
+                pair("InitiatorName", "iqn.x:y"),
+                pair("SessionType", "Normal")
+            ]
+        );
     }
 
     #[test]
@@ -228,14 +246,23 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         assert_eq!(parse(b"A=1"), Err(TextError::Unterminated));
-        assert_eq!(parse(b"A=1\0B\0"), Err(TextError::MissingEquals { index: 1 }));
+        assert_eq!(
+            parse(b"A=1\0B\0"),
+            Err(TextError::MissingEquals { index: 1 })
+        );
         assert_eq!(parse(b"=1\0"), Err(TextError::EmptyKey { index: 0 }));
         assert_eq!(parse(b"A B=1\0"), Err(TextError::BadKeyChar { index: 0 }));
-        assert_eq!(parse(b"A\0\0B=1\0"), Err(TextError::MissingEquals { index: 0 }));
+        assert_eq!(
+            parse(b"A\0\0B=1\0"),
+            Err(TextError::MissingEquals { index: 0 })
+        );
         assert_eq!(parse(b"A=\xff\0"), Err(TextError::BadValue { index: 0 }));
         assert_eq!(parse(b"A=a\x07\0"), Err(TextError::BadValue { index: 0 }));
         // An empty string between pairs is not a pair.
-        assert_eq!(parse(b"A=1\0\0B=2\0"), Err(TextError::MissingEquals { index: 1 }));
+        assert_eq!(
+            parse(b"A=1\0\0B=2\0"),
+            Err(TextError::MissingEquals { index: 1 })
+        );
     }
 
     #[test]
@@ -252,7 +279,10 @@ mod tests {
         let v = "v".repeat(MAX_VALUE_BYTES + 1);
         assert_eq!(
             parse(format!("A={v}\0").as_bytes()),
-            Err(TextError::ValueTooLong { index: 0, len: MAX_VALUE_BYTES + 1 })
+            Err(TextError::ValueTooLong {
+                index: 0,
+                len: MAX_VALUE_BYTES + 1
+            })
         );
         // Binary constants may be long, up to their own limit.
         let hex = format!("0x{}", "ab".repeat(1000));

@@ -64,21 +64,58 @@ pub enum PageControl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cdb {
     TestUnitReady,
-    RequestSense { desc: bool, alloc_len: u32 },
-    Inquiry { evpd: bool, page: u8, alloc_len: u32 },
-    ReportLuns { select: u8, alloc_len: u32 },
+    RequestSense {
+        desc: bool,
+        alloc_len: u32,
+    },
+    Inquiry {
+        evpd: bool,
+        page: u8,
+        alloc_len: u32,
+    },
+    ReportLuns {
+        select: u8,
+        alloc_len: u32,
+    },
     ReadCapacity10,
-    ReadCapacity16 { alloc_len: u32 },
+    ReadCapacity16 {
+        alloc_len: u32,
+    },
     Read(BlockRange),
     Write(BlockRange),
     /// WRITE AND VERIFY: the verification of data just written is a durable write.
     WriteVerify(BlockRange),
     /// VERIFY with BYTCHK 0 (range check) or 1 (compare the data-out buffer).
-    Verify { range: BlockRange, bytchk: bool },
-    SyncCache { lba: u64, blocks: u32, immed: bool },
-    ModeSense { ten: bool, dbd: bool, llbaa: bool, pc: PageControl, page: u8, subpage: u8, alloc_len: u32 },
-    ModeSelect { ten: bool, pf: bool, sp: bool, param_len: u32 },
-    StartStopUnit { immed: bool, power_condition: u8, loej: bool, start: bool },
+    Verify {
+        range: BlockRange,
+        bytchk: bool,
+    },
+    SyncCache {
+        lba: u64,
+        blocks: u32,
+        immed: bool,
+    },
+    ModeSense {
+        ten: bool,
+        dbd: bool,
+        llbaa: bool,
+        pc: PageControl,
+        page: u8,
+        subpage: u8,
+        alloc_len: u32,
+    },
+    ModeSelect {
+        ten: bool,
+        pf: bool,
+        sp: bool,
+        param_len: u32,
+    },
+    StartStopUnit {
+        immed: bool,
+        power_condition: u8,
+        loej: bool,
+        start: bool,
+    },
 }
 
 /// CDB length for an operation code's group (SPC-4 4.3.2), `None` for variable/vendor groups.
@@ -114,7 +151,10 @@ fn reserved(cdb: &[u8], byte: usize, allowed: u8) -> Result<(), Sense> {
     if bad == 0 {
         Ok(())
     } else {
-        Err(Sense::invalid_cdb_field(byte as u16, Some(7 - bad.leading_zeros() as u8)))
+        Err(Sense::invalid_cdb_field(
+            byte as u16,
+            Some(7 - bad.leading_zeros() as u8),
+        ))
     }
 }
 
@@ -141,10 +181,16 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
         op::TEST_UNIT_READY => Ok(Cdb::TestUnitReady),
         op::REQUEST_SENSE => {
             reserved(c, 1, 0x01)?;
-            Ok(Cdb::RequestSense { desc: c[1] & 1 != 0, alloc_len: u32::from(c[4]) })
+            Ok(Cdb::RequestSense {
+                desc: c[1] & 1 != 0,
+                alloc_len: u32::from(c[4]),
+            })
         }
         op::INQUIRY => decode_inquiry(c),
-        op::REPORT_LUNS => Ok(Cdb::ReportLuns { select: c[2], alloc_len: be32(c, 6) }),
+        op::REPORT_LUNS => Ok(Cdb::ReportLuns {
+            select: c[2],
+            alloc_len: be32(c, 6),
+        }),
         op::READ_CAPACITY_10 => {
             // SBC-3 5.15: PMI is obsolete; with PMI 0 the LBA field must be 0.
             if c[8] & 1 == 0 && be32(c, 2) != 0 {
@@ -153,7 +199,9 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
             Ok(Cdb::ReadCapacity10)
         }
         op::SERVICE_ACTION_IN_16 => match c[1] & 0x1F {
-            op::SA_READ_CAPACITY_16 => Ok(Cdb::ReadCapacity16 { alloc_len: be32(c, 10) }),
+            op::SA_READ_CAPACITY_16 => Ok(Cdb::ReadCapacity16 {
+                alloc_len: be32(c, 10),
+            }),
             _ => Err(Sense::invalid_cdb_field(1, Some(4))),
         },
         op::READ_6 | op::WRITE_6 => {
@@ -161,8 +209,18 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
             let lba = u64::from(be32(c, 0) & 0x001F_FFFF);
             // SBC-3 5.9: a TRANSFER LENGTH of 0 in the 6-byte CDBs means 256 blocks.
             let blocks = if c[4] == 0 { 256 } else { u32::from(c[4]) };
-            let r = BlockRange { lba, blocks, fua: false, dpo: false, len_byte: 4 };
-            Ok(if opcode == op::READ_6 { Cdb::Read(r) } else { Cdb::Write(r) })
+            let r = BlockRange {
+                lba,
+                blocks,
+                fua: false,
+                dpo: false,
+                len_byte: 4,
+            };
+            Ok(if opcode == op::READ_6 {
+                Cdb::Read(r)
+            } else {
+                Cdb::Write(r)
+            })
         }
         op::READ_10 | op::READ_12 | op::READ_16 => {
             // RDPROTECT (no protection information), DPO, FUA, RARC; FUA_NV obsolete.
@@ -187,25 +245,46 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
             protect(c)?;
             let mut r = range(c);
             r.fua = false;
-            Ok(Cdb::Verify { range: r, bytchk: c[1] & 0x02 != 0 })
+            Ok(Cdb::Verify {
+                range: r,
+                bytchk: c[1] & 0x02 != 0,
+            })
         }
         op::SYNCHRONIZE_CACHE_10 => {
             // IMMED; SYNC_NV (bit 2) is obsolete and accepted.
             reserved(c, 1, 0x06)?;
-            Ok(Cdb::SyncCache { lba: u64::from(be32(c, 2)), blocks: be16(c, 7), immed: c[1] & 2 != 0 })
+            Ok(Cdb::SyncCache {
+                lba: u64::from(be32(c, 2)),
+                blocks: be16(c, 7),
+                immed: c[1] & 2 != 0,
+            })
         }
         op::SYNCHRONIZE_CACHE_16 => {
             reserved(c, 1, 0x06)?;
-            Ok(Cdb::SyncCache { lba: be64(c, 2), blocks: be32(c, 10), immed: c[1] & 2 != 0 })
+            Ok(Cdb::SyncCache {
+                lba: be64(c, 2),
+                blocks: be32(c, 10),
+                immed: c[1] & 2 != 0,
+            })
         }
         op::MODE_SENSE_6 | op::MODE_SENSE_10 => decode_mode_sense(c),
         op::MODE_SELECT_6 => {
             reserved(c, 1, 0x11)?;
-            Ok(Cdb::ModeSelect { ten: false, pf: c[1] & 0x10 != 0, sp: c[1] & 1 != 0, param_len: u32::from(c[4]) })
+            Ok(Cdb::ModeSelect {
+                ten: false,
+                pf: c[1] & 0x10 != 0,
+                sp: c[1] & 1 != 0,
+                param_len: u32::from(c[4]),
+            })
         }
         op::MODE_SELECT_10 => {
             reserved(c, 1, 0x11)?;
-            Ok(Cdb::ModeSelect { ten: true, pf: c[1] & 0x10 != 0, sp: c[1] & 1 != 0, param_len: be16(c, 7) })
+            Ok(Cdb::ModeSelect {
+                ten: true,
+                pf: c[1] & 0x10 != 0,
+                sp: c[1] & 1 != 0,
+                param_len: be16(c, 7),
+            })
         }
         op::START_STOP_UNIT => {
             reserved(c, 1, 0x01)?;
@@ -238,7 +317,13 @@ fn range(c: &[u8]) -> BlockRange {
         12 => (u64::from(be32(c, 2)), be32(c, 6), 6),
         _ => (be64(c, 2), be32(c, 10), 10),
     };
-    BlockRange { lba, blocks, fua: c[1] & 0x08 != 0, dpo: c[1] & 0x10 != 0, len_byte }
+    BlockRange {
+        lba,
+        blocks,
+        fua: c[1] & 0x08 != 0,
+        dpo: c[1] & 0x10 != 0,
+        len_byte,
+    }
 }
 
 fn decode_inquiry(c: &[u8]) -> Result<Cdb, Sense> {
@@ -248,7 +333,11 @@ fn decode_inquiry(c: &[u8]) -> Result<Cdb, Sense> {
     if !evpd && c[2] != 0 {
         return Err(Sense::invalid_cdb_field(2, None));
     }
-    Ok(Cdb::Inquiry { evpd, page: c[2], alloc_len: be16(c, 3) })
+    Ok(Cdb::Inquiry {
+        evpd,
+        page: c[2],
+        alloc_len: be16(c, 3),
+    })
 }
 
 fn decode_mode_sense(c: &[u8]) -> Result<Cdb, Sense> {
@@ -319,16 +408,25 @@ mod tests {
     use proptest::prelude::*;
 
     fn rw_case() -> impl Strategy<Value = (bool, usize, u64, u32, bool, bool)> {
-        (any::<bool>(), prop_oneof![Just(6usize), Just(10), Just(12), Just(16)]).prop_flat_map(|(w, len)| {
-            let (lba, blocks): (BoxedStrategy<u64>, BoxedStrategy<u32>) = match len {
-                6 => ((0u64..1 << 21).boxed(), (1u32..=256).boxed()),
-                10 => ((0u64..1 << 32).boxed(), (0u32..1 << 16).boxed()),
-                12 => ((0u64..1 << 32).boxed(), any::<u32>().boxed()),
-                _ => (any::<u64>().boxed(), any::<u32>().boxed()),
-            };
-            let flags = if len == 6 { (Just(false), Just(false)).boxed() } else { (any::<bool>(), any::<bool>()).boxed() };
-            (Just(w), Just(len), lba, blocks, flags).prop_map(|(w, len, lba, blocks, (fua, dpo))| (w, len, lba, blocks, fua, dpo))
-        })
+        (
+            any::<bool>(),
+            prop_oneof![Just(6usize), Just(10), Just(12), Just(16)],
+        )
+            .prop_flat_map(|(w, len)| {
+                let (lba, blocks): (BoxedStrategy<u64>, BoxedStrategy<u32>) = match len {
+                    6 => ((0u64..1 << 21).boxed(), (1u32..=256).boxed()),
+                    10 => ((0u64..1 << 32).boxed(), (0u32..1 << 16).boxed()),
+                    12 => ((0u64..1 << 32).boxed(), any::<u32>().boxed()),
+                    _ => (any::<u64>().boxed(), any::<u32>().boxed()),
+                };
+                let flags = if len == 6 {
+                    (Just(false), Just(false)).boxed()
+                } else {
+                    (any::<bool>(), any::<bool>()).boxed()
+                };
+                (Just(w), Just(len), lba, blocks, flags)
+                    .prop_map(|(w, len, lba, blocks, (fua, dpo))| (w, len, lba, blocks, fua, dpo))
+            })
     }
 
     proptest! {
@@ -352,14 +450,34 @@ mod tests {
     #[test]
     fn read6_zero_length_is_256_blocks() {
         let c = [op::READ_6, 0, 0, 5, 0, 0];
-        assert_eq!(decode(&c).unwrap(), Cdb::Read(BlockRange { lba: 5, blocks: 256, fua: false, dpo: false, len_byte: 4 }));
+        assert_eq!(
+            decode(&c).unwrap(),
+            Cdb::Read(BlockRange {
+                lba: 5,
+                blocks: 256,
+                fua: false,
+                dpo: false,
+                len_byte: 4
+            })
+        );
     }
 
     #[test]
     fn unknown_and_short_cdbs_are_invalid_opcode() {
-        for c in [&[0x42u8, 0, 0, 0, 0, 0, 0, 0, 0, 0][..], &[op::READ_10, 0, 0][..], &[][..], &[0x7F; 32][..]] {
+        for c in [
+            &[0x42u8, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &[op::READ_10, 0, 0][..],
+            &[][..],
+            &[0x7F; 32][..],
+        ] {
             let e = decode(c).unwrap_err();
-            assert_eq!((e.key, e.asc), (SenseKey::IllegalRequest, Asc::INVALID_COMMAND_OPERATION_CODE));
+            assert_eq!(
+                (e.key, e.asc),
+                (
+                    SenseKey::IllegalRequest,
+                    Asc::INVALID_COMMAND_OPERATION_CODE
+                )
+            );
         }
     }
 
@@ -374,27 +492,69 @@ mod tests {
     #[test]
     fn naca_and_link_are_rejected() {
         let mut c = [op::TEST_UNIT_READY, 0, 0, 0, 0, 0x04];
-        assert_eq!(decode(&c).unwrap_err().field, Some(FieldPointer::cdb(5, Some(2))));
+        assert_eq!(
+            decode(&c).unwrap_err().field,
+            Some(FieldPointer::cdb(5, Some(2)))
+        );
         c[5] = 0x01;
-        assert_eq!(decode(&c).unwrap_err().field, Some(FieldPointer::cdb(5, Some(0))));
+        assert_eq!(
+            decode(&c).unwrap_err().field,
+            Some(FieldPointer::cdb(5, Some(0)))
+        );
     }
 
     #[test]
     fn inquiry_page_without_evpd_is_invalid() {
         let c = [op::INQUIRY, 0, 0x80, 0, 255, 0];
-        assert_eq!(decode(&c).unwrap_err().field, Some(FieldPointer::cdb(2, None)));
+        assert_eq!(
+            decode(&c).unwrap_err().field,
+            Some(FieldPointer::cdb(2, None))
+        );
         let c = [op::INQUIRY, 1, 0x80, 1, 0, 0];
-        assert_eq!(decode(&c).unwrap(), Cdb::Inquiry { evpd: true, page: 0x80, alloc_len: 256 });
+        assert_eq!(
+            decode(&c).unwrap(),
+            Cdb::Inquiry {
+                evpd: true,
+                page: 0x80,
+                alloc_len: 256
+            }
+        );
     }
 
     #[test]
     fn verify_bytchk_and_sync_cache_immed() {
         let c = [op::VERIFY_10, 0x02, 0, 0, 0, 9, 0, 0, 3, 0];
-        let Cdb::Verify { range, bytchk } = decode(&c).unwrap() else { panic!() };
+        let Cdb::Verify { range, bytchk } = decode(&c).unwrap() else {
+            panic!()
+        };
         assert!(bytchk);
         assert_eq!((range.lba, range.blocks), (9, 3));
-        let c = [op::SYNCHRONIZE_CACHE_16, 0x02, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 8, 0, 0];
-        assert_eq!(decode(&c).unwrap(), Cdb::SyncCache { lba: 1, blocks: 8, immed: true });
+        let c = [
+            op::SYNCHRONIZE_CACHE_16,
+            0x02,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            8,
+            0,
+            0,
+        ];
+        assert_eq!(
+            decode(&c).unwrap(),
+            Cdb::SyncCache {
+                lba: 1,
+                blocks: 8,
+                immed: true
+            }
+        );
     }
 
     #[test]
@@ -402,7 +562,15 @@ mod tests {
         let c = [op::MODE_SENSE_10, 0x18, 0x88, 0, 0, 0, 0, 1, 0, 0];
         assert_eq!(
             decode(&c).unwrap(),
-            Cdb::ModeSense { ten: true, dbd: true, llbaa: true, pc: PageControl::Default, page: 8, subpage: 0, alloc_len: 256 }
+            Cdb::ModeSense {
+                ten: true,
+                dbd: true,
+                llbaa: true,
+                pc: PageControl::Default,
+                page: 8,
+                subpage: 0,
+                alloc_len: 256
+            }
         );
         // LLBAA does not exist in MODE SENSE(6).
         let c = [op::MODE_SENSE_6, 0x10, 0x3F, 0, 255, 0];

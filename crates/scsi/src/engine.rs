@@ -1,11 +1,22 @@
-//! Logical units, LUN maps and command dispatch. (Interface; the implementation fills it in.)
+//! Logical units, LUN maps and command admission.
+//!
+//! What happens to a command: [`LunMap::submit`] finds the unit (or answers for an unmapped
+//! LUN), checks the task attribute, the unit attentions (`ua.rs`) and the CDB (`cdb.rs`),
+//! and enters the task set (`task_set.rs`), all synchronously in command order. The future
+//! it returns waits for the task's turn and runs the disk handler (`disk/dispatch.rs`).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use esos_block::Device;
+use esos_block::{BlockDevice, Device};
 
-use crate::{Command, IoBuf, LuSettings, Nexus, Response};
+use crate::cdb::{self, Cdb};
+use crate::disk::{self, Done, Fail, Outcome, inquiry};
+use crate::lun;
+use crate::sense::{Asc, Sense, SenseKey};
+use crate::task_set::{Order, TaskSet, Ticket};
+use crate::ua::{UaVerdict, UnitAttentions};
+use crate::{Command, IoBuf, LuSettings, Nexus, Residual, Response, SenseBytes, Status, TaskAttr};
 
 /// Which reset a task-management function asked for (SAM-5 7.x).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,47 +33,138 @@ pub enum ResetKind {
 /// Shared by every path (LUN map, target, portal) that exports it.
 #[derive(Debug)]
 pub struct LogicalUnit {
-    _private: (),
+    pub(crate) device: Device,
+    pub(crate) settings: LuSettings,
+    pub(crate) mode: disk::mode::ModeState,
+    pub(crate) ua: UnitAttentions,
+    tasks: Arc<TaskSet>,
+    /// MODE SELECT validates against the current values and then applies: serialised.
+    mode_select: Mutex<()>,
+    /// `settings.max_transfer_blocks` bounded by [`crate::MAX_TRANSFER_BYTES`] (0 = the bound).
+    max_transfer_blocks: u32,
+    /// FUA writes issued, so tests can see that WCE 0 really means write-through.
+    #[cfg(test)]
+    pub(crate) fua_writes: std::sync::atomic::AtomicU64,
 }
 
 impl LogicalUnit {
     pub fn new(device: Device, settings: LuSettings) -> Arc<LogicalUnit> {
-        let _ = (device, settings);
-        unimplemented!()
+        let cap = (crate::MAX_TRANSFER_BYTES / device.block_size().max(1)).max(1);
+        let max_transfer_blocks = match settings.max_transfer_blocks {
+            0 => cap,
+            n => n.min(cap),
+        };
+        Arc::new(LogicalUnit {
+            mode: disk::mode::ModeState::new(settings.write_cache),
+            device,
+            settings,
+            ua: UnitAttentions::default(),
+            tasks: TaskSet::new(),
+            mode_select: Mutex::new(()),
+            max_transfer_blocks,
+            #[cfg(test)]
+            fua_writes: Default::default(),
+        })
     }
 
     pub fn settings(&self) -> &LuSettings {
-        unimplemented!()
+        &self.settings
     }
 
     /// Makes every write so far durable (used on graceful shutdown).
     pub fn flush(&self) -> impl Future<Output = Result<(), esos_block::BlockError>> + Send + '_ {
-        async { unimplemented!() }
+        self.device.flush()
     }
 
     /// Applies a reset: aborts nothing itself (the transport drains its tasks first) but
-    /// establishes the unit attentions and clears the state that SAM-5 says the reset clears.
+    /// establishes the unit attentions and clears the state that SAM-5 says the reset clears
+    /// (a hard reset restores mode parameters to their defaults, SAM-5 6.3.2).
     pub fn reset(&self, kind: ResetKind) {
-        let _ = kind;
-        unimplemented!()
+        let asc = match kind {
+            ResetKind::LogicalUnit => Asc::DEVICE_RESET_OCCURRED,
+            ResetKind::TargetWarm => Asc::BUS_RESET_OCCURRED,
+            ResetKind::TargetCold => Asc::POWER_ON_OCCURRED,
+        };
+        {
+            let _serial = self.mode_select_lock();
+            self.mode.reset();
+        }
+        self.ua.reset(asc);
+    }
+
+    /// Tells every nexus that the capacity changed (after the backend was resized):
+    /// CAPACITY DATA HAS CHANGED (SBC-3 4.6).
+    pub fn capacity_changed(&self) {
+        self.ua.post_others(None, Asc::CAPACITY_DATA_CHANGED);
+    }
+
+    /// Tells every nexus that the LUN inventory changed: REPORTED LUNS DATA HAS CHANGED
+    /// (SPC-4 6.33). Call on each unit of a LUN map that gained or lost a LUN.
+    pub fn luns_changed(&self) {
+        self.ua.post_others(None, Asc::REPORTED_LUNS_DATA_CHANGED);
+    }
+
+    pub(crate) fn max_transfer_blocks(&self) -> u32 {
+        self.max_transfer_blocks
+    }
+
+    /// Write protection from configuration or the backend (not SWP, which has its own ASC).
+    pub(crate) fn write_protected(&self) -> bool {
+        self.settings.read_only || self.device.read_only()
+    }
+
+    pub(crate) fn mode_select_lock(&self) -> MutexGuard<'_, ()> {
+        self.mode_select.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check(&self, sense: Sense) -> SenseBytes {
+        sense.encode(self.mode.d_sense())
     }
 }
 
 /// The LUNs one initiator group sees: LUN number → logical unit.
 #[derive(Debug, Clone, Default)]
 pub struct LunMap {
-    _private: (),
+    /// Ascending by LUN number, no duplicates, every LUN ≤ [`lun::MAX_LUN`].
+    luns: Arc<[(u64, Arc<LogicalUnit>)]>,
 }
 
 impl LunMap {
-    pub fn new(luns: Vec<(u64, Arc<LogicalUnit>)>) -> LunMap {
-        let _ = luns;
-        unimplemented!()
+    /// LUN numbers above [`lun::MAX_LUN`] cannot be addressed and are left out (with an
+    /// error log); of duplicate numbers the first wins. The config layer rejects both.
+    pub fn new(mut luns: Vec<(u64, Arc<LogicalUnit>)>) -> LunMap {
+        luns.retain(|(n, _)| {
+            let ok = *n <= lun::MAX_LUN;
+            if !ok {
+                tracing::error!(
+                    lun = n,
+                    "LUN number above {} cannot be addressed; left out",
+                    lun::MAX_LUN
+                );
+            }
+            ok
+        });
+        luns.sort_by_key(|(n, _)| *n);
+        luns.dedup_by_key(|(n, _)| *n);
+        LunMap { luns: luns.into() }
     }
 
     /// Mapped LUN numbers and units, ascending.
     pub fn luns(&self) -> impl Iterator<Item = (u64, &Arc<LogicalUnit>)> {
-        std::iter::empty()
+        self.luns.iter().map(|(n, lu)| (*n, lu))
+    }
+
+    fn find(&self, wire_lun: u64) -> Option<&Arc<LogicalUnit>> {
+        let n = lun::decode(wire_lun)?;
+        let i = self.luns.binary_search_by_key(&n, |(l, _)| *l).ok()?;
+        Some(&self.luns[i].1)
+    }
+
+    /// Posts REPORTED LUNS DATA HAS CHANGED to every unit of this map.
+    pub fn luns_changed(&self) {
+        for (_, lu) in self.luns() {
+            lu.luns_changed();
+        }
     }
 
     /// Admits one command. Transports call this synchronously in command order (iSCSI
@@ -74,13 +176,157 @@ impl LunMap {
         cmd: Command,
         buf: IoBuf,
     ) -> impl Future<Output = (Response, IoBuf)> + Send + 'static + use<> {
-        let _ = (cmd, buf);
-        async { unimplemented!() }
+        let job = self.admit(cmd, buf);
+        async move {
+            match job {
+                Job::Ready(resp, buf) => (resp, buf),
+                Job::Run {
+                    lu,
+                    ticket,
+                    cmd,
+                    cdb,
+                    buf,
+                } => {
+                    ticket.ready().await;
+                    let (outcome, buf) = disk::dispatch::execute(&lu, &cmd, cdb, buf).await;
+                    drop(ticket);
+                    (respond(&cmd, outcome, |s| lu.check(s)), buf)
+                }
+            }
+        }
+    }
+
+    /// The synchronous part of [`Self::submit`]: everything that depends on command order.
+    fn admit(&self, cmd: Command, mut buf: IoBuf) -> Job {
+        let cdb_len = usize::from(cmd.cdb_len).min(crate::MAX_CDB_LEN);
+        let opcode = cmd.cdb[0];
+        let fixed = |s: Sense| s.encode(false);
+
+        // REPORT LUNS works on any LUN, mapped or not (SPC-4 6.33).
+        let Some(lu) = self.find(cmd.lun).cloned() else {
+            let outcome = self.unmapped(&cmd, &mut buf);
+            return Job::Ready(respond(&cmd, outcome, fixed), buf);
+        };
+        let ready =
+            |outcome: Outcome, buf: IoBuf| Job::Ready(respond(&cmd, outcome, |s| lu.check(s)), buf);
+        if cmd.attr == TaskAttr::Aca {
+            // We report NormACA 0, so no ACA condition exists for an ACA task to run in;
+            // answered as SAM-5 prescribes for an ACA task without ACA (INVALID MESSAGE ERROR).
+            return ready(Err(Sense::illegal(Asc::INVALID_MESSAGE_ERROR).into()), buf);
+        }
+        if let UaVerdict::Report(asc) = lu.ua.admit(cmd.nexus.id, opcode) {
+            return ready(Err(Sense::new(SenseKey::UnitAttention, asc).into()), buf);
+        }
+        let cdb = match cdb::decode(&cmd.cdb[..cdb_len]) {
+            Ok(c) => c,
+            Err(s) => return ready(Err(s.into()), buf),
+        };
+        if let Cdb::ReportLuns { select, alloc_len } = cdb {
+            let outcome = self.report_luns(select, alloc_len, &mut buf);
+            return ready(outcome, buf);
+        }
+        let order = match cmd.attr {
+            TaskAttr::Ordered => Order::Ordered,
+            TaskAttr::HeadOfQueue => Order::HeadOfQueue,
+            _ => Order::Simple,
+        };
+        let Ok(ticket) = lu.tasks.admit(order) else {
+            let resp = Response {
+                status: Status::TaskSetFull,
+                sense: SenseBytes::EMPTY,
+                data_in_len: 0,
+                residual: Residual::None,
+            };
+            return Job::Ready(resp, buf);
+        };
+        Job::Run {
+            lu,
+            ticket,
+            cmd,
+            cdb,
+            buf,
+        }
+    }
+
+    fn report_luns(&self, select: u8, alloc_len: u32, buf: &mut IoBuf) -> Outcome {
+        lun::report_luns(self.luns().map(|(n, _)| n), select, buf)?;
+        Ok(Done::data(buf.len(), alloc_len))
+    }
+
+    /// Commands to a LUN with no unit behind it (SPC-4 6.6.2, 6.29, 6.33; SAM-5 5.8.4).
+    fn unmapped(&self, cmd: &Command, buf: &mut IoBuf) -> Outcome {
+        let cdb_len = usize::from(cmd.cdb_len).min(crate::MAX_CDB_LEN);
+        let not_supported = Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED);
+        match cdb::decode(&cmd.cdb[..cdb_len]) {
+            Ok(Cdb::ReportLuns { select, alloc_len }) => self.report_luns(select, alloc_len, buf),
+            Ok(Cdb::Inquiry {
+                evpd: false,
+                alloc_len,
+                ..
+            }) => {
+                inquiry::standard(None, buf);
+                Ok(Done::data(buf.len(), alloc_len))
+            }
+            Ok(Cdb::RequestSense { desc, alloc_len }) => {
+                buf.clear();
+                buf.extend_from_slice(not_supported.encode(desc).as_slice());
+                Ok(Done::data(buf.len(), alloc_len))
+            }
+            _ => Err(not_supported.into()),
+        }
     }
 
     /// Drops every per-nexus state of `nexus` in all mapped units (session ended).
     pub fn nexus_gone(&self, nexus: &Nexus) {
-        let _ = nexus;
-        unimplemented!()
+        for (_, lu) in self.luns() {
+            lu.ua.forget(nexus.id);
+        }
     }
 }
+
+/// A command after admission.
+enum Job {
+    /// Answered without touching the task set.
+    Ready(Response, IoBuf),
+    Run {
+        lu: Arc<LogicalUnit>,
+        ticket: Ticket,
+        cmd: Command,
+        cdb: Cdb,
+        buf: IoBuf,
+    },
+}
+
+/// SAM residual of a transfer of `transfer` bytes against the initiator's EDTL.
+fn residual(transfer: u64, expected: u32) -> Residual {
+    let expected = u64::from(expected);
+    let clip = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    if transfer < expected {
+        Residual::Underflow(clip(expected - transfer))
+    } else if transfer > expected {
+        Residual::Overflow(clip(transfer - expected))
+    } else {
+        Residual::None
+    }
+}
+
+/// Builds the response; data never exceeds the EDTL.
+fn respond(cmd: &Command, outcome: Outcome, encode: impl Fn(Sense) -> SenseBytes) -> Response {
+    match outcome {
+        Ok(Done { data_in, transfer }) => Response {
+            status: Status::Good,
+            sense: SenseBytes::EMPTY,
+            data_in_len: data_in.min(cmd.expected_len),
+            residual: residual(transfer, cmd.expected_len),
+        },
+        Err(Fail { sense, residual }) => Response {
+            status: Status::CheckCondition,
+            sense: encode(sense),
+            data_in_len: 0,
+            residual,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

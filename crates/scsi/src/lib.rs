@@ -12,6 +12,10 @@ pub use esos_block::IoBuf;
 /// Largest CDB the engine accepts (16-byte CDBs plus room for 32-byte variable-length ones).
 pub const MAX_CDB_LEN: usize = 32;
 
+/// Hard bound on the bytes one command may move, whatever `max_transfer_blocks` says: the
+/// engine sizes the data buffer from the CDB, which the peer controls.
+pub const MAX_TRANSFER_BYTES: u32 = 64 << 20;
+
 /// Largest sense buffer we ever produce (fixed format is 18 bytes; descriptor format stays small).
 pub const MAX_SENSE_LEN: usize = 64;
 
@@ -81,7 +85,10 @@ pub struct SenseBytes {
 }
 
 impl SenseBytes {
-    pub const EMPTY: SenseBytes = SenseBytes { bytes: [0; MAX_SENSE_LEN], len: 0 };
+    pub const EMPTY: SenseBytes = SenseBytes {
+        bytes: [0; MAX_SENSE_LEN],
+        len: 0,
+    };
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
@@ -140,8 +147,18 @@ pub struct LuSettings {
     /// Read-only LUN even when the backend is writable (write-protect bit, DATA PROTECT).
     pub read_only: bool,
     /// Largest transfer in blocks a single command may move (VPD 0xB0 MAXIMUM TRANSFER LENGTH).
+    /// 0 means "as large as allowed"; values are capped at [`MAX_TRANSFER_BYTES`].
     pub max_transfer_blocks: u32,
 }
 
+pub mod cdb;
+mod disk;
 mod engine;
+pub mod lun;
+pub mod sense;
+mod task_set;
+mod ua;
+
 pub use engine::{LogicalUnit, LunMap, ResetKind};
+pub use task_set::MAX_TASKS_PER_LU;
+pub use ua::MAX_UA_PER_NEXUS;

@@ -25,7 +25,11 @@ pub fn decode(wire: u64) -> Option<u64> {
 /// space above, as Linux and libiscsi expect.
 pub fn encode(lun: u64) -> u64 {
     debug_assert!(lun <= MAX_LUN);
-    if lun < 256 { lun << 48 } else { (0x4000 | (lun & 0x3FFF)) << 48 }
+    if lun < 256 {
+        lun << 48
+    } else {
+        (0x4000 | (lun & 0x3FFF)) << 48
+    }
 }
 
 /// Builds REPORT LUNS data for `luns` (ascending) into `out`.
@@ -33,7 +37,11 @@ pub fn encode(lun: u64) -> u64 {
 /// SELECT REPORT (SPC-4 table 285): 00h and 02h list every LUN (we have no well-known
 /// LUs), 01h lists well-known LUs only (none), 10h-12h (administrative/subsidiary, SPC-5)
 /// list the same as 00h since we have no conglomerates.
-pub fn report_luns(luns: impl Iterator<Item = u64>, select: u8, out: &mut Vec<u8>) -> Result<(), Sense> {
+pub fn report_luns(
+    luns: impl Iterator<Item = u64>,
+    select: u8,
+    out: &mut Vec<u8>,
+) -> Result<(), Sense> {
     let list = match select {
         0x00 | 0x02 | 0x10..=0x12 => true,
         0x01 => false,

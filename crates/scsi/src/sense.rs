@@ -64,10 +64,18 @@ pub struct FieldPointer {
 
 impl FieldPointer {
     pub const fn cdb(byte: u16, bit: Option<u8>) -> FieldPointer {
-        FieldPointer { in_cdb: true, byte, bit }
+        FieldPointer {
+            in_cdb: true,
+            byte,
+            bit,
+        }
     }
     pub const fn param(byte: u16, bit: Option<u8>) -> FieldPointer {
-        FieldPointer { in_cdb: false, byte, bit }
+        FieldPointer {
+            in_cdb: false,
+            byte,
+            bit,
+        }
     }
 
     /// The three sense-key specific bytes, SKSV set.
@@ -99,7 +107,12 @@ const FIXED_LEN: usize = 18;
 
 impl Sense {
     pub const fn new(key: SenseKey, asc: Asc) -> Sense {
-        Sense { key, asc, info: None, field: None }
+        Sense {
+            key,
+            asc,
+            info: None,
+            field: None,
+        }
     }
 
     /// ILLEGAL REQUEST, INVALID FIELD IN CDB, pointing at `byte` (and `bit`).

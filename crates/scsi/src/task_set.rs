@@ -78,21 +78,17 @@ impl TaskSet {
         if order == Order::Ordered {
             g.ordered += 1;
         }
-        Ok(Ticket { set: Arc::clone(self), seq, order })
+        Ok(Ticket {
+            set: Arc::clone(self),
+            seq,
+            order,
+        })
     }
 
     /// Number of tasks not yet ended.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().pending.len()
-    }
-
-    /// Removes every task (a reset). Tickets still alive find nothing to remove on drop.
-    pub fn clear(&self) {
-        let mut g = self.lock();
-        g.pending.clear();
-        g.ordered = 0;
-        drop(g);
-        self.changed.notify_waiters();
     }
 }
 
@@ -103,7 +99,11 @@ impl Inner {
             Order::Ordered => self.pending.front().is_none_or(|e| e.seq >= seq),
             Order::Simple => {
                 self.ordered == 0
-                    || !self.pending.iter().take_while(|e| e.seq < seq).any(|e| e.order == Order::Ordered)
+                    || !self
+                        .pending
+                        .iter()
+                        .take_while(|e| e.seq < seq)
+                        .any(|e| e.order == Order::Ordered)
             }
         }
     }
@@ -169,7 +169,9 @@ mod tests {
     use std::time::Duration;
 
     async fn started(t: &Ticket) -> bool {
-        tokio::time::timeout(Duration::from_millis(20), t.ready()).await.is_ok()
+        tokio::time::timeout(Duration::from_millis(20), t.ready())
+            .await
+            .is_ok()
     }
 
     #[tokio::test]
@@ -187,8 +189,14 @@ mod tests {
         let slow = ts.admit(Order::Simple).unwrap();
         let ord = ts.admit(Order::Ordered).unwrap();
         let later = ts.admit(Order::Simple).unwrap();
-        assert!(!started(&ord).await, "ORDERED started before the earlier SIMPLE ended");
-        assert!(!started(&later).await, "SIMPLE started before the earlier ORDERED");
+        assert!(
+            !started(&ord).await,
+            "ORDERED started before the earlier SIMPLE ended"
+        );
+        assert!(
+            !started(&later).await,
+            "SIMPLE started before the earlier ORDERED"
+        );
         drop(slow);
         assert!(started(&ord).await);
         assert!(!started(&later).await);
@@ -217,7 +225,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!waiter.is_finished());
         drop(slow);
-        tokio::time::timeout(Duration::from_secs(2), waiter).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(2), waiter)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
@@ -233,7 +244,9 @@ mod tests {
     #[tokio::test]
     async fn full_task_set_is_reported() {
         let ts = TaskSet::new();
-        let tickets: Vec<_> = (0..MAX_TASKS_PER_LU).map(|_| ts.admit(Order::Simple).unwrap()).collect();
+        let tickets: Vec<_> = (0..MAX_TASKS_PER_LU)
+            .map(|_| ts.admit(Order::Simple).unwrap())
+            .collect();
         assert_eq!(ts.admit(Order::Simple).unwrap_err(), Full);
         drop(tickets);
         assert!(ts.admit(Order::Simple).is_ok());

@@ -44,7 +44,9 @@ impl UnitAttentions {
             return UaVerdict::Proceed;
         }
         let mut g = self.write();
-        let q = g.entry(nexus).or_insert_with(|| VecDeque::from([Asc::POWER_ON_RESET]));
+        let q = g
+            .entry(nexus)
+            .or_insert_with(|| VecDeque::from([Asc::POWER_ON_RESET]));
         match opcode {
             op::INQUIRY | op::REQUEST_SENSE => UaVerdict::Proceed,
             op::REPORT_LUNS => {
@@ -58,7 +60,9 @@ impl UnitAttentions {
     /// Removes and returns the oldest unit attention (REQUEST SENSE, SPC-4 6.29).
     pub fn take(&self, nexus: u64) -> Option<Asc> {
         let mut g = self.write();
-        g.entry(nexus).or_insert_with(|| VecDeque::from([Asc::POWER_ON_RESET])).pop_front()
+        g.entry(nexus)
+            .or_insert_with(|| VecDeque::from([Asc::POWER_ON_RESET]))
+            .pop_front()
     }
 
     /// Queues `asc` for every known nexus except `except`.
@@ -88,7 +92,10 @@ impl UnitAttentions {
     /// True when no unit attention is queued for `nexus` (tests and diagnostics).
     #[cfg(test)]
     pub fn pending(&self, nexus: u64) -> Vec<Asc> {
-        self.read().get(&nexus).map(|q| q.iter().copied().collect()).unwrap_or_default()
+        self.read()
+            .get(&nexus)
+            .map(|q| q.iter().copied().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -110,9 +117,15 @@ mod tests {
     fn new_nexus_gets_power_on_once() {
         let ua = UnitAttentions::default();
         assert_eq!(ua.admit(1, op::INQUIRY), UaVerdict::Proceed);
-        assert_eq!(ua.admit(1, op::TEST_UNIT_READY), UaVerdict::Report(Asc::POWER_ON_RESET));
+        assert_eq!(
+            ua.admit(1, op::TEST_UNIT_READY),
+            UaVerdict::Report(Asc::POWER_ON_RESET)
+        );
         assert_eq!(ua.admit(1, op::TEST_UNIT_READY), UaVerdict::Proceed);
-        assert_eq!(ua.admit(2, op::READ_10), UaVerdict::Report(Asc::POWER_ON_RESET));
+        assert_eq!(
+            ua.admit(2, op::READ_10),
+            UaVerdict::Report(Asc::POWER_ON_RESET)
+        );
     }
 
     #[test]
@@ -142,6 +155,9 @@ mod tests {
         ua.reset(Asc::DEVICE_RESET_OCCURRED);
         assert_eq!(ua.pending(1), vec![Asc::DEVICE_RESET_OCCURRED]);
         ua.forget(1);
-        assert_eq!(ua.admit(1, op::TEST_UNIT_READY), UaVerdict::Report(Asc::POWER_ON_RESET));
+        assert_eq!(
+            ua.admit(1, op::TEST_UNIT_READY),
+            UaVerdict::Report(Asc::POWER_ON_RESET)
+        );
     }
 }

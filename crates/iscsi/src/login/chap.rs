@@ -79,9 +79,15 @@ fn parse_small_number(v: &str) -> Option<u64> {
 
 /// Decodes a CHAP binary value: `0x` hex or `0b` base64 (RFC 7143 6.1).
 pub fn decode_binary(value: &str) -> Result<Vec<u8>, ChapError> {
-    let bytes = if let Some(hex) = value.strip_prefix("0x").or_else(|| value.strip_prefix("0X")) {
+    let bytes = if let Some(hex) = value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+    {
         decode_hex(hex)?
-    } else if let Some(b64) = value.strip_prefix("0b").or_else(|| value.strip_prefix("0B")) {
+    } else if let Some(b64) = value
+        .strip_prefix("0b")
+        .or_else(|| value.strip_prefix("0B"))
+    {
         decode_base64(b64)?
     } else {
         return Err(ChapError::NoBinaryPrefix);
@@ -97,8 +103,12 @@ pub fn decode_binary(value: &str) -> Result<Vec<u8>, ChapError> {
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>, ChapError> {
     let raw = hex.as_bytes();
-    if raw.len() % 2 != 0 || raw.len() > 2 * MAX_PEER_CHALLENGE_BYTES {
-        return Err(if raw.len() % 2 != 0 { ChapError::BadHex } else { ChapError::TooLong });
+    if !raw.len().is_multiple_of(2) || raw.len() > 2 * MAX_PEER_CHALLENGE_BYTES {
+        return Err(if !raw.len().is_multiple_of(2) {
+            ChapError::BadHex
+        } else {
+            ChapError::TooLong
+        });
     }
     let nibble = |c: u8| (c as char).to_digit(16).ok_or(ChapError::BadHex);
     raw.chunks_exact(2)
@@ -118,7 +128,7 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, ChapError> {
         } as u32)
     }
     let raw = text.as_bytes();
-    if raw.len() % 4 != 0 || raw.len() > 4 * MAX_PEER_CHALLENGE_BYTES.div_ceil(3) {
+    if !raw.len().is_multiple_of(4) || raw.len() > 4 * MAX_PEER_CHALLENGE_BYTES.div_ceil(3) {
         return Err(ChapError::BadBase64);
     }
     let pad = raw.iter().rev().take_while(|&&c| c == b'=').count();
@@ -184,7 +194,9 @@ pub struct ChapChallenge {
 
 impl std::fmt::Debug for ChapChallenge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChapChallenge").field("identifier", &self.identifier).finish_non_exhaustive()
+        f.debug_struct("ChapChallenge")
+            .field("identifier", &self.identifier)
+            .finish_non_exhaustive()
     }
 }
 
@@ -195,7 +207,10 @@ impl ChapChallenge {
         let mut challenge = [0u8; CHALLENGE_BYTES];
         rng.fill_bytes(&mut challenge);
         let identifier = rng.next_u32() as u8;
-        ChapChallenge { identifier, challenge }
+        ChapChallenge {
+            identifier,
+            challenge,
+        }
     }
 
     /// The CHAP_I and CHAP_C values to send.
@@ -223,7 +238,10 @@ mod tests {
     #[test]
     fn md5_matches_rfc1321_vectors() {
         // MD5("") and MD5("abc") from RFC 1321 A.5, fed through the id/secret/challenge split.
-        assert_eq!(encode_hex(&md5_response(b'a', b"bc", b"")), "0x900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            encode_hex(&md5_response(b'a', b"bc", b"")),
+            "0x900150983cd24fb0d6963f7d28e17f72"
+        );
         let empty = Md5::new().finalize();
         assert_eq!(encode_hex(&empty), "0xd41d8cd98f00b204e9800998ecf8427e");
     }
@@ -235,7 +253,10 @@ mod tests {
         assert_eq!(decode_binary("0bAP8Q").unwrap(), vec![0, 0xff, 0x10]);
         assert_eq!(decode_binary("0bAP8=").unwrap(), vec![0, 0xff]);
         assert_eq!(decode_binary("0bAA==").unwrap(), vec![0]);
-        assert_eq!(decode_binary("0baGVsbG8gd29ybGQ=").unwrap(), b"hello world".to_vec());
+        assert_eq!(
+            decode_binary("0baGVsbG8gd29ybGQ=").unwrap(),
+            b"hello world".to_vec()
+        );
         assert_eq!(decode_binary("00ff"), Err(ChapError::NoBinaryPrefix));
         assert_eq!(decode_binary("0x0"), Err(ChapError::BadHex));
         assert_eq!(decode_binary("0xzz"), Err(ChapError::BadHex));
@@ -262,7 +283,10 @@ mod tests {
         assert_eq!(select_algorithm("7,6"), Ok(None));
         assert_eq!(select_algorithm("foo"), Ok(None));
         assert_eq!(select_algorithm("5,"), Err(ChapError::BadAlgorithmList));
-        assert_eq!(select_algorithm(&"1,".repeat(20)), Err(ChapError::BadAlgorithmList));
+        assert_eq!(
+            select_algorithm(&"1,".repeat(20)),
+            Err(ChapError::BadAlgorithmList)
+        );
     }
 
     #[test]

@@ -92,7 +92,10 @@ pub enum TargetCheck {
     /// Initiator is not in any group and the target has no default group: 02/02.
     Forbidden,
     /// Allowed; CHAP is required when `chap` is set.
-    Allowed { alias: Option<String>, chap: Option<ChapCredentials> },
+    Allowed {
+        alias: Option<String>,
+        chap: Option<ChapCredentials>,
+    },
 }
 
 /// The runtime's answers to the questions a login asks.
@@ -124,14 +127,23 @@ pub struct LoginOutcome {
 #[derive(Debug, Clone)]
 pub enum LoginStep {
     /// Send the response and wait for the next request.
-    Continue { response: LoginResponseFields, data: Vec<u8> },
+    Continue {
+        response: LoginResponseFields,
+        data: Vec<u8>,
+    },
     /// Send the response (Transit to FullFeature, status 0) and enter full feature phase.
     /// The runtime fills in TSIH (it allocates it) before sending.
-    Complete { response: LoginResponseFields, data: Vec<u8>, outcome: LoginOutcome },
+    Complete {
+        response: LoginResponseFields,
+        data: Vec<u8>,
+        outcome: LoginOutcome,
+    },
     /// Send the response (a non-zero status) and close the connection.
-    Fail { response: LoginResponseFields, data: Vec<u8> },
+    Fail {
+        response: LoginResponseFields,
+        data: Vec<u8>,
+    },
 }
-
 
 /// Status classes and details (RFC 7143 11.13.5).
 pub mod status {
@@ -155,7 +167,10 @@ struct Failure {
 
 impl From<(u8, u8)> for Failure {
     fn from(status: (u8, u8)) -> Failure {
-        Failure { status, data: Vec::new() }
+        Failure {
+            status,
+            data: Vec::new(),
+        }
     }
 }
 
@@ -188,7 +203,12 @@ struct Identity {
 
 /// Keys an initiator states once, in its first request. libiscsi repeats them in each
 /// request of the operational stage; an identical repeat is tolerated, a change is not.
-const LOGIN_KEYS: [&str; 4] = ["InitiatorName", "InitiatorAlias", "TargetName", "SessionType"];
+const LOGIN_KEYS: [&str; 4] = [
+    "InitiatorName",
+    "InitiatorAlias",
+    "TargetName",
+    "SessionType",
+];
 
 /// Keys the target offers when the initiator is silent about them and the RFC default
 /// exceeds what we accept (RFC 7143 6.2: either side may originate).
@@ -303,25 +323,33 @@ impl Login {
         }
         let stage = self.check_header(req)?;
         if req.cont {
-            self.pending_text.push(data).map_err(|_| status::INITIATOR_ERROR)?;
+            self.pending_text
+                .push(data)
+                .map_err(|_| status::INITIATOR_ERROR)?;
             self.stage.get_or_insert(stage);
             return Ok(LoginStep::Continue {
                 response: response(stage, None),
                 data: Vec::new(),
             });
         }
-        let segment = self.pending_text.finish(data).map_err(|_| status::INITIATOR_ERROR)?;
+        let segment = self
+            .pending_text
+            .finish(data)
+            .map_err(|_| status::INITIATOR_ERROR)?;
         let pairs = text::parse(&segment).map_err(|_| status::INITIATOR_ERROR)?;
         let pairs = self.filter_repeats(pairs)?;
 
-        let mut out = Vec::new();
+        let mut out = Reply::default();
         if self.kind.is_none() {
             self.first_request(stage, &pairs, policy, &mut out)?;
         }
         let discovery = self.kind == Some(SessionKind::Discovery);
         let mut op_answered = false;
-        let mut fbl_index = None;
-        for p in pairs.iter().filter(|p| !LOGIN_KEYS.contains(&p.key.as_str())) {
+        let mut fbl_index: Option<usize> = None;
+        for p in pairs
+            .iter()
+            .filter(|p| !LOGIN_KEYS.contains(&p.key.as_str()))
+        {
             if is_security_key(&p.key) {
                 if stage != Stage::Security {
                     return Err(status::INITIATOR_ERROR.into());
@@ -331,26 +359,19 @@ impl Login {
             if negotiate::is_target_only(&p.key) {
                 return Err(status::INITIATOR_ERROR.into());
             }
-            let action = negotiate::negotiate(
-                &p.key,
-                &p.value,
-                &self.ours,
-                &mut self.params,
-                discovery,
-            );
+            let action =
+                negotiate::negotiate(&p.key, &p.value, &self.ours, &mut self.params, discovery);
             op_answered = true;
-            if let Some(k) = OFFERABLE_KEYS.iter().find(|k| **k == p.key) {
-                if self.offered.remove(k) {
-                    // The initiator's answer to our offer; it is not answered again.
-                    continue;
-                }
+            if OFFERABLE_KEYS.contains(&p.key.as_str()) && self.offered.remove(p.key.as_str()) {
+                // The initiator's answer to our offer; it is not answered again.
+                continue;
             }
             match action {
                 KeyAction::Answer(v) => {
                     if p.key == "FirstBurstLength" {
-                        fbl_index = Some(out.len());
+                        fbl_index = Some(out.0.len());
                     }
-                    text::push_pair(&mut out, &p.key, &v);
+                    out.push(&p.key, &v);
                 }
                 KeyAction::Recorded => {}
                 KeyAction::Invalid => return Err(status::INITIATOR_ERROR.into()),
@@ -358,15 +379,11 @@ impl Login {
         }
         // RFC 7143 13.14: FirstBurstLength is irrelevant with InitialR2T=Yes and
         // ImmediateData=No; the results of those two are final once this request is read.
-        if let Some(at) = fbl_index {
-            if self.params.initial_r2t && !self.params.immediate_data {
-                let mut fixed = out[..at].to_vec();
-                text::push_pair(&mut fixed, "FirstBurstLength", "Irrelevant");
-                let rest = &out[at..];
-                let skip = rest.iter().position(|&b| b == 0).map_or(rest.len(), |i| i + 1);
-                fixed.extend_from_slice(&rest[skip..]);
-                out = fixed;
-            }
+        if let Some(at) = fbl_index
+            && self.params.initial_r2t
+            && !self.params.immediate_data
+        {
+            out.0[at].1 = "Irrelevant".to_owned();
         }
 
         let mut ready = true;
@@ -376,9 +393,10 @@ impl Login {
         if (stage == Stage::Operational || op_answered) && !self.declared_mrdsl {
             // Declarative: the initiator assumes 8192 until told (RFC 7143 13.12).
             self.declared_mrdsl = true;
-            self.params.target_max_recv_data_segment_length = self.ours.max_recv_data_segment_length;
+            self.params.target_max_recv_data_segment_length =
+                self.ours.max_recv_data_segment_length;
             let v = self.ours.max_recv_data_segment_length.to_string();
-            text::push_pair(&mut out, "MaxRecvDataSegmentLength", &v);
+            out.push("MaxRecvDataSegmentLength", &v);
         }
         if stage == Stage::Operational && req.transit && !discovery {
             ready &= !self.offer_missing_keys(&mut out);
@@ -387,15 +405,29 @@ impl Login {
 
         if !(req.transit && ready) {
             self.stage = Some(stage);
-            return Ok(LoginStep::Continue { response: response(stage, None), data: out });
+            return Ok(LoginStep::Continue {
+                response: response(stage, None),
+                data: out.encode(),
+            });
         }
-        let next = if req.nsg == 3 { Stage::FullFeature } else { Stage::Operational };
+        let next = if req.nsg == 3 {
+            Stage::FullFeature
+        } else {
+            Stage::Operational
+        };
         let resp = response(stage, Some(next));
         if next == Stage::Operational {
             self.stage = Some(Stage::Operational);
-            return Ok(LoginStep::Continue { response: resp, data: out });
+            return Ok(LoginStep::Continue {
+                response: resp,
+                data: out.encode(),
+            });
         }
-        Ok(LoginStep::Complete { response: resp, data: out, outcome: self.outcome() })
+        Ok(LoginStep::Complete {
+            response: resp,
+            data: out.encode(),
+            outcome: self.outcome(),
+        })
     }
 
     /// Validates the stage fields and the per-login constants; returns the request's stage.
@@ -413,7 +445,11 @@ impl Login {
         if req.transit && !(req.nsg == 1 || req.nsg == 3) || req.transit && req.nsg <= req.csg {
             return Err(status::INITIATOR_ERROR.into());
         }
-        let identity = Identity { isid: req.isid, tsih: req.tsih, cid: req.cid };
+        let identity = Identity {
+            isid: req.isid,
+            tsih: req.tsih,
+            cid: req.cid,
+        };
         match (&self.identity, self.stage) {
             (None, _) => {
                 // RFC 7143 11.12.4: we speak version 0; the range must include it.
@@ -427,10 +463,8 @@ impl Login {
                     return Err(status::INITIATOR_ERROR.into());
                 }
                 // The stage only changes when we answered a transit.
-                if let Some(current) = current {
-                    if current != stage {
-                        return Err(status::INITIATOR_ERROR.into());
-                    }
+                if current.is_some_and(|c| c != stage) {
+                    return Err(status::INITIATOR_ERROR.into());
                 }
             }
         }
@@ -470,7 +504,7 @@ impl Login {
         stage: Stage,
         pairs: &[TextPair],
         policy: &dyn LoginPolicy,
-        out: &mut Vec<u8>,
+        out: &mut Reply,
     ) -> Result<(), Failure> {
         let get = |k: &str| pairs.iter().find(|p| p.key == k).map(|p| p.value.as_str());
         let initiator = get("InitiatorName").ok_or(status::MISSING_PARAMETER)?;
@@ -483,22 +517,26 @@ impl Login {
                 if !valid_iscsi_name(target) {
                     return Err(status::NOT_FOUND.into());
                 }
-                SessionKind::Normal { target_name: target.to_owned() }
+                SessionKind::Normal {
+                    target_name: target.to_owned(),
+                }
             }
             "Discovery" => SessionKind::Discovery,
             _ => return Err(status::SESSION_TYPE_UNSUPPORTED.into()),
         };
         self.chap = match &kind {
             SessionKind::Discovery => policy.discovery_chap(),
-            SessionKind::Normal { target_name } => match policy.check_target(target_name, initiator) {
-                TargetCheck::NotFound => return Err(status::NOT_FOUND.into()),
-                TargetCheck::Disabled => return Err(status::SERVICE_UNAVAILABLE.into()),
-                TargetCheck::Forbidden => return Err(status::AUTHORIZATION_FAILURE.into()),
-                TargetCheck::Allowed { alias, chap } => {
-                    self.target_alias = alias;
-                    chap
+            SessionKind::Normal { target_name } => {
+                match policy.check_target(target_name, initiator) {
+                    TargetCheck::NotFound => return Err(status::NOT_FOUND.into()),
+                    TargetCheck::Disabled => return Err(status::SERVICE_UNAVAILABLE.into()),
+                    TargetCheck::Forbidden => return Err(status::AUTHORIZATION_FAILURE.into()),
+                    TargetCheck::Allowed { alias, chap } => {
+                        self.target_alias = alias;
+                        chap
+                    }
                 }
-            },
+            }
         };
         // RFC 7143 6.3: an initiator may skip the security stage only if the target
         // requires no authentication.
@@ -510,15 +548,19 @@ impl Login {
         }
         self.initiator_name = initiator.to_owned();
         self.initiator_alias = get("InitiatorAlias").map(str::to_owned);
-        self.login_keys = pairs.iter().filter(|p| LOGIN_KEYS.contains(&p.key.as_str())).cloned().collect();
+        self.login_keys = pairs
+            .iter()
+            .filter(|p| LOGIN_KEYS.contains(&p.key.as_str()))
+            .cloned()
+            .collect();
         if let SessionKind::Normal { .. } = kind {
             // RFC 7143 13.9: TargetPortalGroupTag in the first response of a normal session.
             if !self.sent_portal_group_tag {
                 self.sent_portal_group_tag = true;
-                text::push_pair(out, "TargetPortalGroupTag", &self.portal_group_tag.to_string());
+                out.push("TargetPortalGroupTag", &self.portal_group_tag.to_string());
             }
             if let Some(alias) = &self.target_alias {
-                text::push_pair(out, "TargetAlias", alias);
+                out.push("TargetAlias", alias);
             }
         }
         self.kind = Some(kind);
@@ -532,7 +574,7 @@ impl Login {
         &mut self,
         req: &LoginRequestFields,
         pairs: &[TextPair],
-        out: &mut Vec<u8>,
+        out: &mut Reply,
     ) -> Result<bool, Failure> {
         let get = |k: &str| pairs.iter().find(|p| p.key == k).map(|p| p.value.as_str());
         let auth_fail = || Failure::from(status::AUTH_FAILURE);
@@ -543,7 +585,10 @@ impl Login {
             Auth::AwaitResponse(_) => &["CHAP_N", "CHAP_R", "CHAP_I", "CHAP_C"],
             Auth::Done => &[],
         };
-        if pairs.iter().any(|p| is_security_key(&p.key) && !expected.contains(&p.key.as_str())) {
+        if pairs
+            .iter()
+            .any(|p| is_security_key(&p.key) && !expected.contains(&p.key.as_str()))
+        {
             return Err(auth_fail());
         }
         let auth = std::mem::replace(&mut self.auth, Auth::Done);
@@ -556,13 +601,13 @@ impl Login {
                         if !offers.contains(&"CHAP") {
                             return Err(fail_with(status::AUTH_FAILURE, "AuthMethod", "Reject"));
                         }
-                        text::push_pair(out, "AuthMethod", "CHAP");
+                        out.push("AuthMethod", "CHAP");
                         Auth::AwaitAlgorithm
                     } else {
                         if !offers.contains(&"None") {
                             return Err(fail_with(status::AUTH_FAILURE, "AuthMethod", "Reject"));
                         }
-                        text::push_pair(out, "AuthMethod", "None");
+                        out.push("AuthMethod", "None");
                         Auth::Done
                     }
                 }
@@ -577,9 +622,9 @@ impl Login {
                     Some(alg) => {
                         let c = ChapChallenge::generate();
                         let (i, ch) = c.to_keys();
-                        text::push_pair(out, "CHAP_A", &alg.to_string());
-                        text::push_pair(out, "CHAP_I", &i);
-                        text::push_pair(out, "CHAP_C", &ch);
+                        out.push("CHAP_A", &alg.to_string());
+                        out.push("CHAP_I", &i);
+                        out.push("CHAP_C", &ch);
                         Auth::AwaitResponse(c)
                     }
                     None => return Err(fail_with(status::AUTH_FAILURE, "CHAP_A", "Reject")),
@@ -598,7 +643,7 @@ impl Login {
         &self,
         challenge: &ChapChallenge,
         get: &dyn Fn(&str) -> Option<&'a str>,
-        out: &mut Vec<u8>,
+        out: &mut Reply,
     ) -> Result<(), Failure> {
         let auth_fail = || Failure::from(status::AUTH_FAILURE);
         let creds = self.chap.as_ref().ok_or_else(auth_fail)?;
@@ -624,8 +669,8 @@ impl Login {
                     return Err(auth_fail());
                 }
                 let answer = chap::md5_response(id, mutual_secret, &peer);
-                text::push_pair(out, "CHAP_N", mutual_user);
-                text::push_pair(out, "CHAP_R", &chap::encode_hex(&answer));
+                out.push("CHAP_N", mutual_user);
+                out.push("CHAP_R", &chap::encode_hex(&answer));
                 Ok(())
             }
             _ => Err(auth_fail()),
@@ -634,7 +679,7 @@ impl Login {
 
     /// Before leaving the operational stage, offers keys the initiator never mentioned
     /// whose RFC default exceeds our limits. Returns true if anything was offered.
-    fn offer_missing_keys(&mut self, out: &mut Vec<u8>) -> bool {
+    fn offer_missing_keys(&mut self, out: &mut Reply) -> bool {
         let defaults = SessionParams::default();
         let mut any = false;
         for key in OFFERABLE_KEYS {
@@ -647,7 +692,7 @@ impl Login {
                 }
                 "FirstBurstLength"
                     if self.ours.first_burst_length < defaults.first_burst_length
-                        && !(self.params.initial_r2t && !self.params.immediate_data) =>
+                        && (self.params.immediate_data || !self.params.initial_r2t) =>
                 {
                     self.ours.first_burst_length.to_string()
                 }
@@ -656,7 +701,7 @@ impl Login {
                 }
                 _ => continue,
             };
-            text::push_pair(out, key, &value);
+            out.push(key, &value);
             self.offered.insert(key);
             self.offered_ever.insert(key);
             any = true;
@@ -668,7 +713,11 @@ impl Login {
         let mut params = self.params.clone();
         // RFC 7143 13.14: FirstBurstLength never exceeds MaxBurstLength.
         params.first_burst_length = params.first_burst_length.min(params.max_burst_length);
-        let identity = self.identity.clone().unwrap_or(Identity { isid: [0; 6], tsih: 0, cid: 0 });
+        let identity = self.identity.clone().unwrap_or(Identity {
+            isid: [0; 6],
+            tsih: 0,
+            cid: 0,
+        });
         LoginOutcome {
             kind: self.kind.clone().unwrap_or(SessionKind::Discovery),
             initiator_name: self.initiator_name.clone(),
@@ -677,6 +726,20 @@ impl Login {
             tsih: identity.tsih,
             params,
         }
+    }
+}
+
+/// The key=value pairs of one response, in the order they are decided.
+#[derive(Debug, Default)]
+struct Reply(Vec<(String, String)>);
+
+impl Reply {
+    fn push(&mut self, key: &str, value: &str) {
+        self.0.push((key.to_owned(), value.to_owned()));
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        text::encode(&self.0)
     }
 }
 

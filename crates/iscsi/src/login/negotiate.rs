@@ -16,7 +16,7 @@ pub const OUR_PROTOCOL_LEVEL: u64 = 1;
 pub const MAX_PROTOCOL_LEVEL: u64 = 31;
 /// We run one connection per session and error recovery level 0.
 pub const OUR_MAX_CONNECTIONS: u64 = 1;
-pub const OUR_ERROR_RECOVERY_LEVEL: u64 = 0;
+pub const OUR_ERROR_RECOVERY_LEVEL: u8 = 0;
 /// Most items we look at in a list-valued key (HeaderDigest, TaskReporting, …).
 pub const MAX_LIST_ITEMS: usize = 16;
 
@@ -34,7 +34,10 @@ pub enum KeyAction {
 
 /// Keys that only a target sends; an initiator sending one commits a protocol error.
 pub fn is_target_only(key: &str) -> bool {
-    matches!(key, "TargetAlias" | "TargetAddress" | "TargetPortalGroupTag")
+    matches!(
+        key,
+        "TargetAlias" | "TargetAddress" | "TargetPortalGroupTag"
+    )
 }
 
 /// Keys irrelevant in a discovery session (RFC 7143 13: "Irrelevant when:
@@ -96,10 +99,10 @@ fn to_u32(n: u64) -> u32 {
 
 /// The first item of the initiator's list that `accept` takes (RFC 7143 6.2.1: the
 /// acceptor picks the first value it supports, in the originator's order).
-fn pick_from_list<'v>(v: &'v str, accept: impl Fn(&str) -> bool) -> Option<&'v str> {
-    let mut items = v.split(',');
-    let picked = items.by_ref().take(MAX_LIST_ITEMS).find(|i| !i.is_empty() && accept(i));
-    picked
+fn pick_from_list(v: &str, accept: impl Fn(&str) -> bool) -> Option<&str> {
+    v.split(',')
+        .take(MAX_LIST_ITEMS)
+        .find(|i| !i.is_empty() && accept(i))
 }
 
 fn digest(v: &str, crc_allowed: bool, set: &mut bool) -> KeyAction {
@@ -181,10 +184,10 @@ pub fn negotiate(
             None => reject(),
         },
         "ErrorRecoveryLevel" => match ranged(value, 0, 2) {
-            Some(n) => {
-                let r = n.min(OUR_ERROR_RECOVERY_LEVEL);
-                params.error_recovery_level = r as u8;
-                KeyAction::Answer(r.to_string())
+            // Result function minimum; ours is the lowest level, so it always wins.
+            Some(_) => {
+                params.error_recovery_level = OUR_ERROR_RECOVERY_LEVEL;
+                KeyAction::Answer(OUR_ERROR_RECOVERY_LEVEL.to_string())
             }
             None => reject(),
         },
@@ -193,7 +196,9 @@ pub fn negotiate(
             None => reject(),
         },
         "InitialR2T" | "ImmediateData" | "DataPDUInOrder" | "DataSequenceInOrder" => {
-            let Some(b) = parse_bool(value) else { return reject() };
+            let Some(b) = parse_bool(value) else {
+                return reject();
+            };
             let r = match key {
                 // Result function OR (RFC 7143 13.10, 13.18, 13.19); we want in-order data.
                 "InitialR2T" => {
@@ -270,10 +275,19 @@ mod tests {
         assert_eq!((a, p.data_digest), (ans("CRC32C"), true));
         assert_eq!(run("DataDigest", "X-foo,None").0, ans("None"));
         assert_eq!(run("DataDigest", "X-foo").0, ans("Reject"));
-        let ours = TargetParams { header_digest_crc32c: false, ..TargetParams::default() };
+        let ours = TargetParams {
+            header_digest_crc32c: false,
+            ..TargetParams::default()
+        };
         let mut p = SessionParams::default();
-        assert_eq!(negotiate("HeaderDigest", "CRC32C", &ours, &mut p, false), ans("Reject"));
-        assert_eq!(negotiate("HeaderDigest", "CRC32C,None", &ours, &mut p, false), ans("None"));
+        assert_eq!(
+            negotiate("HeaderDigest", "CRC32C", &ours, &mut p, false),
+            ans("Reject")
+        );
+        assert_eq!(
+            negotiate("HeaderDigest", "CRC32C,None", &ours, &mut p, false),
+            ans("None")
+        );
     }
 
     #[test]
@@ -311,7 +325,10 @@ mod tests {
     #[test]
     fn declarative_mrdsl() {
         let (a, p) = run("MaxRecvDataSegmentLength", "262144");
-        assert_eq!((a, p.initiator_max_recv_data_segment_length), (KeyAction::Recorded, 262144));
+        assert_eq!(
+            (a, p.initiator_max_recv_data_segment_length),
+            (KeyAction::Recorded, 262144)
+        );
         assert_eq!(run("MaxRecvDataSegmentLength", "100").0, KeyAction::Invalid);
         assert_eq!(run("MaxRecvDataSegmentLength", "abc").0, KeyAction::Invalid);
     }
@@ -320,11 +337,21 @@ mod tests {
     fn booleans() {
         let (a, p) = run("InitialR2T", "No");
         assert_eq!((a, p.initial_r2t), (ans("No"), false));
-        let ours = TargetParams { initial_r2t: true, immediate_data: false, ..Default::default() };
+        let ours = TargetParams {
+            initial_r2t: true,
+            immediate_data: false,
+            ..Default::default()
+        };
         let mut p = SessionParams::default();
-        assert_eq!(negotiate("InitialR2T", "No", &ours, &mut p, false), ans("Yes"));
+        assert_eq!(
+            negotiate("InitialR2T", "No", &ours, &mut p, false),
+            ans("Yes")
+        );
         assert!(p.initial_r2t);
-        assert_eq!(negotiate("ImmediateData", "Yes", &ours, &mut p, false), ans("No"));
+        assert_eq!(
+            negotiate("ImmediateData", "Yes", &ours, &mut p, false),
+            ans("No")
+        );
         assert!(!p.immediate_data);
         let (a, p) = run("ImmediateData", "Yes");
         assert_eq!((a, p.immediate_data), (ans("Yes"), true));
@@ -342,7 +369,10 @@ mod tests {
         assert_eq!(run("X-com.example.Foo", "1").0, ans("NotUnderstood"));
         assert_eq!(run("X#org.example", "1").0, ans("NotUnderstood"));
         assert_eq!(run("Bogus", "1").0, ans("NotUnderstood"));
-        assert_eq!(run("TaskReporting", "ResponseFence,RFC3720").0, ans("RFC3720"));
+        assert_eq!(
+            run("TaskReporting", "ResponseFence,RFC3720").0,
+            ans("RFC3720")
+        );
         assert_eq!(run("TaskReporting", "FastAbort").0, ans("Reject"));
     }
 
@@ -350,10 +380,18 @@ mod tests {
     fn discovery_irrelevant_keys() {
         let mut p = SessionParams::default();
         let ours = TargetParams::default();
-        for k in ["MaxConnections", "InitialR2T", "ImmediateData", "MaxBurstLength"] {
+        for k in [
+            "MaxConnections",
+            "InitialR2T",
+            "ImmediateData",
+            "MaxBurstLength",
+        ] {
             assert_eq!(negotiate(k, "1", &ours, &mut p, true), ans("Irrelevant"));
         }
         assert_eq!(p, SessionParams::default());
-        assert_eq!(negotiate("HeaderDigest", "None", &ours, &mut p, true), ans("None"));
+        assert_eq!(
+            negotiate("HeaderDigest", "None", &ours, &mut p, true),
+            ans("None")
+        );
     }
 }

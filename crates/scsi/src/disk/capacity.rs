@@ -31,7 +31,10 @@ mod tests {
         assert_eq!(out, [0, 0, 0x07, 0xFF, 0, 0, 0x10, 0]);
         capacity16(1 << 33, 512, &mut out);
         assert_eq!(out.len(), 32);
-        assert_eq!(u64::from_be_bytes(out[0..8].try_into().unwrap()), (1 << 33) - 1);
+        assert_eq!(
+            u64::from_be_bytes(out[0..8].try_into().unwrap()),
+            (1 << 33) - 1
+        );
         assert_eq!(&out[8..12], &[0, 0, 2, 0]);
     }
 }

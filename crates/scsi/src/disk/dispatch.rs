@@ -12,14 +12,23 @@ use crate::sense::{Asc, Sense, SenseKey};
 use crate::{Command, IoBuf};
 
 /// Runs one command on `lu`. REPORT LUNS never gets here: the LUN map answers it.
-pub async fn execute(lu: &Arc<LogicalUnit>, cmd: &Command, cdb: Cdb, mut buf: IoBuf) -> (Outcome, IoBuf) {
+pub async fn execute(
+    lu: &Arc<LogicalUnit>,
+    cmd: &Command,
+    cdb: Cdb,
+    mut buf: IoBuf,
+) -> (Outcome, IoBuf) {
     let out = match cdb {
         Cdb::Read(r) => return rw::read(lu, r, buf).await,
         Cdb::Write(r) => return rw::write(lu, r, false, cmd.expected_len, buf).await,
         // SBC-3 5.36: the data must be on the medium before GOOD, whatever WCE says.
         Cdb::WriteVerify(r) => return rw::write(lu, r, true, cmd.expected_len, buf).await,
-        Cdb::Verify { range, bytchk } => return rw::verify(lu, range, bytchk, cmd.expected_len, buf).await,
-        Cdb::SyncCache { lba, blocks, immed } => sync::synchronize_cache(lu, lba, blocks, immed).await,
+        Cdb::Verify { range, bytchk } => {
+            return rw::verify(lu, range, bytchk, cmd.expected_len, buf).await;
+        }
+        Cdb::SyncCache { lba, blocks, immed } => {
+            sync::synchronize_cache(lu, lba, blocks, immed).await
+        }
         Cdb::TestUnitReady | Cdb::StartStopUnit { .. } => Ok(Done::NO_DATA),
         Cdb::RequestSense { desc, alloc_len } => {
             // SPC-4 6.29: report a pending unit attention (and clear it), else NO SENSE.
@@ -32,7 +41,11 @@ pub async fn execute(lu: &Arc<LogicalUnit>, cmd: &Command, cdb: Cdb, mut buf: Io
             buf.extend_from_slice(enc.as_slice());
             Ok(Done::data(buf.len(), alloc_len))
         }
-        Cdb::Inquiry { evpd, page, alloc_len } => inquiry_cmd(lu, cmd, evpd, page, alloc_len, &mut buf),
+        Cdb::Inquiry {
+            evpd,
+            page,
+            alloc_len,
+        } => inquiry_cmd(lu, cmd, evpd, page, alloc_len, &mut buf),
         Cdb::ReadCapacity10 => {
             capacity::capacity10(lu.device.num_blocks(), lu.device.block_size(), &mut buf);
             Ok(Done::data(buf.len(), u32::MAX))
@@ -41,13 +54,33 @@ pub async fn execute(lu: &Arc<LogicalUnit>, cmd: &Command, cdb: Cdb, mut buf: Io
             capacity::capacity16(lu.device.num_blocks(), lu.device.block_size(), &mut buf);
             Ok(Done::data(buf.len(), alloc_len))
         }
-        Cdb::ModeSense { ten, dbd, llbaa, pc, page, subpage, alloc_len } => {
-            let req = SenseRequest { ten, dbd, llbaa, pc, page, subpage };
+        Cdb::ModeSense {
+            ten,
+            dbd,
+            llbaa,
+            pc,
+            page,
+            subpage,
+            alloc_len,
+        } => {
+            let req = SenseRequest {
+                ten,
+                dbd,
+                llbaa,
+                pc,
+                page,
+                subpage,
+            };
             mode::mode_sense(req, medium(lu), &lu.mode, &mut buf)
                 .map(|()| Done::data(buf.len(), alloc_len))
                 .map_err(Into::into)
         }
-        Cdb::ModeSelect { ten, pf, sp, param_len } => mode_select(lu, cmd, ten, pf, sp, param_len, &buf),
+        Cdb::ModeSelect {
+            ten,
+            pf,
+            sp,
+            param_len,
+        } => mode_select(lu, cmd, ten, pf, sp, param_len, &buf),
         Cdb::ReportLuns { .. } => Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE).into()),
     };
     (out, buf)
@@ -61,7 +94,14 @@ fn medium(lu: &LogicalUnit) -> Medium {
     }
 }
 
-fn inquiry_cmd(lu: &LogicalUnit, cmd: &Command, evpd: bool, page: u8, alloc_len: u32, buf: &mut IoBuf) -> Outcome {
+fn inquiry_cmd(
+    lu: &LogicalUnit,
+    cmd: &Command,
+    evpd: bool,
+    page: u8,
+    alloc_len: u32,
+    buf: &mut IoBuf,
+) -> Outcome {
     if evpd {
         let inp = vpd::VpdInput {
             identity: &lu.settings.identity,
@@ -79,7 +119,15 @@ fn inquiry_cmd(lu: &LogicalUnit, cmd: &Command, evpd: bool, page: u8, alloc_len:
 
 /// MODE SELECT (SPC-4 6.9): validate the whole list, apply it, and tell the other
 /// nexuses MODE PARAMETERS CHANGED (SPC-4 7.5.1) when something changed.
-fn mode_select(lu: &LogicalUnit, cmd: &Command, ten: bool, pf: bool, sp: bool, param_len: u32, buf: &IoBuf) -> Outcome {
+fn mode_select(
+    lu: &LogicalUnit,
+    cmd: &Command,
+    ten: bool,
+    pf: bool,
+    sp: bool,
+    param_len: u32,
+    buf: &IoBuf,
+) -> Outcome {
     if sp {
         // No saved pages (SPC-4 6.9).
         return Err(Sense::invalid_cdb_field(1, Some(0)).into());
@@ -102,7 +150,11 @@ fn mode_select(lu: &LogicalUnit, cmd: &Command, ten: bool, pf: bool, sp: bool, p
         lu.mode.set(new)
     };
     if changed {
-        lu.ua.post_others(Some(cmd.nexus.id), Asc::MODE_PARAMETERS_CHANGED);
+        lu.ua
+            .post_others(Some(cmd.nexus.id), Asc::MODE_PARAMETERS_CHANGED);
     }
-    Ok(Done { data_in: 0, transfer: u64::from(param_len) })
+    Ok(Done {
+        data_in: 0,
+        transfer: u64::from(param_len),
+    })
 }

@@ -26,12 +26,17 @@ pub fn standard(identity: Option<&Identity>, out: &mut Vec<u8>) {
     out.clear();
     out.resize(STANDARD_LEN, 0);
     let d = &mut out[..];
-    d[0] = if identity.is_some() { 0x00 } else { PERIPHERAL_NONE };
+    d[0] = if identity.is_some() {
+        0x00
+    } else {
+        PERIPHERAL_NONE
+    };
     d[2] = 0x06; // SPC-4
     d[3] = 0x12; // HiSup, response data format 2; NormACA 0
     d[4] = (STANDARD_LEN - 5) as u8;
     d[7] = 0x02; // CmdQue
-    let (vendor, product, revision) = identity.map_or(("", "", ""), |i| (&*i.vendor, &*i.product, &*i.revision));
+    let (vendor, product, revision) =
+        identity.map_or(("", "", ""), |i| (&*i.vendor, &*i.product, &*i.revision));
     ascii_field(&mut d[8..16], vendor);
     ascii_field(&mut d[16..32], product);
     ascii_field(&mut d[32..36], revision);
@@ -56,11 +61,17 @@ mod tests {
         let mut out = Vec::new();
         standard(Some(&id), &mut out);
         assert_eq!(out.len(), usize::from(out[4]) + 5);
-        assert_eq!((out[0], out[2], out[3] & 0x0F, out[3] & 0x10, out[7] & 0x02), (0, 6, 2, 0x10, 2));
+        assert_eq!(
+            (out[0], out[2], out[3] & 0x0F, out[3] & 0x10, out[7] & 0x02),
+            (0, 6, 2, 0x10, 2)
+        );
         assert_eq!(&out[8..16], b"ESOS    ");
         assert_eq!(&out[16..32], b"disk            ");
         assert_eq!(&out[32..36], b"0.1 ");
-        assert_eq!(&out[58..66], &[0x00, 0xA0, 0x04, 0x60, 0x04, 0xC0, 0x09, 0x60]);
+        assert_eq!(
+            &out[58..66],
+            &[0x00, 0xA0, 0x04, 0x60, 0x04, 0xC0, 0x09, 0x60]
+        );
         standard(None, &mut out);
         assert_eq!(out[0], 0x7F);
     }

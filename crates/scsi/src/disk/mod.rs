@@ -25,12 +25,18 @@ pub struct Done {
 }
 
 impl Done {
-    pub const NO_DATA: Done = Done { data_in: 0, transfer: 0 };
+    pub const NO_DATA: Done = Done {
+        data_in: 0,
+        transfer: 0,
+    };
 
     /// Data-in of `len` bytes, cut to the CDB's allocation length (SPC-4 4.2.5.6).
     pub fn data(len: usize, alloc_len: u32) -> Done {
         let n = (len as u64).min(u64::from(alloc_len)) as u32;
-        Done { data_in: n, transfer: u64::from(n) }
+        Done {
+            data_in: n,
+            transfer: u64::from(n),
+        }
     }
 }
 
@@ -43,7 +49,10 @@ pub struct Fail {
 
 impl From<Sense> for Fail {
     fn from(sense: Sense) -> Fail {
-        Fail { sense, residual: Residual::None }
+        Fail {
+            sense,
+            residual: Residual::None,
+        }
     }
 }
 

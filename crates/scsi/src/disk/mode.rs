@@ -61,11 +61,19 @@ impl ModeState {
     }
 
     pub fn current(&self) -> ModeValues {
-        ModeValues { wce: self.wce(), d_sense: self.d_sense(), swp: self.swp() }
+        ModeValues {
+            wce: self.wce(),
+            d_sense: self.d_sense(),
+            swp: self.swp(),
+        }
     }
 
     pub fn defaults(&self) -> ModeValues {
-        ModeValues { wce: self.default_wce, d_sense: false, swp: false }
+        ModeValues {
+            wce: self.default_wce,
+            d_sense: false,
+            swp: false,
+        }
     }
 
     /// Sets the current values; true when anything changed.
@@ -152,7 +160,12 @@ pub struct Medium {
 }
 
 /// Builds the full MODE SENSE data (header, block descriptor, pages) into `out`.
-pub fn mode_sense(req: SenseRequest, medium: Medium, state: &ModeState, out: &mut Vec<u8>) -> Result<(), Sense> {
+pub fn mode_sense(
+    req: SenseRequest,
+    medium: Medium,
+    state: &ModeState,
+    out: &mut Vec<u8>,
+) -> Result<(), Sense> {
     let values = match req.pc {
         PageControl::Current | PageControl::Changeable => state.current(),
         PageControl::Default => state.defaults(),
@@ -162,8 +175,12 @@ pub fn mode_sense(req: SenseRequest, medium: Medium, state: &ModeState, out: &mu
     // Subpage 00h, or FFh with "all pages" (all pages and subpages; we have no subpages).
     let pages: &[u8] = match (req.page, req.subpage) {
         (PAGE_ALL, 0x00 | 0xFF) => &PAGES,
-        (p, 0x00) if PAGES.contains(&p) => std::slice::from_ref(PAGES.iter().find(|&&x| x == p).expect("contained")),
-        (p, _) if p == PAGE_ALL || PAGES.contains(&p) => return Err(Sense::invalid_cdb_field(3, None)),
+        (p, 0x00) if PAGES.contains(&p) => {
+            std::slice::from_ref(PAGES.iter().find(|&&x| x == p).expect("contained"))
+        }
+        (p, _) if p == PAGE_ALL || PAGES.contains(&p) => {
+            return Err(Sense::invalid_cdb_field(3, None));
+        }
         _ => return Err(Sense::invalid_cdb_field(2, Some(5))),
     };
     out.clear();
@@ -212,14 +229,23 @@ pub fn mode_sense(req: SenseRequest, medium: Medium, state: &ModeState, out: &mu
 
 /// Validates a MODE SELECT parameter list (SPC-4 6.9, 7.5) and returns the new values.
 /// Nothing is applied unless the whole list is valid.
-pub fn mode_select(ten: bool, list: &[u8], medium: Medium, state: &ModeState) -> Result<ModeValues, Sense> {
+pub fn mode_select(
+    ten: bool,
+    list: &[u8],
+    medium: Medium,
+    state: &ModeState,
+) -> Result<ModeValues, Sense> {
     let header_len = if ten { 8 } else { 4 };
     if list.len() < header_len {
         return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
     }
     // MODE DATA LENGTH is reserved in MODE SELECT and ignored; the medium type must be 0.
     let (medium_type_at, bd_len, long) = if ten {
-        (2, usize::from(u16::from_be_bytes([list[6], list[7]])), list[4] & 1 != 0)
+        (
+            2,
+            usize::from(u16::from_be_bytes([list[6], list[7]])),
+            list[4] & 1 != 0,
+        )
     } else {
         (1, usize::from(list[3]), false)
     };
@@ -289,11 +315,23 @@ fn check_block_descriptor(d: &[u8], at: usize, medium: Medium) -> Result<(), Sen
     let (blocks, len, len_at) = if d.len() == 16 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&d[0..8]);
-        (u64::from_be_bytes(b), u32::from_be_bytes([d[12], d[13], d[14], d[15]]), 12)
+        (
+            u64::from_be_bytes(b),
+            u32::from_be_bytes([d[12], d[13], d[14], d[15]]),
+            12,
+        )
     } else {
-        (u64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]])), u32::from_be_bytes([0, d[5], d[6], d[7]]), 5)
+        (
+            u64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]])),
+            u32::from_be_bytes([0, d[5], d[6], d[7]]),
+            5,
+        )
     };
-    let all_ones = if d.len() == 16 { u64::MAX } else { u64::from(u32::MAX) };
+    let all_ones = if d.len() == 16 {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    };
     if blocks != 0 && blocks != all_ones && blocks != medium.num_blocks {
         return Err(Sense::invalid_param_field(at as u16, None));
     }
@@ -308,16 +346,30 @@ mod tests {
     use super::*;
     use crate::sense::FieldPointer;
 
-    const MEDIUM: Medium = Medium { num_blocks: 2048, block_size: 512, write_protected: false };
+    const MEDIUM: Medium = Medium {
+        num_blocks: 2048,
+        block_size: 512,
+        write_protected: false,
+    };
 
     fn req(ten: bool, pc: PageControl, page: u8) -> SenseRequest {
-        SenseRequest { ten, dbd: false, llbaa: false, pc, page, subpage: 0 }
+        SenseRequest {
+            ten,
+            dbd: false,
+            llbaa: false,
+            pc,
+            page,
+            subpage: 0,
+        }
     }
 
     /// Finds page `code` in MODE SENSE data.
     fn find(data: &[u8], ten: bool, code: u8) -> Option<Vec<u8>> {
         let (mut at, end) = if ten {
-            (8 + usize::from(u16::from_be_bytes([data[6], data[7]])), usize::from(u16::from_be_bytes([data[0], data[1]])) + 2)
+            (
+                8 + usize::from(u16::from_be_bytes([data[6], data[7]])),
+                usize::from(u16::from_be_bytes([data[0], data[1]])) + 2,
+            )
         } else {
             (4 + usize::from(data[3]), usize::from(data[0]) + 1)
         };
@@ -335,7 +387,13 @@ mod tests {
     fn all_pages_with_block_descriptor() {
         let st = ModeState::new(true);
         let mut out = Vec::new();
-        mode_sense(req(false, PageControl::Current, PAGE_ALL), MEDIUM, &st, &mut out).unwrap();
+        mode_sense(
+            req(false, PageControl::Current, PAGE_ALL),
+            MEDIUM,
+            &st,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(usize::from(out[0]) + 1, out.len());
         assert_eq!(out[2], 0x10);
         assert_eq!(out[3], 8);
@@ -366,9 +424,21 @@ mod tests {
     fn saved_and_unknown_pages_are_rejected() {
         let st = ModeState::new(false);
         let mut out = Vec::new();
-        let e = mode_sense(req(false, PageControl::Saved, PAGE_ALL), MEDIUM, &st, &mut out).unwrap_err();
+        let e = mode_sense(
+            req(false, PageControl::Saved, PAGE_ALL),
+            MEDIUM,
+            &st,
+            &mut out,
+        )
+        .unwrap_err();
         assert_eq!(e.asc, Asc::SAVING_PARAMETERS_NOT_SUPPORTED);
-        let e = mode_sense(req(false, PageControl::Current, 0x19), MEDIUM, &st, &mut out).unwrap_err();
+        let e = mode_sense(
+            req(false, PageControl::Current, 0x19),
+            MEDIUM,
+            &st,
+            &mut out,
+        )
+        .unwrap_err();
         assert_eq!(e.field, Some(FieldPointer::cdb(2, Some(5))));
     }
 
@@ -393,18 +463,37 @@ mod tests {
         // Wrong page length.
         list[4 + 2] &= !0x01;
         list[4 + 1] = 5;
-        assert_eq!(mode_select(false, &list, MEDIUM, &st).unwrap_err().field, Some(FieldPointer::param(5, None)));
+        assert_eq!(
+            mode_select(false, &list, MEDIUM, &st).unwrap_err().field,
+            Some(FieldPointer::param(5, None))
+        );
         // Truncated.
-        assert_eq!(mode_select(false, &list[..10], MEDIUM, &st).unwrap_err().asc, Asc::INVALID_FIELD_IN_PARAMETER_LIST);
+        assert_eq!(
+            mode_select(false, &list[..10], MEDIUM, &st)
+                .unwrap_err()
+                .asc,
+            Asc::INVALID_FIELD_IN_PARAMETER_LIST
+        );
         list[4 + 1] = 18;
-        assert_eq!(mode_select(false, &list[..10], MEDIUM, &st).unwrap_err().asc, Asc::PARAMETER_LIST_LENGTH_ERROR);
+        assert_eq!(
+            mode_select(false, &list[..10], MEDIUM, &st)
+                .unwrap_err()
+                .asc,
+            Asc::PARAMETER_LIST_LENGTH_ERROR
+        );
     }
 
     #[test]
     fn select_control_page_with_block_descriptor() {
         let st = ModeState::new(true);
         let mut data = Vec::new();
-        mode_sense(req(true, PageControl::Current, PAGE_CONTROL), MEDIUM, &st, &mut data).unwrap();
+        mode_sense(
+            req(true, PageControl::Current, PAGE_CONTROL),
+            MEDIUM,
+            &st,
+            &mut data,
+        )
+        .unwrap();
         data[0] = 0;
         data[1] = 0;
         data[8 + 8 + 2] |= 0x04;
@@ -413,6 +502,9 @@ mod tests {
         assert!(v.d_sense && v.swp && v.wce);
         // A different block length cannot be selected.
         data[8 + 6] = 0x10;
-        assert_eq!(mode_select(true, &data, MEDIUM, &st).unwrap_err().field, Some(FieldPointer::param(13, None)));
+        assert_eq!(
+            mode_select(true, &data, MEDIUM, &st).unwrap_err().field,
+            Some(FieldPointer::param(13, None))
+        );
     }
 }

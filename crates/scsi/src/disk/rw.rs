@@ -44,7 +44,11 @@ pub fn check_data_out(expected_len: u32, buf: &IoBuf, bytes: u64) -> Result<(), 
         let over = bytes.saturating_sub(u64::from(expected_len));
         return Err(Fail {
             sense: Sense::illegal(Asc::INVALID_FIELD_IN_INFORMATION_UNIT),
-            residual: if over > 0 { Residual::Overflow(u32::try_from(over).unwrap_or(u32::MAX)) } else { Residual::None },
+            residual: if over > 0 {
+                Residual::Overflow(u32::try_from(over).unwrap_or(u32::MAX))
+            } else {
+                Residual::None
+            },
         });
     }
     Ok(())
@@ -66,16 +70,31 @@ pub async fn read(lu: &LogicalUnit, r: BlockRange, mut buf: IoBuf) -> (Outcome, 
     buf.resize(bytes as usize, 0);
     let (res, buf) = lu.device.read(offset(lu, r.lba), buf).await;
     match res {
-        Ok(()) => (Ok(Done { data_in: bytes as u32, transfer: bytes }), buf),
+        Ok(()) => (
+            Ok(Done {
+                data_in: bytes as u32,
+                transfer: bytes,
+            }),
+            buf,
+        ),
         Err(e) => {
             tracing::warn!(lba = r.lba, blocks = r.blocks, "read failed: {e}");
-            (Err(Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into()), buf)
+            (
+                Err(Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into()),
+                buf,
+            )
         }
     }
 }
 
 /// WRITE and WRITE AND VERIFY. With WCE 0 every write is FUA (SBC-3 6.4.5: write-through).
-pub async fn write(lu: &LogicalUnit, r: BlockRange, force_fua: bool, expected_len: u32, mut buf: IoBuf) -> (Outcome, IoBuf) {
+pub async fn write(
+    lu: &LogicalUnit,
+    r: BlockRange,
+    force_fua: bool,
+    expected_len: u32,
+    mut buf: IoBuf,
+) -> (Outcome, IoBuf) {
     let bytes = match check(lu, &r).and_then(|b| check_writable(lu).map(|()| b)) {
         Ok(b) => b,
         Err(f) => return (Err(f), buf),
@@ -89,19 +108,39 @@ pub async fn write(lu: &LogicalUnit, r: BlockRange, force_fua: bool, expected_le
     // EDTL larger than the transfer: only the transfer is written (underflow residual).
     buf.truncate(bytes as usize);
     let fua = force_fua || r.fua || !lu.mode.wce();
+    #[cfg(test)]
+    if fua {
+        lu.fua_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let (res, buf) = lu.device.write(offset(lu, r.lba), buf, fua).await;
     match res {
-        Ok(()) => (Ok(Done { data_in: 0, transfer: bytes }), buf),
+        Ok(()) => (
+            Ok(Done {
+                data_in: 0,
+                transfer: bytes,
+            }),
+            buf,
+        ),
         Err(e) => {
             tracing::warn!(lba = r.lba, blocks = r.blocks, "write failed: {e}");
-            (Err(Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR).into()), buf)
+            (
+                Err(Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR).into()),
+                buf,
+            )
         }
     }
 }
 
 /// VERIFY: BYTCHK 0 checks the range only (the medium has no checkable ECC here); BYTCHK 1
 /// compares the data-out buffer with the medium (SBC-3 5.33).
-pub async fn verify(lu: &LogicalUnit, r: BlockRange, bytchk: bool, expected_len: u32, buf: IoBuf) -> (Outcome, IoBuf) {
+pub async fn verify(
+    lu: &LogicalUnit,
+    r: BlockRange,
+    bytchk: bool,
+    expected_len: u32,
+    buf: IoBuf,
+) -> (Outcome, IoBuf) {
     let bytes = match check(lu, &r) {
         Ok(b) => b,
         Err(f) => return (Err(f), buf),
@@ -117,13 +156,26 @@ pub async fn verify(lu: &LogicalUnit, r: BlockRange, bytchk: bool, expected_len:
     let (res, medium) = lu.device.read(offset(lu, r.lba), medium).await;
     if let Err(e) = res {
         tracing::warn!(lba = r.lba, blocks = r.blocks, "verify read failed: {e}");
-        return (Err(Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into()), buf);
+        return (
+            Err(Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into()),
+            buf,
+        );
     }
-    if let Some(at) = buf[..bytes as usize].iter().zip(&medium).position(|(a, b)| a != b) {
+    if let Some(at) = buf[..bytes as usize]
+        .iter()
+        .zip(&medium)
+        .position(|(a, b)| a != b)
+    {
         // SBC-3 5.33: INFORMATION is the offset of the first byte that did not match.
         let mut s = Sense::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY);
         s.info = Some(at as u64);
         return (Err(s.into()), buf);
     }
-    (Ok(Done { data_in: 0, transfer: bytes }), buf)
+    (
+        Ok(Done {
+            data_in: 0,
+            transfer: bytes,
+        }),
+        buf,
+    )
 }

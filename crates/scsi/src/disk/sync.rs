@@ -11,7 +11,12 @@ use crate::sense::{Asc, Sense, SenseKey};
 /// Flushes the device's volatile cache. The backend flushes everything, which covers any
 /// range; the range is still checked (NUMBER OF LOGICAL BLOCKS 0 means "to the end").
 /// With IMMED the status is returned once the CDB is valid and the flush runs on.
-pub async fn synchronize_cache(lu: &Arc<LogicalUnit>, lba: u64, blocks: u32, immed: bool) -> Outcome {
+pub async fn synchronize_cache(
+    lu: &Arc<LogicalUnit>,
+    lba: u64,
+    blocks: u32,
+    immed: bool,
+) -> Outcome {
     let end = lba.checked_add(u64::from(blocks));
     if end.is_none_or(|e| e > lu.device.num_blocks()) {
         return Err(Sense::illegal(Asc::LBA_OUT_OF_RANGE).into());

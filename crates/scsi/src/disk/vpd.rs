@@ -11,7 +11,14 @@ pub const BLOCK_CHARACTERISTICS: u8 = 0xB1;
 pub const LB_PROVISIONING: u8 = 0xB2;
 
 /// Page codes in ascending order (SPC-4 7.8.13 requires the order).
-const PAGES: [u8; 6] = [SUPPORTED_PAGES, UNIT_SERIAL, DEVICE_ID, BLOCK_LIMITS, BLOCK_CHARACTERISTICS, LB_PROVISIONING];
+const PAGES: [u8; 6] = [
+    SUPPORTED_PAGES,
+    UNIT_SERIAL,
+    DEVICE_ID,
+    BLOCK_LIMITS,
+    BLOCK_CHARACTERISTICS,
+    LB_PROVISIONING,
+];
 
 /// Serial numbers longer than this are cut (the VPD 80h page length is one byte).
 pub const MAX_SERIAL_LEN: usize = 32;
@@ -38,7 +45,10 @@ pub fn page(page: u8, inp: VpdInput<'_>, out: &mut Vec<u8>) -> Result<(), Sense>
         UNIT_SERIAL => {
             let s = inp.identity.serial.as_bytes();
             let s = &s[..s.len().min(MAX_SERIAL_LEN)];
-            out.extend(s.iter().map(|&c| if (0x20..=0x7E).contains(&c) { c } else { b' ' }));
+            out.extend(
+                s.iter()
+                    .map(|&c| if (0x20..=0x7E).contains(&c) { c } else { b' ' }),
+            );
         }
         DEVICE_ID => device_id(inp, out),
         BLOCK_LIMITS => block_limits(inp, out),
@@ -63,7 +73,11 @@ pub fn page(page: u8, inp: VpdInput<'_>, out: &mut Vec<u8>) -> Result<(), Sense>
 /// Appends one designation descriptor (SPC-4 7.8.6.1).
 fn designator(out: &mut Vec<u8>, code_set: u8, piv_assoc_type: u8, value: &[u8], pad_to: usize) {
     let len = value.len().next_multiple_of(pad_to);
-    let proto = if piv_assoc_type & 0x80 != 0 { PROTOCOL_ISCSI << 4 } else { 0 };
+    let proto = if piv_assoc_type & 0x80 != 0 {
+        PROTOCOL_ISCSI << 4
+    } else {
+        0
+    };
     out.extend_from_slice(&[proto | code_set, piv_assoc_type, 0, len as u8]);
     out.extend_from_slice(value);
     out.resize(out.len() + len - value.len(), 0);
@@ -114,7 +128,13 @@ mod tests {
     use super::*;
 
     fn input<'a>(id: &'a Identity, nexus: &'a Nexus) -> VpdInput<'a> {
-        VpdInput { identity: id, nexus, block_size: 512, max_transfer_blocks: 2048, rotational: false }
+        VpdInput {
+            identity: id,
+            nexus,
+            block_size: 512,
+            max_transfer_blocks: 2048,
+            rotational: false,
+        }
     }
 
     fn ident() -> Identity {
@@ -128,7 +148,12 @@ mod tests {
     }
 
     fn nexus() -> Nexus {
-        Nexus { id: 1, initiator_port: "i".into(), target_port: "iqn.x:t,t,0x0001".into(), relative_port: 3 }
+        Nexus {
+            id: 1,
+            initiator_port: "i".into(),
+            target_port: "iqn.x:t,t,0x0001".into(),
+            relative_port: 3,
+        }
     }
 
     #[test]
@@ -136,7 +161,10 @@ mod tests {
         let (id, nx) = (ident(), nexus());
         let mut out = Vec::new();
         page(DEVICE_ID, input(&id, &nx), &mut out).unwrap();
-        assert_eq!(usize::from(u16::from_be_bytes([out[2], out[3]])), out.len() - 4);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([out[2], out[3]])),
+            out.len() - 4
+        );
         let mut at = 4;
         let mut seen = Vec::new();
         while at < out.len() {
@@ -164,7 +192,10 @@ mod tests {
             let mut out = Vec::new();
             page(p, input(&id, &nx), &mut out).unwrap();
             assert_eq!(out[1], p);
-            assert_eq!(usize::from(u16::from_be_bytes([out[2], out[3]])) + 4, out.len());
+            assert_eq!(
+                usize::from(u16::from_be_bytes([out[2], out[3]])) + 4,
+                out.len()
+            );
         }
         let mut out = Vec::new();
         page(BLOCK_LIMITS, input(&id, &nx), &mut out).unwrap();
