@@ -94,12 +94,29 @@ mod tests {
     #[test]
     fn quick_export() {
         let cli = parse(&[
-            "serve", "--portal", "127.0.0.1:3261", "--portal", "[::1]:3261", "--lun", "/tmp/a.img",
-            "--lun", "null:1G", "--block-size", "4096", "--write-through", "--chap-user", "u",
-            "--chap-secret", "0123456789ab", "--target", "iqn.2026-11.org.esos:t",
+            "serve",
+            "--portal",
+            "127.0.0.1:3261",
+            "--portal",
+            "[::1]:3261",
+            "--lun",
+            "/tmp/a.img",
+            "--lun",
+            "null:1G",
+            "--block-size",
+            "4096",
+            "--write-through",
+            "--chap-user",
+            "u",
+            "--chap-secret",
+            "0123456789ab",
+            "--target",
+            "iqn.2026-11.org.esos:t",
         ])
         .unwrap();
-        let Some(Command::Serve(s)) = cli.command else { panic!("not serve") };
+        let Some(Command::Serve(s)) = cli.command else {
+            panic!("not serve")
+        };
         assert!(s.config.is_none());
         assert_eq!(s.quick.portal, ["127.0.0.1:3261", "[::1]:3261"]);
         assert_eq!(s.quick.lun, ["/tmp/a.img", "null:1G"]);

@@ -19,9 +19,18 @@ pub const MAX_TRANSFER_BYTES: u32 = 8 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
     #[error("device[{index}] {name:?}: {path}: {reason}")]
-    Preflight { index: usize, name: String, path: PathBuf, reason: String },
+    Preflight {
+        index: usize,
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("device[{index}] {name:?}: cannot open: {source}")]
-    Open { index: usize, name: String, source: BlockError },
+    Open {
+        index: usize,
+        name: String,
+        source: BlockError,
+    },
 }
 
 /// Read-only checks of every device path, so a typo in the last device does not leave
@@ -40,13 +49,19 @@ pub fn preflight(plan: &Plan) -> Result<(), GraphError> {
                 Ok(_) => return Err(fail(path, "is not a regular file".into())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if size_bytes.is_none() {
-                        return Err(fail(path, "does not exist and no size is set to create it".into()));
+                        return Err(fail(
+                            path,
+                            "does not exist and no size is set to create it".into(),
+                        ));
                     }
                     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-                    if let Some(parent) = parent {
-                        if !parent.is_dir() {
-                            return Err(fail(path, format!("directory {} does not exist", parent.display())));
-                        }
+                    if let Some(parent) = parent
+                        && !parent.is_dir()
+                    {
+                        return Err(fail(
+                            path,
+                            format!("directory {} does not exist", parent.display()),
+                        ));
                     }
                 }
                 Err(e) => return Err(fail(path, e.to_string())),
@@ -75,8 +90,15 @@ pub fn lu_settings(plan: &Plan, index: usize, identity: Identity) -> LuSettings 
 
 /// Opens every device once and wraps it in its one [`LogicalUnit`]; `identities` is
 /// index-aligned with `plan.devices`. On error the devices opened so far are dropped.
-pub fn open_units(plan: &Plan, identities: Vec<Identity>) -> Result<Vec<Arc<LogicalUnit>>, GraphError> {
-    assert_eq!(identities.len(), plan.devices.len(), "one identity per device");
+pub fn open_units(
+    plan: &Plan,
+    identities: Vec<Identity>,
+) -> Result<Vec<Arc<LogicalUnit>>, GraphError> {
+    assert_eq!(
+        identities.len(),
+        plan.devices.len(),
+        "one identity per device"
+    );
     let mut units = Vec::with_capacity(plan.devices.len());
     for (index, identity) in identities.into_iter().enumerate() {
         let d = &plan.devices[index];
@@ -93,7 +115,11 @@ pub fn open_units(plan: &Plan, identities: Vec<Identity>) -> Result<Vec<Arc<Logi
 fn lun_map(luns: &LunPlan, units: &[Arc<LogicalUnit>]) -> LunMap {
     // The same Arc in every map that names the device: one LU, shared state (reservations,
     // unit attentions) across all paths to it.
-    LunMap::new(luns.iter().map(|&(lun, d)| (lun, Arc::clone(&units[d]))).collect())
+    LunMap::new(
+        luns.iter()
+            .map(|&(lun, d)| (lun, Arc::clone(&units[d])))
+            .collect(),
+    )
 }
 
 /// The iSCSI server configuration for `plan` over already-opened units.
@@ -167,7 +193,14 @@ mod tests {
 
     fn plan(text: &str, base: &std::path::Path) -> Plan {
         let raw = config::parse(text, "t.toml").unwrap();
-        config::validate(&raw, &Source { label: "t.toml".into(), base_dir: base.into() }).unwrap()
+        config::validate(
+            &raw,
+            &Source {
+                label: "t.toml".into(),
+                base_dir: base.into(),
+            },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -193,18 +226,33 @@ mod tests {
             dir.path(),
         );
         preflight(&ok).unwrap();
-        assert!(!dir.path().join("new.img").exists(), "preflight must not create files");
+        assert!(
+            !dir.path().join("new.img").exists(),
+            "preflight must not create files"
+        );
 
         let cases = [
-            (r#"type = "file"
-                path = "missing.img""#, "does not exist and no size"),
-            (r#"type = "file"
+            (
+                r#"type = "file"
+                path = "missing.img""#,
+                "does not exist and no size",
+            ),
+            (
+                r#"type = "file"
                 path = "nodir/x.img"
-                size = "1M""#, "does not exist"),
-            (r#"type = "file"
-                path = ".""#, "not a regular file"),
-            (r#"type = "blockdev"
-                path = "exists.img""#, "not a block device"),
+                size = "1M""#,
+                "does not exist",
+            ),
+            (
+                r#"type = "file"
+                path = ".""#,
+                "not a regular file",
+            ),
+            (
+                r#"type = "blockdev"
+                path = "exists.img""#,
+                "not a block device",
+            ),
         ];
         for (body, needle) in cases {
             let p = plan(&format!("[[device]]\nname = \"d\"\n{body}\n"), dir.path());
@@ -264,13 +312,31 @@ mod tests {
             "#,
             std::path::Path::new("."),
         );
-        let bound = ["127.0.0.1:41000".parse().unwrap(), "[::1]:3260".parse().unwrap()];
+        let bound = [
+            "127.0.0.1:41000".parse().unwrap(),
+            "[::1]:3260".parse().unwrap(),
+        ];
         let h = connection_hints(&p, &bound);
-        assert!(h.contains("iscsi://127.0.0.1:41000/iqn.2026-11.org.esos:a/3"), "{h}");
-        assert!(h.contains("iscsi://[::1]:3260/iqn.2026-11.org.esos:a/3"), "{h}");
-        assert!(h.contains("iscsiadm -m discovery -t st -p 127.0.0.1:41000"), "{h}");
-        assert!(h.contains("iscsiadm -m node -T iqn.2026-11.org.esos:a -p 127.0.0.1:41000 --login"), "{h}");
-        assert!(h.contains("iscsi://[::1]:3260/iqn.2026-11.org.esos:b/0"), "{h}");
+        assert!(
+            h.contains("iscsi://127.0.0.1:41000/iqn.2026-11.org.esos:a/3"),
+            "{h}"
+        );
+        assert!(
+            h.contains("iscsi://[::1]:3260/iqn.2026-11.org.esos:a/3"),
+            "{h}"
+        );
+        assert!(
+            h.contains("iscsiadm -m discovery -t st -p 127.0.0.1:41000"),
+            "{h}"
+        );
+        assert!(
+            h.contains("iscsiadm -m node -T iqn.2026-11.org.esos:a -p 127.0.0.1:41000 --login"),
+            "{h}"
+        );
+        assert!(
+            h.contains("iscsi://[::1]:3260/iqn.2026-11.org.esos:b/0"),
+            "{h}"
+        );
         assert!(!h.contains("127.0.0.1:41000/iqn.2026-11.org.esos:b"), "{h}");
         assert!(!h.contains(":off"), "{h}");
     }

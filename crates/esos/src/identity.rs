@@ -28,12 +28,43 @@ pub const MAX_IDENTITY_BYTES: u64 = 16 * 1024 * 1024;
 /// Length of a generated unit serial number (hex digits of random bytes).
 pub const SERIAL_LEN: usize = 20;
 
+/// Lock file that keeps two esos processes off one data directory.
+pub const LOCK_FILE: &str = "esos.lock";
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    #[error("{path}: another esos process uses this data directory")]
+    Locked { path: PathBuf },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
+}
+
+/// Takes an exclusive lock on `data_dir` (created when missing) for as long as the returned
+/// file lives: two daemons sharing identities would export the same LU twice with
+/// unrelated state.
+pub fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, IdentityError> {
+    let path = data_dir.join(LOCK_FILE);
+    let io = |source| IdentityError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(IdentityError::Locked { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 /// SCSI product identification derived from the backend type (at most 16 characters).
@@ -89,17 +120,25 @@ impl IdentityStore {
     /// Loads `<data_dir>/identity.toml`; a missing file is an empty store.
     pub fn load(data_dir: &Path) -> Result<IdentityStore, IdentityError> {
         let path = data_dir.join(IDENTITY_FILE);
-        let io = |source| IdentityError::Io { path: path.clone(), source };
+        let io = |source| IdentityError::Io {
+            path: path.clone(),
+            source,
+        };
         let text = match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(io(e)),
             Ok(m) if m.len() > MAX_IDENTITY_BYTES => {
-                return Err(IdentityError::Corrupt { path, message: format!("{} bytes is too large", m.len()) });
+                return Err(IdentityError::Corrupt {
+                    path,
+                    message: format!("{} bytes is too large", m.len()),
+                });
             }
             Ok(_) => std::fs::read_to_string(&path).map_err(io)?,
         };
-        let file: StoreFile = toml::from_str(&text)
-            .map_err(|e| IdentityError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        let file: StoreFile = toml::from_str(&text).map_err(|e| IdentityError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let mut entries = BTreeMap::new();
         for (key, s) in file.device {
             let bad = |what: String| IdentityError::Corrupt {
@@ -110,18 +149,29 @@ impl IdentityStore {
                 || s.serial.len() > 32
                 || !s.serial.bytes().all(|b| b.is_ascii_graphic())
             {
-                return Err(bad(format!("serial {:?} is not 1..=32 printable ASCII characters", s.serial)));
+                return Err(bad(format!(
+                    "serial {:?} is not 1..=32 printable ASCII characters",
+                    s.serial
+                )));
             }
             let naa = parse_naa(&s.naa).map_err(|e| bad(format!("naa {e}")))?;
             entries.insert(key, (s.serial, naa));
         }
-        Ok(IdentityStore { path, entries, dirty: false })
+        Ok(IdentityStore {
+            path,
+            entries,
+            dirty: false,
+        })
     }
 
     /// The identity of `device`: config overrides first, then the stored values; a device
     /// seen for the first time gets a fresh serial and NAA, remembered for [`Self::save`].
     /// `fill_random` supplies the random bytes (tests pass a deterministic one).
-    pub fn resolve(&mut self, device: &DevicePlan, fill_random: &mut dyn FnMut(&mut [u8])) -> Identity {
+    pub fn resolve(
+        &mut self,
+        device: &DevicePlan,
+        fill_random: &mut dyn FnMut(&mut [u8]),
+    ) -> Identity {
         let (serial, naa) = self
             .entries
             .entry(device.identity_key.clone())
@@ -133,7 +183,10 @@ impl IdentityStore {
         let o = &device.overrides;
         Identity {
             vendor: o.vendor.clone().unwrap_or_else(|| VENDOR.to_owned()),
-            product: o.product.clone().unwrap_or_else(|| product_for(device.kind).to_owned()),
+            product: o
+                .product
+                .clone()
+                .unwrap_or_else(|| product_for(device.kind).to_owned()),
             revision: o.revision.clone().unwrap_or_else(revision),
             serial: o.serial.clone().unwrap_or(serial),
             naa: o.naa.unwrap_or(naa),
@@ -157,7 +210,13 @@ impl IdentityStore {
                 .entries
                 .iter()
                 .map(|(k, (serial, naa))| {
-                    (k.clone(), StoredIdentity { serial: serial.clone(), naa: format_naa(naa) })
+                    (
+                        k.clone(),
+                        StoredIdentity {
+                            serial: serial.clone(),
+                            naa: format_naa(naa),
+                        },
+                    )
                 })
                 .collect(),
         };
@@ -169,8 +228,10 @@ impl IdentityStore {
             path: self.path.clone(),
             message: e.to_string(),
         })?);
-        write_atomic(&self.path, text.as_bytes())
-            .map_err(|source| IdentityError::Io { path: self.path.clone(), source })?;
+        write_atomic(&self.path, text.as_bytes()).map_err(|source| IdentityError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
         self.dirty = false;
         Ok(())
     }
@@ -201,8 +262,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir)?;
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
@@ -238,7 +305,9 @@ mod tests {
             identity_key: name.into(),
             kind,
             spec: DeviceSpec {
-                backend: Backend::Null { size_bytes: 1 << 20 },
+                backend: Backend::Null {
+                    size_bytes: 1 << 20,
+                },
                 block_size: 512,
                 read_only: false,
                 rotational: None,
@@ -326,7 +395,13 @@ mod tests {
         };
         let o = store.resolve(&d, &mut os_random);
         assert_eq!(
-            (o.vendor.as_str(), o.product.as_str(), o.revision.as_str(), o.serial.as_str(), o.naa),
+            (
+                o.vendor.as_str(),
+                o.product.as_str(),
+                o.revision.as_str(),
+                o.serial.as_str(),
+                o.naa
+            ),
             ("ACME", "SUPERDISK", "9", "SN123", [0x60; 16])
         );
         d.overrides = IdentityOverrides::default();
@@ -340,9 +415,23 @@ mod tests {
         std::fs::write(&path, "[device.a]\nserial = \"S\"\nnaa = \"1234\"\n").unwrap();
         let e = IdentityStore::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("identity.toml") && e.contains("naa"), "{e}");
-        std::fs::write(&path, "[device.a]\nserial = \"S\"\nnaa = \"6aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\nx = 1\n").unwrap();
+        std::fs::write(
+            &path,
+            "[device.a]\nserial = \"S\"\nnaa = \"6aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\nx = 1\n",
+        )
+        .unwrap();
         let e = IdentityStore::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn data_dir_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_data_dir(&dir.path().join("state")).unwrap();
+        let e = lock_data_dir(&dir.path().join("state")).unwrap_err();
+        assert!(matches!(e, IdentityError::Locked { .. }), "{e}");
+        drop(held);
+        lock_data_dir(&dir.path().join("state")).unwrap();
     }
 
     #[test]
@@ -350,7 +439,12 @@ mod tests {
         assert_eq!(revision_of("0.1.0"), "0.1");
         assert_eq!(revision_of("12.34.5"), "1234");
         assert!(revision().len() <= 4);
-        for k in [DeviceType::File, DeviceType::Blockdev, DeviceType::Ram, DeviceType::Null] {
+        for k in [
+            DeviceType::File,
+            DeviceType::Blockdev,
+            DeviceType::Ram,
+            DeviceType::Null,
+        ] {
             assert!(product_for(k).len() <= 16);
         }
     }
@@ -362,7 +456,10 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read(dir.path().join("sub/f.toml.prev")).unwrap(), b"one");
+        assert_eq!(
+            std::fs::read(dir.path().join("sub/f.toml.prev")).unwrap(),
+            b"one"
+        );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
             .unwrap()
             .filter_map(|e| e.ok())

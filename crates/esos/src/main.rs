@@ -4,12 +4,6 @@
 //! `esos serve --config FILE` serves a declarative config; `esos serve --lun ...` quickly
 //! exports files and devices; `esos config check FILE` validates a config.
 
-mod cli;
-mod config;
-mod graph;
-mod identity;
-mod presets;
-
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,9 +13,10 @@ use clap::Parser;
 use esos_iscsi::server::Server;
 use esos_scsi::LogicalUnit;
 
-use cli::{Cli, Command, ConfigCommand};
-use config::Plan;
-use identity::IdentityStore;
+use esos::cli::{Cli, Command, ConfigCommand};
+use esos::config::{self, Plan};
+use esos::identity::{self, IdentityStore};
+use esos::{graph, presets};
 
 /// Log filter when neither --log-level, RUST_LOG nor the config sets one.
 const DEFAULT_LOG_FILTER: &str = "info";
@@ -40,9 +35,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Some(Command::Config { command: ConfigCommand::Check { file, no_preflight } }) => {
-            check(&file, no_preflight)
-        }
+        Some(Command::Config {
+            command: ConfigCommand::Check { file, no_preflight },
+        }) => check(&file, no_preflight),
         Some(Command::Serve(args)) => {
             let plan = match &args.config {
                 Some(file) => config::load(file)?,
@@ -79,12 +74,24 @@ fn check(file: &Path, no_preflight: bool) -> anyhow::Result<ExitCode> {
 
 fn init_logging(cli_level: Option<&str>, config_level: Option<&str>) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = match (cli_level, std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty())) {
-        (Some(l), _) => EnvFilter::builder().parse(l).with_context(|| format!("--log-level {l:?}"))?,
-        (None, Some(env)) => EnvFilter::builder().parse(&env).with_context(|| format!("RUST_LOG={env:?}"))?,
+    let filter = match (
+        cli_level,
+        std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty()),
+    ) {
+        (Some(l), _) => EnvFilter::builder()
+            .parse(l)
+            .with_context(|| format!("--log-level {l:?}"))?,
+        (None, Some(env)) => EnvFilter::builder()
+            .parse(&env)
+            .with_context(|| format!("RUST_LOG={env:?}"))?,
         (None, None) => EnvFilter::builder().parse(config_level.unwrap_or(DEFAULT_LOG_FILTER))?,
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     Ok(())
 }
 
@@ -95,9 +102,14 @@ fn serve(plan: Plan, cli_level: Option<&str>) -> anyhow::Result<ExitCode> {
     }
     graph::preflight(&plan)?;
 
+    // Held until exit: no second daemon may share this identity state.
+    let _lock = identity::lock_data_dir(&plan.data_dir)?;
     let mut store = IdentityStore::load(&plan.data_dir)?;
-    let identities: Vec<_> =
-        plan.devices.iter().map(|d| store.resolve(d, &mut identity::os_random)).collect();
+    let identities: Vec<_> = plan
+        .devices
+        .iter()
+        .map(|d| store.resolve(d, &mut identity::os_random))
+        .collect();
     // Persist before any initiator can see the identities.
     store.save()?;
 
@@ -134,7 +146,10 @@ async fn run_server(
     for a in &addrs {
         tracing::info!(portal = %a, "listening");
     }
-    println!("esos is serving. Connect with:\n{}", graph::connection_hints(plan, &addrs));
+    println!(
+        "esos is serving. Connect with:\n{}",
+        graph::connection_hints(plan, &addrs)
+    );
 
     server.run(shutdown_signal()).await;
     tracing::info!("server stopped; flushing logical units");
@@ -156,7 +171,10 @@ async fn run_server(
 /// Completes on the first SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (term, int) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    let (term, int) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
     match (term, int) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {

@@ -337,7 +337,10 @@ pub fn parse_request(bhs: &[u8; BHS_LEN], ahs: &[u8]) -> Result<Request, PduErro
             cmd_sn: be32(b, 24),
             exp_stat_sn: be32(b, 28),
         }),
-        opcode::SNACK_REQUEST => Request::Snack(Snack { snack_type: b[1] & 0x0f, itt: be32(b, 16) }),
+        opcode::SNACK_REQUEST => Request::Snack(Snack {
+            snack_type: b[1] & 0x0f,
+            itt: be32(b, 16),
+        }),
         other => return Err(PduError::UnknownOpcode(other)),
     })
 }
@@ -585,7 +588,12 @@ pub mod build {
 
     pub fn data_out(d: &DataOut, data_len: usize) -> [u8; BHS_LEN] {
         let mut h = [0u8; BHS_LEN];
-        start(&mut h, opcode::DATA_OUT, (d.final_flag as u8) << 7, data_len);
+        start(
+            &mut h,
+            opcode::DATA_OUT,
+            (d.final_flag as u8) << 7,
+            data_len,
+        );
         put64(&mut h, 8, d.lun);
         put32(&mut h, 16, d.itt);
         put32(&mut h, 20, d.ttt);
@@ -699,7 +707,9 @@ mod tests {
         let mut ahs = vec![0u8, 17, AHS_EXTENDED_CDB, 0];
         ahs.extend_from_slice(&[0x7f; 16]);
         ahs.resize(20, 0);
-        let Request::ScsiCommand(p) = parse_request(&h, &ahs).unwrap() else { panic!() };
+        let Request::ScsiCommand(p) = parse_request(&h, &ahs).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.cdb_len, 32);
         assert_eq!(&p.cdb[16..32], &[0x7f; 16]);
         assert!(parse_request(&h, &ahs[..8]).is_err());
@@ -715,8 +725,22 @@ mod tests {
     #[test]
     fn data_in_with_status_and_residual() {
         let mut h = [0u8; BHS_LEN];
-        let seq = SeqNums { stat_sn: 7, exp_cmd_sn: 8, max_cmd_sn: 40 };
-        encode_data_in(&mut h, true, Some((0, esos_scsi::Residual::Underflow(100))), 0, 5, seq, 2, 4096, 512);
+        let seq = SeqNums {
+            stat_sn: 7,
+            exp_cmd_sn: 8,
+            max_cmd_sn: 40,
+        };
+        encode_data_in(
+            &mut h,
+            true,
+            Some((0, esos_scsi::Residual::Underflow(100))),
+            0,
+            5,
+            seq,
+            2,
+            4096,
+            512,
+        );
         assert_eq!(h[0], opcode::DATA_IN);
         assert_eq!(h[1], 0x80 | 0x01 | 0x02);
         assert_eq!(be32(&h, 24), 7);

@@ -92,7 +92,10 @@ pub struct ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A bound server, ready to run.
@@ -113,15 +116,26 @@ pub(crate) struct Shared {
 impl Shared {
     /// Looks up a target by name; iSCSI names compare case-insensitively (RFC 3722).
     pub(crate) fn target(&self, name: &str) -> Option<&TargetConfig> {
-        self.config.targets.iter().find(|t| t.name.eq_ignore_ascii_case(name))
+        self.config
+            .targets
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
     }
 
     /// The LUN map `initiator` sees on `target`, or `None` when it may not log in.
-    pub(crate) fn lun_map<'a>(&self, target: &'a TargetConfig, initiator: &str) -> Option<&'a LunMap> {
+    pub(crate) fn lun_map<'a>(
+        &self,
+        target: &'a TargetConfig,
+        initiator: &str,
+    ) -> Option<&'a LunMap> {
         target
             .groups
             .iter()
-            .find(|g| g.initiators.iter().any(|i| i.eq_ignore_ascii_case(initiator)))
+            .find(|g| {
+                g.initiators
+                    .iter()
+                    .any(|i| i.eq_ignore_ascii_case(initiator))
+            })
             .map(|g| &g.luns)
             .or(target.default_luns.as_ref())
     }
@@ -152,7 +166,10 @@ impl LoginPolicy for Policy<'_> {
         if self.shared.lun_map(t, initiator_name).is_none() {
             return TargetCheck::Forbidden;
         }
-        TargetCheck::Allowed { alias: t.alias.clone(), chap: t.chap.clone() }
+        TargetCheck::Allowed {
+            alias: t.alias.clone(),
+            chap: t.chap.clone(),
+        }
     }
 
     fn discovery_chap(&self) -> Option<ChapCredentials> {
@@ -167,17 +184,26 @@ impl Server {
         for p in &config.portals {
             let l = TcpListener::bind(p.addr)
                 .await
-                .map_err(|source| ServerError::Bind { addr: p.addr, source })?;
+                .map_err(|source| ServerError::Bind {
+                    addr: p.addr,
+                    source,
+                })?;
             let mut p = p.clone();
             if p.addr.port() == 0 {
-                p.addr = l.local_addr().map_err(|source| ServerError::Bind { addr: p.addr, source })?;
+                p.addr = l.local_addr().map_err(|source| ServerError::Bind {
+                    addr: p.addr,
+                    source,
+                })?;
             }
             listeners.push((l, p));
         }
         let mut config = config;
         // Targets name their portals by the configured address; port 0 resolves here.
         config.portals = listeners.iter().map(|(_, p)| p.clone()).collect();
-        let registry = Registry::new(config.limits.max_sessions, config.limits.max_sessions_per_target);
+        let registry = Registry::new(
+            config.limits.max_sessions,
+            config.limits.max_sessions_per_target,
+        );
         Ok(Server {
             shared: Arc::new(Shared {
                 config,

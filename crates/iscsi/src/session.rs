@@ -76,7 +76,10 @@ impl Drop for SessionGuard {
 impl Registry {
     pub(crate) fn new(max_sessions: u32, max_per_target: u32) -> Registry {
         Registry {
-            inner: Mutex::new(Inner { by_tsih: HashMap::new(), next_tsih: 1 }),
+            inner: Mutex::new(Inner {
+                by_tsih: HashMap::new(),
+                next_tsih: 1,
+            }),
             max_sessions,
             max_per_target,
             next_nexus: AtomicU64::new(1),
@@ -120,7 +123,11 @@ impl Registry {
             return Err(RegisterError::TooManySessions);
         }
         if key.target.is_some()
-            && inner.by_tsih.values().filter(|e| e.key.target == key.target).count()
+            && inner
+                .by_tsih
+                .values()
+                .filter(|e| e.key.target == key.target)
+                .count()
                 >= reg.max_per_target as usize
         {
             return Err(RegisterError::TooManySessionsForTarget);
@@ -133,9 +140,21 @@ impl Registry {
         inner.next_tsih = tsih.wrapping_add(1);
         let cancel = shared.shutdown.child_token();
         let (tx, rx) = watch::channel(());
-        inner.by_tsih.insert(tsih, Entry { key, cancel: cancel.clone(), done: rx });
+        inner.by_tsih.insert(
+            tsih,
+            Entry {
+                key,
+                cancel: cancel.clone(),
+                done: rx,
+            },
+        );
         drop(inner);
-        Ok(SessionGuard { registry: shared.clone(), tsih, cancel, _done: tx })
+        Ok(SessionGuard {
+            registry: shared.clone(),
+            tsih,
+            cancel,
+            _done: tx,
+        })
     }
 
     /// Cancels every session logged in to `target` (TARGET COLD RESET).

@@ -36,10 +36,19 @@ impl fmt::Display for KeyErrors {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     /// TOML syntax or type error (unknown key, wrong type).
     #[error("{file}:{line}:{column}: {key}: {message}")]
-    Parse { file: String, line: usize, column: usize, key: String, message: String },
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
     /// Well-formed TOML with values we refuse.
     #[error("{file}: invalid configuration ({} error{}):\n{errors}", errors.0.len(), if errors.0.len() == 1 { "" } else { "s" })]
     Invalid { file: String, errors: KeyErrors },

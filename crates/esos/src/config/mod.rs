@@ -16,7 +16,10 @@ use std::path::Path;
 
 pub use error::{ConfigError, KeyError};
 pub use plan::{Chap, DevicePlan, GroupPlan, IdentityOverrides, LunPlan, Plan, TargetPlan};
-pub use schema::{CacheMode, DeviceType, RawChap, RawConfig, RawDevice, RawGroup, RawLun, RawPortal, RawSize, RawTarget};
+pub use schema::{
+    CacheMode, DeviceType, RawChap, RawConfig, RawDevice, RawGroup, RawLun, RawPortal, RawSize,
+    RawTarget,
+};
 pub use validate::{
     DEFAULT_STATE_DIR, MAX_LUN, Source, describe_size, format_naa, parse_naa, validate,
 };
@@ -35,7 +38,11 @@ pub fn parse(text: &str, label: &str) -> Result<RawConfig, ConfigError> {
             file: label.to_owned(),
             line,
             column,
-            key: if key.is_empty() || key == "." { "(top level)".to_owned() } else { key },
+            key: if key.is_empty() || key == "." {
+                "(top level)".to_owned()
+            } else {
+                key
+            },
             message: err.message().to_owned(),
         }
     };
@@ -58,7 +65,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Plan, ConfigError> {
     let label = path.display().to_string();
-    let read_err = |source| ConfigError::Read { file: label.clone(), source };
+    let read_err = |source| ConfigError::Read {
+        file: label.clone(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(read_err)?;
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(read_err(std::io::Error::other(format!(

@@ -61,7 +61,8 @@ pub fn validate_iscsi_name(name: &str) -> Result<(), NameError> {
 
 fn strip_prefix_ci<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
     let head = name.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &name[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &name[prefix.len()..])
 }
 
 fn validate_iqn(rest: &str) -> Result<(), NameError> {
@@ -86,10 +87,14 @@ fn validate_iqn(rest: &str) -> Result<(), NameError> {
     let domain = after.strip_prefix('.').ok_or(NameError::BadDomain)?;
     let domain = domain.split(':').next().unwrap_or("");
     let labels_ok = !domain.is_empty()
-        && domain.split('.').all(|l| {
-            !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && !l.contains(':')
-        });
-    if labels_ok { Ok(()) } else { Err(NameError::BadDomain) }
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && !l.contains(':'));
+    if labels_ok {
+        Ok(())
+    } else {
+        Err(NameError::BadDomain)
+    }
 }
 
 /// Normalises an initiator name for case-insensitive comparison (RFC 7143 4.2.7.1:
@@ -105,10 +110,18 @@ pub fn validate_object_name(name: &str) -> Result<(), String> {
         return Err("is empty".into());
     }
     if name.len() > MAX_OBJECT_NAME_LEN {
-        return Err(format!("is {} bytes long; at most {MAX_OBJECT_NAME_LEN}", name.len()));
+        return Err(format!(
+            "is {} bytes long; at most {MAX_OBJECT_NAME_LEN}",
+            name.len()
+        ));
     }
-    match name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        Some(c) => Err(format!("contains {c:?}; only letters, digits, '.', '_' and '-' are allowed")),
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        Some(c) => Err(format!(
+            "contains {c:?}; only letters, digits, '.', '_' and '-' are allowed"
+        )),
         None => Ok(()),
     }
 }
@@ -163,12 +176,23 @@ mod tests {
         assert!(validate_object_name("disk-1.a_b").is_ok());
         assert!(validate_object_name("").is_err());
         assert!(validate_object_name("a/b").unwrap_err().contains("'/'"));
-        assert!(validate_object_name(&"x".repeat(65)).unwrap_err().contains("at most 64"));
+        assert!(
+            validate_object_name(&"x".repeat(65))
+                .unwrap_err()
+                .contains("at most 64")
+        );
     }
 
     #[test]
     fn never_panics_on_arbitrary_input() {
-        for s in ["iqn.", "iqn.é", "eui.", "naa.", "iqn.2026-1", "iqn.2026-11.a:"] {
+        for s in [
+            "iqn.",
+            "iqn.é",
+            "eui.",
+            "naa.",
+            "iqn.2026-1",
+            "iqn.2026-11.a:",
+        ] {
             let _ = validate_iscsi_name(s);
         }
     }

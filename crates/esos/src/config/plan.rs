@@ -110,7 +110,12 @@ impl Plan {
         let mut used: Vec<usize> = self
             .targets
             .iter()
-            .flat_map(|t| t.groups.iter().map(|g| &g.luns).chain(t.default_luns.iter()))
+            .flat_map(|t| {
+                t.groups
+                    .iter()
+                    .map(|g| &g.luns)
+                    .chain(t.default_luns.iter())
+            })
             .flat_map(|luns| luns.iter().map(|&(_, d)| d))
             .collect();
         used.sort_unstable();

@@ -164,7 +164,10 @@ impl fmt::Debug for RawChap {
             .field("user", &self.user)
             .field("secret", &"<redacted>")
             .field("mutual_user", &self.mutual_user)
-            .field("mutual_secret", &self.mutual_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "mutual_secret",
+                &self.mutual_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

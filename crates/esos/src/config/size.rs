@@ -11,7 +11,9 @@ use std::fmt;
 pub enum SizeError {
     #[error("empty size")]
     Empty,
-    #[error("`{0}` is not a size: expected digits with an optional unit K, M, G, T or P (e.g. \"10G\")")]
+    #[error(
+        "`{0}` is not a size: expected digits with an optional unit K, M, G, T or P (e.g. \"10G\")"
+    )]
     Syntax(String),
     #[error("`{0}` does not fit in 64 bits")]
     Overflow(String),
@@ -23,7 +25,9 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     if text.is_empty() {
         return Err(SizeError::Empty);
     }
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(digits_end);
     if digits.is_empty() {
         return Err(SizeError::Syntax(text.to_owned()));
@@ -37,8 +41,12 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
         "p" | "pb" | "pib" => 50,
         _ => return Err(SizeError::Syntax(text.to_owned())),
     };
-    let value: u64 = digits.parse().map_err(|_| SizeError::Overflow(text.to_owned()))?;
-    value.checked_mul(1u64 << shift).ok_or_else(|| SizeError::Overflow(text.to_owned()))
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| SizeError::Overflow(text.to_owned()))?;
+    value
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| SizeError::Overflow(text.to_owned()))
 }
 
 /// Formats bytes with the largest binary unit that divides them exactly, for messages.
@@ -48,7 +56,7 @@ impl fmt::Display for HumanSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(u32, &str); 5] = [(50, "P"), (40, "T"), (30, "G"), (20, "M"), (10, "K")];
         for (shift, unit) in UNITS {
-            if self.0 != 0 && self.0 % (1u64 << shift) == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(1u64 << shift) {
                 return write!(f, "{}{unit}", self.0 >> shift);
             }
         }
@@ -84,7 +92,10 @@ mod tests {
         assert!(matches!(parse_size("10X"), Err(SizeError::Syntax(_))));
         assert!(matches!(parse_size("-1"), Err(SizeError::Syntax(_))));
         assert!(matches!(parse_size("16384P"), Err(SizeError::Overflow(_))));
-        assert!(matches!(parse_size("99999999999999999999"), Err(SizeError::Overflow(_))));
+        assert!(matches!(
+            parse_size("99999999999999999999"),
+            Err(SizeError::Overflow(_))
+        ));
     }
 
     proptest! {

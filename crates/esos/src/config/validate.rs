@@ -12,12 +12,10 @@ use esos_iscsi::server::{Limits, PortalConfig};
 
 use super::error::{ConfigError, KeyError, KeyErrors};
 use super::names::{normalise_initiator, validate_iscsi_name, validate_object_name};
-use super::plan::{
-    Chap, DevicePlan, GroupPlan, IdentityOverrides, LunPlan, Plan, TargetPlan,
-};
+use super::plan::{Chap, DevicePlan, GroupPlan, IdentityOverrides, LunPlan, Plan, TargetPlan};
 use super::schema::{
-    CacheMode, DeviceType, RawChap, RawConfig, RawDevice, RawIscsi, RawLimits, RawLun,
-    RawServer, RawSize, RawTarget,
+    CacheMode, DeviceType, RawChap, RawConfig, RawDevice, RawIscsi, RawLimits, RawLun, RawServer,
+    RawSize, RawTarget,
 };
 use super::size::{HumanSize, parse_size};
 
@@ -75,17 +73,27 @@ impl Source {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Source { label: path.display().to_string(), base_dir }
+        Source {
+            label: path.display().to_string(),
+            base_dir,
+        }
     }
 }
 
 /// Validates `raw` into a plan, or lists every problem.
 pub fn validate(raw: &RawConfig, source: &Source) -> Result<Plan, ConfigError> {
-    let mut v = Validator { errors: Vec::new(), warnings: Vec::new() };
+    let mut v = Validator {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     let server = v.server(&raw.server, source);
     let devices = v.devices(&raw.device, source);
-    let device_index: HashMap<&str, usize> =
-        raw.device.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
+    let device_index: HashMap<&str, usize> = raw
+        .device
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.as_str(), i))
+        .collect();
     let targets = v.targets(&raw.target, &device_index, &server.portals);
     if v.errors.is_empty() {
         let mut plan = Plan {
@@ -103,12 +111,18 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Plan, ConfigError> {
         let mapped = plan.mapped_devices();
         for (i, d) in plan.devices.iter().enumerate() {
             if mapped.binary_search(&i).is_err() {
-                plan.warnings.push(format!("device[{i}] {:?} is not mapped by any target", d.name));
+                plan.warnings.push(format!(
+                    "device[{i}] {:?} is not mapped by any target",
+                    d.name
+                ));
             }
         }
         Ok(plan)
     } else {
-        Err(ConfigError::Invalid { file: source.label.clone(), errors: KeyErrors(v.errors) })
+        Err(ConfigError::Invalid {
+            file: source.label.clone(),
+            errors: KeyErrors(v.errors),
+        })
     }
 }
 
@@ -128,15 +142,20 @@ struct Validator {
 
 impl Validator {
     fn err(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(KeyError { key: key.into(), reason: reason.into() });
+        self.errors.push(KeyError {
+            key: key.into(),
+            reason: reason.into(),
+        });
     }
 
     fn server(&mut self, raw: &RawServer, source: &Source) -> ServerPlan {
         let portals = self.portals(raw);
         let limits = self.limits(&raw.limits);
         let params = self.iscsi(&raw.iscsi);
-        let discovery_chap =
-            raw.discovery_chap.as_ref().and_then(|c| self.chap(c, "server.discovery_chap"));
+        let discovery_chap = raw
+            .discovery_chap
+            .as_ref()
+            .and_then(|c| self.chap(c, "server.discovery_chap"));
         let data_dir = match &raw.data_dir {
             Some(d) if d.is_empty() => {
                 self.err("server.data_dir", "is empty");
@@ -146,21 +165,36 @@ impl Validator {
             None => source.base_dir.join(DEFAULT_STATE_DIR),
         };
         let log_level = raw.log_level.clone();
-        if let Some(level) = &log_level {
-            if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level) {
-                self.err("server.log_level", format!("{level:?} is not a log filter: {e}"));
-            }
+        if let Some(level) = &log_level
+            && let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level)
+        {
+            self.err(
+                "server.log_level",
+                format!("{level:?} is not a log filter: {e}"),
+            );
         }
-        ServerPlan { data_dir, log_level, portals, limits, params, discovery_chap }
+        ServerPlan {
+            data_dir,
+            log_level,
+            portals,
+            limits,
+            params,
+            discovery_chap,
+        }
     }
 
     fn portals(&mut self, raw: &RawServer) -> Vec<PortalConfig> {
         let Some(list) = &raw.portal else {
-            let addr = DEFAULT_PORTAL.parse().expect("constant portal address parses");
+            let addr = DEFAULT_PORTAL
+                .parse()
+                .expect("constant portal address parses");
             return vec![PortalConfig { addr, group_tag: 1 }];
         };
         if list.is_empty() {
-            self.err("server.portal", "is empty; omit it to listen on 0.0.0.0:3260");
+            self.err(
+                "server.portal",
+                "is empty; omit it to listen on 0.0.0.0:3260",
+            );
         }
         let mut out: Vec<PortalConfig> = Vec::new();
         for (i, p) in list.iter().enumerate() {
@@ -168,14 +202,20 @@ impl Validator {
             let addr = parse_addr(&p.address);
             let group = p.group.unwrap_or(1);
             if !(1..=MAX_PORTAL_GROUP).contains(&group) {
-                self.err(format!("{key}.group"), format!("{group} is not in 1..={MAX_PORTAL_GROUP}"));
+                self.err(
+                    format!("{key}.group"),
+                    format!("{group} is not in 1..={MAX_PORTAL_GROUP}"),
+                );
             }
             match addr {
                 Err(reason) => self.err(format!("{key}.address"), reason),
                 Ok(addr) if out.iter().any(|o| o.addr == addr) => {
                     self.err(format!("{key}.address"), format!("{addr} is listed twice"))
                 }
-                Ok(addr) => out.push(PortalConfig { addr, group_tag: group.min(MAX_PORTAL_GROUP) as u16 }),
+                Ok(addr) => out.push(PortalConfig {
+                    addr,
+                    group_tag: group.min(MAX_PORTAL_GROUP) as u16,
+                }),
             }
         }
         out
@@ -185,39 +225,66 @@ impl Validator {
         let d = Limits::default();
         let l = Limits {
             max_sessions: raw.max_sessions.unwrap_or(d.max_sessions),
-            max_sessions_per_target: raw.max_sessions_per_target.unwrap_or(d.max_sessions_per_target),
+            max_sessions_per_target: raw
+                .max_sessions_per_target
+                .unwrap_or(d.max_sessions_per_target),
             login_timeout_ms: raw.login_timeout_ms.unwrap_or(d.login_timeout_ms),
             max_cmds_per_session: raw.max_cmds_per_session.unwrap_or(d.max_cmds_per_session),
             nop_in_interval_ms: raw.nop_in_interval_ms.unwrap_or(d.nop_in_interval_ms),
             nop_in_timeout_ms: raw.nop_in_timeout_ms.unwrap_or(d.nop_in_timeout_ms),
         };
         let k = "server.limits";
-        if !(1..=MAX_SESSIONS).contains(&l.max_sessions) {
-            self.err(format!("{k}.max_sessions"), format!("{} is not in 1..={MAX_SESSIONS}", l.max_sessions));
+        let sessions_ok = (1..=MAX_SESSIONS).contains(&l.max_sessions);
+        if !sessions_ok {
+            self.err(
+                format!("{k}.max_sessions"),
+                format!("{} is not in 1..={MAX_SESSIONS}", l.max_sessions),
+            );
         }
-        if l.max_sessions_per_target == 0 || l.max_sessions_per_target > l.max_sessions.min(MAX_SESSIONS) {
+        // Compared only against a valid max_sessions, so one mistake gives one error.
+        let bound = if sessions_ok {
+            l.max_sessions
+        } else {
+            MAX_SESSIONS
+        };
+        if l.max_sessions_per_target == 0 || l.max_sessions_per_target > bound {
             self.err(
                 format!("{k}.max_sessions_per_target"),
-                format!("{} is not in 1..=max_sessions ({})", l.max_sessions_per_target, l.max_sessions),
+                format!(
+                    "{} is not in 1..=max_sessions ({})",
+                    l.max_sessions_per_target, l.max_sessions
+                ),
             );
         }
         if !LOGIN_TIMEOUT_MS.contains(&l.login_timeout_ms) {
-            self.err(format!("{k}.login_timeout_ms"), range_msg(l.login_timeout_ms, &LOGIN_TIMEOUT_MS));
+            self.err(
+                format!("{k}.login_timeout_ms"),
+                range_msg(l.login_timeout_ms, &LOGIN_TIMEOUT_MS),
+            );
         }
         if !(1..=MAX_CMDS_PER_SESSION).contains(&l.max_cmds_per_session) {
             self.err(
                 format!("{k}.max_cmds_per_session"),
-                format!("{} is not in 1..={MAX_CMDS_PER_SESSION}", l.max_cmds_per_session),
+                format!(
+                    "{} is not in 1..={MAX_CMDS_PER_SESSION}",
+                    l.max_cmds_per_session
+                ),
             );
         }
         if l.nop_in_interval_ms != 0 && !NOP_IN_INTERVAL_MS.contains(&l.nop_in_interval_ms) {
             self.err(
                 format!("{k}.nop_in_interval_ms"),
-                format!("{} (0 disables pings)", range_msg(l.nop_in_interval_ms, &NOP_IN_INTERVAL_MS)),
+                format!(
+                    "{} (0 disables pings)",
+                    range_msg(l.nop_in_interval_ms, &NOP_IN_INTERVAL_MS)
+                ),
             );
         }
         if !NOP_IN_TIMEOUT_MS.contains(&l.nop_in_timeout_ms) {
-            self.err(format!("{k}.nop_in_timeout_ms"), range_msg(l.nop_in_timeout_ms, &NOP_IN_TIMEOUT_MS));
+            self.err(
+                format!("{k}.nop_in_timeout_ms"),
+                range_msg(l.nop_in_timeout_ms, &NOP_IN_TIMEOUT_MS),
+            );
         }
         l
     }
@@ -231,7 +298,13 @@ impl Validator {
                 default
             }
             Ok(n) if !DATA_LENGTH_RANGE.contains(&n) => {
-                self.err(key, format!("{} (RFC 7143 13.12-13.14)", range_msg(n, &DATA_LENGTH_RANGE)));
+                self.err(
+                    key,
+                    format!(
+                        "{} (RFC 7143 13.12-13.14)",
+                        range_msg(n, &DATA_LENGTH_RANGE)
+                    ),
+                );
                 default
             }
             Ok(n) => n as u32,
@@ -246,7 +319,11 @@ impl Validator {
                 "max_recv_data_segment_length",
                 d.max_recv_data_segment_length,
             ),
-            max_burst_length: self.data_length(&raw.max_burst_length, "max_burst_length", d.max_burst_length),
+            max_burst_length: self.data_length(
+                &raw.max_burst_length,
+                "max_burst_length",
+                d.max_burst_length,
+            ),
             first_burst_length: self.data_length(
                 &raw.first_burst_length,
                 "first_burst_length",
@@ -274,12 +351,21 @@ impl Validator {
         if !MAX_OUTSTANDING_R2T_RANGE.contains(&p.max_outstanding_r2t) {
             self.err(
                 format!("{k}.max_outstanding_r2t"),
-                format!("{} is not in 1..=65535 (RFC 7143 13.17)", p.max_outstanding_r2t),
+                format!(
+                    "{} is not in 1..=65535 (RFC 7143 13.17)",
+                    p.max_outstanding_r2t
+                ),
             );
         }
-        for (name, v) in [("default_time2wait", p.default_time2wait), ("default_time2retain", p.default_time2retain)] {
+        for (name, v) in [
+            ("default_time2wait", p.default_time2wait),
+            ("default_time2retain", p.default_time2retain),
+        ] {
             if !TIME2_RANGE.contains(&v) {
-                self.err(format!("{k}.{name}"), format!("{v} seconds is not in 0..=3600 (RFC 7143 13.15, 13.16)"));
+                self.err(
+                    format!("{k}.{name}"),
+                    format!("{v} seconds is not in 0..=3600 (RFC 7143 13.15, 13.16)"),
+                );
             }
         }
         p
@@ -292,11 +378,17 @@ impl Validator {
         let mutual = match (&raw.mutual_user, &raw.mutual_secret) {
             (None, None) => None,
             (Some(_), None) => {
-                self.err(format!("{key}.mutual_secret"), "is missing; mutual CHAP needs mutual_user and mutual_secret");
+                self.err(
+                    format!("{key}.mutual_secret"),
+                    "is missing; mutual CHAP needs mutual_user and mutual_secret",
+                );
                 None
             }
             (None, Some(_)) => {
-                self.err(format!("{key}.mutual_user"), "is missing; mutual CHAP needs mutual_user and mutual_secret");
+                self.err(
+                    format!("{key}.mutual_user"),
+                    "is missing; mutual CHAP needs mutual_user and mutual_secret",
+                );
                 None
             }
             (Some(u), Some(s)) => {
@@ -321,7 +413,10 @@ impl Validator {
         if name.is_empty() {
             self.err(key, "is empty");
         } else if name.len() > CHAP_NAME_MAX_LEN {
-            self.err(key, format!("is {} bytes long; at most {CHAP_NAME_MAX_LEN}", name.len()));
+            self.err(
+                key,
+                format!("is {} bytes long; at most {CHAP_NAME_MAX_LEN}", name.len()),
+            );
         } else if name.chars().any(|c| c.is_control()) {
             self.err(key, "contains a control character");
         }
@@ -339,7 +434,10 @@ impl Validator {
                 ),
             );
         } else if n > CHAP_SECRET_MAX_LEN {
-            self.err(key, format!("is {n} bytes long; at most {CHAP_SECRET_MAX_LEN}"));
+            self.err(
+                key,
+                format!("is {n} bytes long; at most {CHAP_SECRET_MAX_LEN}"),
+            );
         }
     }
 
@@ -354,27 +452,38 @@ impl Validator {
             if let Err(reason) = validate_object_name(&d.name) {
                 self.err(format!("{key}.name"), format!("{:?} {reason}", d.name));
             } else if let Some(first) = names.insert(&d.name, i) {
-                self.err(format!("{key}.name"), format!("{:?} is already the name of device[{first}]", d.name));
+                self.err(
+                    format!("{key}.name"),
+                    format!("{:?} is already the name of device[{first}]", d.name),
+                );
                 names.insert(&d.name, first);
             }
-            let Some(plan) = self.device(d, &key, source) else { continue };
-            if let Backend::File { path, .. } | Backend::BlockDev { path } = &plan.spec.backend {
-                if let Some(first) = paths.insert(path.clone(), i) {
-                    self.err(
+            let Some(plan) = self.device(d, &key, source) else {
+                continue;
+            };
+            if let Backend::File { path, .. } | Backend::BlockDev { path } = &plan.spec.backend
+                && let Some(first) = paths.insert(path.clone(), i)
+            {
+                self.err(
                         format!("{key}.path"),
                         format!("{} is already used by device[{first}]; map one device in several places instead", path.display()),
                     );
-                }
             }
-            if let Some(s) = &d.serial {
-                if let Some(first) = serials.insert(s, i) {
-                    self.err(format!("{key}.serial"), format!("{s:?} is already the serial of device[{first}]"));
-                }
+            if let Some(s) = &d.serial
+                && let Some(first) = serials.insert(s, i)
+            {
+                self.err(
+                    format!("{key}.serial"),
+                    format!("{s:?} is already the serial of device[{first}]"),
+                );
             }
-            if let Some(n) = plan.overrides.naa {
-                if let Some(first) = naas.insert(n, i) {
-                    self.err(format!("{key}.naa"), format!("is already the NAA of device[{first}]"));
-                }
+            if let Some(n) = plan.overrides.naa
+                && let Some(first) = naas.insert(n, i)
+            {
+                self.err(
+                    format!("{key}.naa"),
+                    format!("is already the NAA of device[{first}]"),
+                );
             }
             out.push(plan);
         }
@@ -385,7 +494,10 @@ impl Validator {
         let before = self.errors.len();
         let block_size = d.block_size.unwrap_or(512);
         if !SUPPORTED_BLOCK_SIZES.contains(&block_size) {
-            self.err(format!("{key}.block_size"), format!("{block_size} is not 512 or 4096"));
+            self.err(
+                format!("{key}.block_size"),
+                format!("{block_size} is not 512 or 4096"),
+            );
         }
         let ty = d.kind.as_str();
         let size = match &d.size {
@@ -399,7 +511,7 @@ impl Validator {
                     self.err(format!("{key}.size"), "is zero");
                     None
                 }
-                Ok(n) if n % u64::from(block_size) != 0 => {
+                Ok(n) if !n.is_multiple_of(u64::from(block_size)) => {
                     self.err(
                         format!("{key}.size"),
                         format!("{n} bytes is not a multiple of the block size {block_size}"),
@@ -416,22 +528,30 @@ impl Validator {
             }
             (Some(p), DeviceType::File | DeviceType::Blockdev) => Some(source.base_dir.join(p)),
             (None, DeviceType::File | DeviceType::Blockdev) => {
-                self.err(format!("{key}.path"), format!("is required for type \"{ty}\""));
+                self.err(
+                    format!("{key}.path"),
+                    format!("is required for type \"{ty}\""),
+                );
                 None
             }
             (Some(_), _) => {
-                self.err(format!("{key}.path"), format!("is not allowed for type \"{ty}\""));
+                self.err(
+                    format!("{key}.path"),
+                    format!("is not allowed for type \"{ty}\""),
+                );
                 None
             }
             (None, _) => None,
         };
         match (d.kind, &d.size) {
-            (DeviceType::Blockdev, Some(_)) => {
-                self.err(format!("{key}.size"), "is not allowed for type \"blockdev\"; the device's size is used")
-            }
-            (DeviceType::Ram | DeviceType::Null, None) => {
-                self.err(format!("{key}.size"), format!("is required for type \"{ty}\""))
-            }
+            (DeviceType::Blockdev, Some(_)) => self.err(
+                format!("{key}.size"),
+                "is not allowed for type \"blockdev\"; the device's size is used",
+            ),
+            (DeviceType::Ram | DeviceType::Null, None) => self.err(
+                format!("{key}.size"),
+                format!("is required for type \"{ty}\""),
+            ),
             _ => {}
         }
         let overrides = self.overrides(d, key);
@@ -439,7 +559,10 @@ impl Validator {
             return None;
         }
         let backend = match d.kind {
-            DeviceType::File => Backend::File { path: path?, size_bytes: size },
+            DeviceType::File => Backend::File {
+                path: path?,
+                size_bytes: size,
+            },
             DeviceType::Blockdev => Backend::BlockDev { path: path? },
             DeviceType::Ram => Backend::Ram { size_bytes: size? },
             DeviceType::Null => Backend::Null { size_bytes: size? },
@@ -466,10 +589,13 @@ impl Validator {
             ("revision", &d.revision, 4),
             ("serial", &d.serial, 32),
         ] {
-            if let Some(v) = value {
-                if let Err(reason) = check_t10_ascii(v, max) {
-                    self.err(format!("{key}.{name}"), format!("{v:?} {reason} (SPC-4 6.6.2, 7.8.15)"));
-                }
+            if let Some(v) = value
+                && let Err(reason) = check_t10_ascii(v, max)
+            {
+                self.err(
+                    format!("{key}.{name}"),
+                    format!("{v:?} {reason} (SPC-4 6.6.2, 7.8.15)"),
+                );
             }
         }
         let naa = d.naa.as_ref().and_then(|text| match parse_naa(text) {
@@ -501,20 +627,31 @@ impl Validator {
             if let Err(e) = validate_iscsi_name(&t.name) {
                 self.err(format!("{key}.name"), format!("{:?} {e}", t.name));
             } else if let Some(first) = names.insert(t.name.to_ascii_lowercase(), i) {
-                self.err(format!("{key}.name"), format!("{:?} is already the name of target[{first}]", t.name));
+                self.err(
+                    format!("{key}.name"),
+                    format!("{:?} is already the name of target[{first}]", t.name),
+                );
             }
             if let Some(alias) = &t.alias {
                 if alias.len() > MAX_ALIAS_LEN {
-                    self.err(format!("{key}.alias"), format!("is {} bytes long; at most {MAX_ALIAS_LEN}", alias.len()));
+                    self.err(
+                        format!("{key}.alias"),
+                        format!("is {} bytes long; at most {MAX_ALIAS_LEN}", alias.len()),
+                    );
                 } else if alias.chars().any(|c| c.is_control()) {
                     self.err(format!("{key}.alias"), "contains a control character");
                 }
             }
             let target_portals = self.target_portals(t, &key, portals);
-            let chap = t.chap.as_ref().and_then(|c| self.chap(c, &format!("{key}.chap")));
+            let chap = t
+                .chap
+                .as_ref()
+                .and_then(|c| self.chap(c, &format!("{key}.chap")));
             let groups = self.groups(t, &key, devices);
-            let default_luns =
-                t.default_luns.as_ref().map(|l| self.luns(l, &format!("{key}.default_luns"), devices));
+            let default_luns = t
+                .default_luns
+                .as_ref()
+                .map(|l| self.luns(l, &format!("{key}.default_luns"), devices));
             let enabled = t.enabled.unwrap_or(true);
             if enabled && t.group.is_empty() && t.default_luns.is_none() {
                 self.err(
@@ -536,27 +673,45 @@ impl Validator {
         out
     }
 
-    fn target_portals(&mut self, t: &RawTarget, key: &str, portals: &[PortalConfig]) -> Vec<std::net::SocketAddr> {
-        let Some(list) = &t.portals else { return Vec::new() };
+    fn target_portals(
+        &mut self,
+        t: &RawTarget,
+        key: &str,
+        portals: &[PortalConfig],
+    ) -> Vec<std::net::SocketAddr> {
+        let Some(list) = &t.portals else {
+            return Vec::new();
+        };
         if list.is_empty() {
-            self.err(format!("{key}.portals"), "is empty; omit it to use every portal");
+            self.err(
+                format!("{key}.portals"),
+                "is empty; omit it to use every portal",
+            );
         }
         let mut out = Vec::new();
         for (j, p) in list.iter().enumerate() {
             let pkey = format!("{key}.portals[{j}]");
             match parse_addr(p) {
                 Err(reason) => self.err(pkey, reason),
-                Ok(addr) if !portals.iter().any(|s| s.addr == addr) => {
-                    self.err(pkey, format!("{addr} is not one of the server.portal addresses"))
+                Ok(addr) if !portals.iter().any(|s| s.addr == addr) => self.err(
+                    pkey,
+                    format!("{addr} is not one of the server.portal addresses"),
+                ),
+                Ok(addr) if out.contains(&addr) => {
+                    self.err(pkey, format!("{addr} is listed twice"))
                 }
-                Ok(addr) if out.contains(&addr) => self.err(pkey, format!("{addr} is listed twice")),
                 Ok(addr) => out.push(addr),
             }
         }
         out
     }
 
-    fn groups(&mut self, t: &RawTarget, key: &str, devices: &HashMap<&str, usize>) -> Vec<GroupPlan> {
+    fn groups(
+        &mut self,
+        t: &RawTarget,
+        key: &str,
+        devices: &HashMap<&str, usize>,
+    ) -> Vec<GroupPlan> {
         let mut names: HashMap<&str, usize> = HashMap::new();
         // An initiator in two groups would see an ambiguous LUN map.
         let mut members: HashMap<String, usize> = HashMap::new();
@@ -566,10 +721,16 @@ impl Validator {
             if let Err(reason) = validate_object_name(&g.name) {
                 self.err(format!("{gkey}.name"), format!("{:?} {reason}", g.name));
             } else if let Some(first) = names.insert(&g.name, j) {
-                self.err(format!("{gkey}.name"), format!("{:?} is already the name of group[{first}]", g.name));
+                self.err(
+                    format!("{gkey}.name"),
+                    format!("{:?} is already the name of group[{first}]", g.name),
+                );
             }
             if g.initiators.is_empty() {
-                self.err(format!("{gkey}.initiators"), "is empty; a group needs at least one initiator");
+                self.err(
+                    format!("{gkey}.initiators"),
+                    "is empty; a group needs at least one initiator",
+                );
             }
             let mut initiators = Vec::new();
             for (k, name) in g.initiators.iter().enumerate() {
@@ -578,14 +739,22 @@ impl Validator {
                 if let Err(e) = validate_iscsi_name(&norm) {
                     self.err(ikey, format!("{name:?} {e}"));
                 } else if let Some(first) = members.insert(norm.clone(), j) {
-                    let where_ = if first == j { "this group".to_owned() } else { format!("group[{first}]") };
+                    let where_ = if first == j {
+                        "this group".to_owned()
+                    } else {
+                        format!("group[{first}]")
+                    };
                     self.err(ikey, format!("{name:?} is already in {where_}"));
                 } else {
                     initiators.push(norm);
                 }
             }
             let luns = self.luns(&g.luns, &format!("{gkey}.luns"), devices);
-            out.push(GroupPlan { name: g.name.clone(), initiators, luns });
+            out.push(GroupPlan {
+                name: g.name.clone(),
+                initiators,
+                luns,
+            });
         }
         out
     }
@@ -597,12 +766,21 @@ impl Validator {
         for (k, l) in raw.iter().enumerate() {
             let lkey = format!("{key}[{k}]");
             if l.lun > MAX_LUN {
-                self.err(format!("{lkey}.lun"), format!("{} is not in 0..={MAX_LUN} (SAM-5 4.7.7)", l.lun));
+                self.err(
+                    format!("{lkey}.lun"),
+                    format!("{} is not in 0..={MAX_LUN} (SAM-5 4.7.7)", l.lun),
+                );
             } else if let Some(first) = seen.insert(l.lun, k) {
-                self.err(format!("{lkey}.lun"), format!("LUN {} is already mapped by {key}[{first}]", l.lun));
+                self.err(
+                    format!("{lkey}.lun"),
+                    format!("LUN {} is already mapped by {key}[{first}]", l.lun),
+                );
             }
             match devices.get(l.device.as_str()) {
-                None => self.err(format!("{lkey}.device"), format!("no device is named {:?}", l.device)),
+                None => self.err(
+                    format!("{lkey}.device"),
+                    format!("no device is named {:?}", l.device),
+                ),
                 Some(&d) if !used.insert(d) => self.err(
                     format!("{lkey}.device"),
                     format!("device {:?} is mapped twice in this LUN map", l.device),
@@ -617,7 +795,9 @@ impl Validator {
 
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse::<SocketAddr>().map_err(|_| {
-        format!("{text:?} is not an IP address with a port, e.g. \"192.0.2.10:3260\" or \"[::1]:3260\"")
+        format!(
+            "{text:?} is not an IP address with a port, e.g. \"192.0.2.10:3260\" or \"[::1]:3260\""
+        )
     })
 }
 
@@ -675,9 +855,12 @@ pub fn format_naa(naa: &[u8; 16]) -> String {
 /// Human form of a device's size for logs.
 pub fn describe_size(spec: &DeviceSpec) -> String {
     match &spec.backend {
-        Backend::File { size_bytes: Some(n), .. } | Backend::Ram { size_bytes: n } | Backend::Null { size_bytes: n } => {
-            HumanSize(*n).to_string()
+        Backend::File {
+            size_bytes: Some(n),
+            ..
         }
+        | Backend::Ram { size_bytes: n }
+        | Backend::Null { size_bytes: n } => HumanSize(*n).to_string(),
         _ => "device size".into(),
     }
 }

@@ -58,9 +58,31 @@ mod tmf {
     pub const NOT_SUPPORTED: u8 = 5;
 }
 
-/// Fixed-format sense for ILLEGAL REQUEST / INVALID FIELD IN CDB, used for requests the
-/// transport refuses before the SCSI engine sees them (bidirectional, oversize transfers).
-const SENSE_INVALID_FIELD_IN_CDB: [u8; 18] = [0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0];
+/// Sense key and ASC/ASCQ for commands the transport ends itself, before or instead of
+/// the SCSI engine: ILLEGAL REQUEST / INVALID FIELD IN CDB (bidirectional, oversize
+/// transfers), ABORTED COMMAND / DATA PHASE ERROR and DATA OFFSET ERROR (bad Data-Out).
+const SENSE_INVALID_FIELD_IN_CDB: (u8, u8, u8) = (0x05, 0x24, 0x00);
+const SENSE_DATA_PHASE_ERROR: (u8, u8, u8) = (0x0b, 0x4b, 0x00);
+const SENSE_DATA_OFFSET_ERROR: (u8, u8, u8) = (0x0b, 0x4b, 0x05);
+
+/// CHECK CONDITION with fixed-format sense (SPC-4 4.5.3) and nothing transferred.
+fn sense_response((key, asc, ascq): (u8, u8, u8), edtl: u32) -> Response {
+    let mut sense = esos_scsi::SenseBytes::EMPTY;
+    sense.bytes[..18].copy_from_slice(&[
+        0x70, 0, key, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0,
+    ]);
+    sense.len = 18;
+    Response {
+        status: Status::CheckCondition,
+        sense,
+        data_in_len: 0,
+        residual: if edtl > 0 {
+            Residual::Underflow(edtl)
+        } else {
+            Residual::None
+        },
+    }
+}
 
 /// Serial number arithmetic (RFC 1982) on 32-bit sequence numbers.
 fn sn_lt(a: u32, b: u32) -> bool {
@@ -85,11 +107,20 @@ impl ConnState {
         let used = self.in_flight.load(Ordering::Acquire);
         let exp = self.exp_cmd_sn.load(Ordering::Acquire);
         let free = self.window.saturating_sub(used);
-        SeqNums { stat_sn, exp_cmd_sn: exp, max_cmd_sn: exp.wrapping_add(free).wrapping_sub(1) }
+        SeqNums {
+            stat_sn,
+            exp_cmd_sn: exp,
+            max_cmd_sn: exp.wrapping_add(free).wrapping_sub(1),
+        }
     }
 
     fn take_buf(&self, len: usize) -> IoBuf {
-        let mut b = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let mut b = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
         if b.len() > len {
             b.truncate(len);
         } else {
@@ -135,12 +166,38 @@ enum Msg<F> {
     Exec(TaskMeta, F),
     /// A response the transport made itself (the engine never saw the command).
     Immediate(TaskMeta, Response),
-    R2t { lun: u64, itt: u32, ttt: u32, r2t_sn: u32, offset: u32, len: u32 },
-    NopIn { itt: u32, lun: u64, data: Vec<u8> },
-    Text { itt: u32, ttt: u32, final_flag: bool, cont: bool, data: Vec<u8> },
-    Reject { reason: u8, bhs: [u8; BHS_LEN] },
-    Tmf { req: pdu::TaskMgmt, found_in_reader: bool },
-    Logout { itt: u32, response: u8 },
+    R2t {
+        lun: u64,
+        itt: u32,
+        ttt: u32,
+        r2t_sn: u32,
+        offset: u32,
+        len: u32,
+    },
+    NopIn {
+        itt: u32,
+        lun: u64,
+        data: Vec<u8>,
+    },
+    Text {
+        itt: u32,
+        ttt: u32,
+        final_flag: bool,
+        cont: bool,
+        data: Vec<u8>,
+    },
+    Reject {
+        reason: u8,
+        bhs: [u8; BHS_LEN],
+    },
+    Tmf {
+        req: pdu::TaskMgmt,
+        found_in_reader: bool,
+    },
+    Logout {
+        itt: u32,
+        response: u8,
+    },
 }
 
 /// A write command waiting for its data.
@@ -169,13 +226,22 @@ pub(crate) async fn run(
     portal: PortalConfig,
     local: SocketAddr,
 ) {
-    let LoggedIn { outcome, guard, stat_sn, exp_cmd_sn } = logged_in;
+    let LoggedIn {
+        outcome,
+        guard,
+        stat_sn,
+        exp_cmd_sn,
+    } = logged_in;
     let params = outcome.params.clone();
     let (target_name, luns) = match &outcome.kind {
         SessionKind::Discovery => (None, LunMap::default()),
         SessionKind::Normal { target_name } => {
-            let Some(t) = shared.target(target_name) else { return };
-            let Some(m) = shared.lun_map(t, &outcome.initiator_name) else { return };
+            let Some(t) = shared.target(target_name) else {
+                return;
+            };
+            let Some(m) = shared.lun_map(t, &outcome.initiator_name) else {
+                return;
+            };
             (Some(t.name.clone()), m.clone())
         }
     };
@@ -186,7 +252,11 @@ pub(crate) async fn run(
             "{},i,0x{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
             outcome.initiator_name, isid[0], isid[1], isid[2], isid[3], isid[4], isid[5]
         ),
-        target_port: format!("{},t,0x{:04x}", target_name.as_deref().unwrap_or(""), portal.group_tag),
+        target_port: format!(
+            "{},t,0x{:04x}",
+            target_name.as_deref().unwrap_or(""),
+            portal.group_tag
+        ),
         relative_port: portal.group_tag,
     });
     let state = Arc::new(ConnState {
@@ -280,7 +350,12 @@ struct Reader<'a, F> {
 /// Runs one command and pairs its outcome with what the writer needs. A named function, so
 /// its (unnameable) future type can flow into the reader through a function pointer and
 /// commands are not boxed.
-fn exec(luns: &LunMap, meta: TaskMeta, cmd: Command, buf: IoBuf) -> impl Future<Output = Done> + Send + 'static + use<> {
+fn exec(
+    luns: &LunMap,
+    meta: TaskMeta,
+    cmd: Command,
+    buf: IoBuf,
+) -> impl Future<Output = Done> + Send + 'static + use<> {
     let fut = luns.submit(cmd, buf);
     async move {
         let (resp, buf) = fut.await;
@@ -293,7 +368,10 @@ where
     F: Future<Output = Done> + Send + 'static,
 {
     async fn send(&self, m: Msg<F>) -> Result<(), ConnError> {
-        self.tx.send(m).await.map_err(|_| ConnError::Protocol("writer ended"))
+        self.tx
+            .send(m)
+            .await
+            .map_err(|_| ConnError::Protocol("writer ended"))
     }
 
     async fn reject(&self, reason: u8, bhs: &[u8; BHS_LEN]) -> Result<(), ConnError> {
@@ -320,8 +398,7 @@ where
         self.state.exp_cmd_sn.fetch_add(1, Ordering::AcqRel);
     }
 
-    async fn run(&mut self) -> Result<(), ConnError>
-    {
+    async fn run(&mut self) -> Result<(), ConnError> {
         loop {
             let hdr = self.rd.read_header().await?;
             self.state.rx_count.fetch_add(1, Ordering::Relaxed);
@@ -336,12 +413,14 @@ where
                 Ok(r) => r,
                 Err(pdu::PduError::UnknownOpcode(_)) => {
                     self.rd.skip_data(len).await?;
-                    self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &hdr.bhs).await?;
+                    self.reject(reject_reason::COMMAND_NOT_SUPPORTED, &hdr.bhs)
+                        .await?;
                     continue;
                 }
                 Err(_) => {
                     self.rd.skip_data(len).await?;
-                    self.reject(reject_reason::INVALID_PDU_FIELD, &hdr.bhs).await?;
+                    self.reject(reject_reason::INVALID_PDU_FIELD, &hdr.bhs)
+                        .await?;
                     continue;
                 }
             };
@@ -367,7 +446,11 @@ where
                         0 | 1 => 0,
                         _ => 2,
                     };
-                    self.send(Msg::Logout { itt: l.itt, response }).await?;
+                    self.send(Msg::Logout {
+                        itt: l.itt,
+                        response,
+                    })
+                    .await?;
                     return Ok(());
                 }
                 Request::Login(_) => {
@@ -383,8 +466,12 @@ where
         }
     }
 
-    async fn scsi_command(&mut self, c: pdu::ScsiCommand, bhs: &[u8; BHS_LEN], len: usize) -> Result<(), ConnError>
-    {
+    async fn scsi_command(
+        &mut self,
+        c: pdu::ScsiCommand,
+        bhs: &[u8; BHS_LEN],
+        len: usize,
+    ) -> Result<(), ConnError> {
         if self.discovery {
             self.rd.skip_data(len).await?;
             return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;
@@ -398,22 +485,22 @@ where
             return self.reject(reject_reason::TASK_IN_PROGRESS, bhs).await;
         }
         self.advance_cmd_sn(counted);
-        let meta = TaskMeta { itt: c.itt, lun: c.lun, counted };
+        let meta = TaskMeta {
+            itt: c.itt,
+            lun: c.lun,
+            counted,
+        };
         let refuse = (c.read && c.write) || c.edtl > MAX_TRANSFER_BYTES || (len > 0 && !c.write);
         if refuse || (c.write && len > c.edtl as usize) {
             // Bidirectional commands, oversize transfers and stray data are refused here;
             // the engine never sees them.
             self.rd.skip_data(len).await?;
-            let mut sense = esos_scsi::SenseBytes::EMPTY;
-            sense.bytes[..18].copy_from_slice(&SENSE_INVALID_FIELD_IN_CDB);
-            sense.len = 18;
-            let resp = Response {
-                status: Status::CheckCondition,
-                sense,
-                data_in_len: 0,
-                residual: if c.edtl > 0 { Residual::Underflow(c.edtl) } else { Residual::None },
-            };
-            return self.send(Msg::Immediate(meta, resp)).await;
+            return self
+                .send(Msg::Immediate(
+                    meta,
+                    sense_response(SENSE_INVALID_FIELD_IN_CDB, c.edtl),
+                ))
+                .await;
         }
         let attr = match c.attr {
             2 => TaskAttr::Ordered,
@@ -449,7 +536,11 @@ where
             counted,
             edtl,
             received: len as u32,
-            unsolicited_end: if self.params.initial_r2t { len as u32 } else { first_burst },
+            unsolicited_end: if self.params.initial_r2t {
+                len as u32
+            } else {
+                first_burst
+            },
             // With the F bit the initiator sends no unsolicited Data-Out (RFC 7143 11.3.1).
             unsolicited_done: c.final_flag || self.params.initial_r2t,
             next_data_sn: 0,
@@ -460,7 +551,11 @@ where
         if p.received >= edtl {
             return self.submit(meta, p.cmd, p.buf).await;
         }
-        p.next_r2t_offset = if p.unsolicited_done { p.received } else { p.unsolicited_end };
+        p.next_r2t_offset = if p.unsolicited_done {
+            p.received
+        } else {
+            p.unsolicited_end
+        };
         self.pending.insert(c.itt, p);
         self.issue_r2ts(c.itt).await
     }
@@ -483,7 +578,14 @@ where
                     self.next_ttt = 1;
                 }
                 p.r2ts.push((ttt, offset, len, 0));
-                msgs.push(Msg::R2t { lun: p.cmd.lun, itt, ttt, r2t_sn: p.r2t_sn, offset, len });
+                msgs.push(Msg::R2t {
+                    lun: p.cmd.lun,
+                    itt,
+                    ttt,
+                    r2t_sn: p.r2t_sn,
+                    offset,
+                    len,
+                });
                 p.r2t_sn = p.r2t_sn.wrapping_add(1);
                 p.next_r2t_offset = offset + len;
             }
@@ -494,8 +596,12 @@ where
         Ok(())
     }
 
-    async fn data_out(&mut self, d: pdu::DataOut, bhs: &[u8; BHS_LEN], len: usize) -> Result<(), ConnError>
-    {
+    async fn data_out(
+        &mut self,
+        d: pdu::DataOut,
+        bhs: &[u8; BHS_LEN],
+        len: usize,
+    ) -> Result<(), ConnError> {
         let Some(p) = self.pending.get_mut(&d.itt) else {
             // Data for a task that ended (aborted, or refused early): discard it.
             tracing::debug!(itt = d.itt, "Data-Out for an unknown task: discarded");
@@ -504,7 +610,10 @@ where
         let offset = d.buffer_offset;
         let end = offset as u64 + len as u64;
         let (start_ok, limit) = if d.ttt == pdu::RESERVED_TAG {
-            (!p.unsolicited_done && offset == p.received, p.unsolicited_end)
+            (
+                !p.unsolicited_done && offset == p.received,
+                p.unsolicited_end,
+            )
         } else {
             match p.r2ts.iter().find(|r| r.0 == d.ttt) {
                 Some(&(_, r_off, r_len, r_got)) => (offset == r_off + r_got, r_off + r_len),
@@ -512,10 +621,32 @@ where
             }
         };
         if !start_ok || end > limit as u64 || d.data_sn != p.next_data_sn {
+            // ERL 0 cannot recover within the command: end this task with ABORTED COMMAND
+            // and keep the connection; later Data-Out for it is discarded.
             self.rd.skip_data(len).await?;
-            tracing::warn!(itt = d.itt, offset, len, data_sn = d.data_sn, "Data-Out out of order or range");
-            self.reject(reject_reason::PROTOCOL_ERROR, bhs).await?;
-            return Err(ConnError::Protocol("Data-Out outside the expected range"));
+            let asc = if d.data_sn != p.next_data_sn {
+                SENSE_DATA_PHASE_ERROR
+            } else {
+                SENSE_DATA_OFFSET_ERROR
+            };
+            tracing::warn!(
+                itt = d.itt,
+                offset,
+                len,
+                data_sn = d.data_sn,
+                "Data-Out out of order or range: task ended"
+            );
+            let p = self.pending.remove(&d.itt).expect("pending write present");
+            self.state.put_buf(p.buf);
+            let meta = TaskMeta {
+                itt: d.itt,
+                lun: p.cmd.lun,
+                counted: p.counted,
+            };
+            let _ = bhs;
+            return self
+                .send(Msg::Immediate(meta, sense_response(asc, p.edtl)))
+                .await;
         }
         let start = offset as usize;
         self.rd.read_data(&mut p.buf[start..start + len]).await?;
@@ -536,14 +667,17 @@ where
         }
         if p.received >= p.edtl {
             let p = self.pending.remove(&d.itt).expect("pending write present");
-            let meta = TaskMeta { itt: d.itt, lun: p.cmd.lun, counted: p.counted };
+            let meta = TaskMeta {
+                itt: d.itt,
+                lun: p.cmd.lun,
+                counted: p.counted,
+            };
             return self.submit(meta, p.cmd, p.buf).await;
         }
         self.issue_r2ts(d.itt).await
     }
 
-    async fn submit(&mut self, meta: TaskMeta, cmd: Command, buf: IoBuf) -> Result<(), ConnError>
-    {
+    async fn submit(&mut self, meta: TaskMeta, cmd: Command, buf: IoBuf) -> Result<(), ConnError> {
         let fut = (self.make)(&self.luns, meta, cmd, buf);
         self.send(Msg::Exec(meta, fut)).await
     }
@@ -561,10 +695,20 @@ where
         if !n.immediate {
             self.advance_cmd_sn(false);
         }
-        self.send(Msg::NopIn { itt: n.itt, lun: n.lun, data }).await
+        self.send(Msg::NopIn {
+            itt: n.itt,
+            lun: n.lun,
+            data,
+        })
+        .await
     }
 
-    async fn text(&mut self, t: pdu::TextRequest, bhs: &[u8; BHS_LEN], len: usize) -> Result<(), ConnError> {
+    async fn text(
+        &mut self,
+        t: pdu::TextRequest,
+        bhs: &[u8; BHS_LEN],
+        len: usize,
+    ) -> Result<(), ConnError> {
         if self.text_in.len() + len > text::MAX_TEXT_REQUEST {
             self.rd.skip_data(len).await?;
             self.text_in.clear();
@@ -600,12 +744,26 @@ where
             }
             self.text_in.clear();
             let ttt = if done { pdu::RESERVED_TAG } else { ttt };
-            return self.send(Msg::Text { itt: t.itt, ttt, final_flag: done, cont: !done, data }).await;
+            return self
+                .send(Msg::Text {
+                    itt: t.itt,
+                    ttt,
+                    final_flag: done,
+                    cont: !done,
+                    data,
+                })
+                .await;
         }
         if t.cont {
             // More pieces of this request follow; acknowledge with an empty response.
             return self
-                .send(Msg::Text { itt: t.itt, ttt: pdu::RESERVED_TAG, final_flag: false, cont: false, data: Vec::new() })
+                .send(Msg::Text {
+                    itt: t.itt,
+                    ttt: pdu::RESERVED_TAG,
+                    final_flag: false,
+                    cont: false,
+                    data: Vec::new(),
+                })
                 .await;
         }
         let asker = Asker {
@@ -616,13 +774,28 @@ where
         let out = text::respond(self.shared, &asker, &self.text_in);
         self.text_in.clear();
         if out.len() <= max_seg {
-            return self.send(Msg::Text { itt: t.itt, ttt: pdu::RESERVED_TAG, final_flag: true, cont: false, data: out }).await;
+            return self
+                .send(Msg::Text {
+                    itt: t.itt,
+                    ttt: pdu::RESERVED_TAG,
+                    final_flag: true,
+                    cont: false,
+                    data: out,
+                })
+                .await;
         }
         let ttt = self.next_ttt;
         self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
         let first = out[..max_seg].to_vec();
         self.text_out = Some((ttt, out, max_seg));
-        self.send(Msg::Text { itt: t.itt, ttt, final_flag: false, cont: true, data: first }).await
+        self.send(Msg::Text {
+            itt: t.itt,
+            ttt,
+            final_flag: false,
+            cont: true,
+            data: first,
+        })
+        .await
     }
 
     async fn task_mgmt(&mut self, t: pdu::TaskMgmt) -> Result<(), ConnError> {
@@ -639,7 +812,9 @@ where
             .iter()
             .filter(|(itt, p)| match t.function {
                 tmf::ABORT_TASK => **itt == t.rtt,
-                tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LOGICAL_UNIT_RESET => p.cmd.lun == t.lun,
+                tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LOGICAL_UNIT_RESET => {
+                    p.cmd.lun == t.lun
+                }
                 tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => true,
                 _ => false,
             })
@@ -652,7 +827,11 @@ where
                 self.state.put_buf(p.buf);
             }
         }
-        self.send(Msg::Tmf { req: t, found_in_reader: found }).await
+        self.send(Msg::Tmf {
+            req: t,
+            found_in_reader: found,
+        })
+        .await
     }
 }
 
@@ -712,7 +891,11 @@ impl Writer {
         let mut running: FuturesUnordered<F> = FuturesUnordered::new();
         let nop_interval = Duration::from_millis(self.shared.config.limits.nop_in_interval_ms);
         let nop_timeout = Duration::from_millis(self.shared.config.limits.nop_in_timeout_ms);
-        let mut ticker = tokio::time::interval(if nop_interval.is_zero() { Duration::from_secs(3600) } else { nop_interval });
+        let mut ticker = tokio::time::interval(if nop_interval.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            nop_interval
+        });
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let mut last_rx = 0u64;
@@ -721,14 +904,14 @@ impl Writer {
         let mut open = true;
         let mut failed = false;
         loop {
-            if !open && running.is_empty() {
-                break;
-            }
             if self.logout.is_some() && running.is_empty() {
                 if !failed {
                     let (itt, response) = self.logout.take().expect("logout present");
                     let _ = self.send_logout(itt, response).await;
                 }
+                break;
+            }
+            if !open && running.is_empty() {
                 break;
             }
             tokio::select! {
@@ -802,7 +985,12 @@ impl Writer {
         self.wr.shutdown().await;
     }
 
-    async fn handle<F>(&mut self, m: Msg<F>, running: &mut FuturesUnordered<F>, failed: bool) -> std::io::Result<()>
+    async fn handle<F>(
+        &mut self,
+        m: Msg<F>,
+        running: &mut FuturesUnordered<F>,
+        failed: bool,
+    ) -> std::io::Result<()>
     where
         F: Future<Output = Done> + Send + 'static,
     {
@@ -814,12 +1002,36 @@ impl Writer {
             }
             Msg::Immediate(meta, resp) => {
                 self.inflight.insert(meta.itt, (meta.lun, false));
-                self.complete(Done { meta, resp, buf: Vec::new() }, failed).await
+                self.complete(
+                    Done {
+                        meta,
+                        resp,
+                        buf: Vec::new(),
+                    },
+                    failed,
+                )
+                .await
             }
             _ if failed => Ok(()),
-            Msg::R2t { lun, itt, ttt, r2t_sn, offset, len } => {
+            Msg::R2t {
+                lun,
+                itt,
+                ttt,
+                r2t_sn,
+                offset,
+                len,
+            } => {
                 let mut h = [0u8; BHS_LEN];
-                pdu::encode_r2t(&mut h, lun, itt, ttt, self.state.seq(self.stat_sn), r2t_sn, offset, len);
+                pdu::encode_r2t(
+                    &mut h,
+                    lun,
+                    itt,
+                    ttt,
+                    self.state.seq(self.stat_sn),
+                    r2t_sn,
+                    offset,
+                    len,
+                );
                 self.wr.send(&h, &[]).await
             }
             Msg::NopIn { itt, lun, data } => {
@@ -827,13 +1039,35 @@ impl Writer {
                 let max = self.params.initiator_max_recv_data_segment_length as usize;
                 let data = &data[..data.len().min(max)];
                 let sn = self.next_stat_sn();
-                pdu::encode_nop_in(&mut h, lun, itt, pdu::RESERVED_TAG, self.state.seq(sn), data.len());
+                pdu::encode_nop_in(
+                    &mut h,
+                    lun,
+                    itt,
+                    pdu::RESERVED_TAG,
+                    self.state.seq(sn),
+                    data.len(),
+                );
                 self.wr.send(&h, data).await
             }
-            Msg::Text { itt, ttt, final_flag, cont, data } => {
+            Msg::Text {
+                itt,
+                ttt,
+                final_flag,
+                cont,
+                data,
+            } => {
                 let mut h = [0u8; BHS_LEN];
                 let sn = self.next_stat_sn();
-                pdu::encode_text_response(&mut h, final_flag, cont, 0, itt, ttt, self.state.seq(sn), data.len());
+                pdu::encode_text_response(
+                    &mut h,
+                    final_flag,
+                    cont,
+                    0,
+                    itt,
+                    ttt,
+                    self.state.seq(sn),
+                    data.len(),
+                );
                 self.wr.send(&h, &data).await
             }
             Msg::Reject { reason, bhs } => {
@@ -842,7 +1076,10 @@ impl Writer {
                 pdu::encode_reject(&mut h, reason, self.state.seq(sn));
                 self.wr.send(&h, &bhs).await
             }
-            Msg::Tmf { req, found_in_reader } => self.task_mgmt(req, found_in_reader).await,
+            Msg::Tmf {
+                req,
+                found_in_reader,
+            } => self.task_mgmt(req, found_in_reader).await,
             Msg::Logout { itt, response } => {
                 self.logout = Some((itt, response));
                 Ok(())
@@ -853,7 +1090,10 @@ impl Writer {
     async fn send_logout(&mut self, itt: u32, response: u8) -> std::io::Result<()> {
         let mut h = [0u8; BHS_LEN];
         let sn = self.next_stat_sn();
-        let (t2w, t2r) = (self.params.default_time2wait as u16, self.params.default_time2retain as u16);
+        let (t2w, t2r) = (
+            self.params.default_time2wait as u16,
+            self.params.default_time2retain as u16,
+        );
         pdu::encode_logout_response(&mut h, itt, response, self.state.seq(sn), t2w, t2r);
         self.wr.send(&h, &[]).await?;
         self.wr.flush().await
@@ -864,7 +1104,11 @@ impl Writer {
         let Done { meta, resp, buf } = done;
         self.state.finished(meta.counted);
         let aborted = self.inflight.remove(&meta.itt).is_some_and(|(_, a)| a);
-        let result = if aborted || failed { Ok(()) } else { self.send_response(meta, &resp, &buf).await };
+        let result = if aborted || failed {
+            Ok(())
+        } else {
+            self.send_response(meta, &resp, &buf).await
+        };
         self.state.put_buf(buf);
         if aborted {
             self.task_finished(meta.itt).await?;
@@ -872,10 +1116,16 @@ impl Writer {
         result
     }
 
-    async fn send_response(&mut self, meta: TaskMeta, resp: &Response, buf: &[u8]) -> std::io::Result<()> {
+    async fn send_response(
+        &mut self,
+        meta: TaskMeta,
+        resp: &Response,
+        buf: &[u8],
+    ) -> std::io::Result<()> {
         let data = &buf[..(resp.data_in_len as usize).min(buf.len())];
         let status = resp.status as u8;
-        let collapse = resp.sense.len == 0 && matches!(resp.status, Status::Good | Status::ConditionMet);
+        let collapse =
+            resp.sense.len == 0 && matches!(resp.status, Status::Good | Status::ConditionMet);
         let max_seg = self.params.initiator_max_recv_data_segment_length as usize;
         let max_burst = self.params.max_burst_length as usize;
         let mut data_sn = 0u32;
@@ -892,9 +1142,23 @@ impl Writer {
             } else {
                 None
             };
-            let sn = if st.is_some() { self.next_stat_sn() } else { self.stat_sn };
+            let sn = if st.is_some() {
+                self.next_stat_sn()
+            } else {
+                self.stat_sn
+            };
             let seq = self.state.seq(sn);
-            pdu::encode_data_in(&mut h, final_flag, st, meta.lun, meta.itt, seq, data_sn, offset as u32, end - offset);
+            pdu::encode_data_in(
+                &mut h,
+                final_flag,
+                st,
+                meta.lun,
+                meta.itt,
+                seq,
+                data_sn,
+                offset as u32,
+                end - offset,
+            );
             self.wr.send(&h, &data[offset..end]).await?;
             data_sn = data_sn.wrapping_add(1);
             offset = end;
@@ -908,7 +1172,15 @@ impl Writer {
         seg[..2].copy_from_slice(&(sense.len() as u16).to_be_bytes());
         seg[2..2 + sense.len()].copy_from_slice(sense);
         let sn = self.next_stat_sn();
-        pdu::encode_scsi_response(&mut h, meta.itt, status, resp.residual, self.state.seq(sn), data_sn, seg_len);
+        pdu::encode_scsi_response(
+            &mut h,
+            meta.itt,
+            status,
+            resp.residual,
+            self.state.seq(sn),
+            data_sn,
+            seg_len,
+        );
         self.wr.send(&h, &seg[..seg_len]).await
     }
 
@@ -918,7 +1190,9 @@ impl Writer {
             t.waiting.retain(|&w| w != itt);
         }
         let ready: Vec<PendingTmf> = {
-            let (ready, rest) = std::mem::take(&mut self.pending_tmfs).into_iter().partition(|t| t.waiting.is_empty());
+            let (ready, rest) = std::mem::take(&mut self.pending_tmfs)
+                .into_iter()
+                .partition(|t| t.waiting.is_empty());
             self.pending_tmfs = rest;
             ready
         };
@@ -928,7 +1202,12 @@ impl Writer {
         Ok(())
     }
 
-    async fn send_tmf_response(&mut self, itt: u32, response: u8, after: AfterTmf) -> std::io::Result<()> {
+    async fn send_tmf_response(
+        &mut self,
+        itt: u32,
+        response: u8,
+        after: AfterTmf,
+    ) -> std::io::Result<()> {
         let mut h = [0u8; BHS_LEN];
         let sn = self.next_stat_sn();
         pdu::encode_task_mgmt_response(&mut h, itt, response, self.state.seq(sn));
@@ -945,7 +1224,10 @@ impl Writer {
 
     fn lu(&self, raw_lun: u64) -> Option<Arc<esos_scsi::LogicalUnit>> {
         let n = lun_number(raw_lun)?;
-        self.luns.luns().find(|(l, _)| *l == n).map(|(_, lu)| lu.clone())
+        self.luns
+            .luns()
+            .find(|(l, _)| *l == n)
+            .map(|(_, lu)| lu.clone())
     }
 
     /// Marks matching tasks aborted and returns their tags.
@@ -967,23 +1249,26 @@ impl Writer {
                 let w = self.abort_where(|itt, _| itt == t.rtt);
                 if !w.is_empty() || found_in_reader {
                     (tmf::COMPLETE, w)
-                } else if sn_lt(t.ref_cmd_sn, self.state.exp_cmd_sn.load(Ordering::Acquire)) {
-                    // Already answered: nothing left to abort (RFC 7143 11.5.1).
+                } else if !sn_lt(t.ref_cmd_sn, self.state.exp_cmd_sn.load(Ordering::Acquire)) {
+                    // Never received: it counts as received and aborted (RFC 7143 11.5.1).
                     (tmf::COMPLETE, w)
                 } else {
+                    // Received and already answered: there is nothing to abort.
                     (tmf::NO_TASK, w)
                 }
             }
-            tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LOGICAL_UNIT_RESET => match self.lu(t.lun) {
-                None => (tmf::NO_LUN, Vec::new()),
-                Some(lu) => {
-                    let w = self.abort_where(|_, lun| lun == t.lun);
-                    if t.function == tmf::LOGICAL_UNIT_RESET {
-                        lu.reset(ResetKind::LogicalUnit);
+            tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET | tmf::LOGICAL_UNIT_RESET => {
+                match self.lu(t.lun) {
+                    None => (tmf::NO_LUN, Vec::new()),
+                    Some(lu) => {
+                        let w = self.abort_where(|_, lun| lun == t.lun);
+                        if t.function == tmf::LOGICAL_UNIT_RESET {
+                            lu.reset(ResetKind::LogicalUnit);
+                        }
+                        (tmf::COMPLETE, w)
                     }
-                    (tmf::COMPLETE, w)
                 }
-            },
+            }
             tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => {
                 let w = self.abort_where(|_, _| true);
                 let kind = if t.function == tmf::TARGET_COLD_RESET {
@@ -1004,7 +1289,12 @@ impl Writer {
         if waiting.is_empty() {
             self.send_tmf_response(t.itt, response, after).await
         } else {
-            self.pending_tmfs.push(PendingTmf { itt: t.itt, response, waiting, after });
+            self.pending_tmfs.push(PendingTmf {
+                itt: t.itt,
+                response,
+                waiting,
+                after,
+            });
             Ok(())
         }
     }

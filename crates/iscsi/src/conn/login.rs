@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::login::{Login, LoginOutcome, LoginRequestFields, LoginResponseFields, LoginStep, SessionKind};
+use crate::login::{
+    Login, LoginOutcome, LoginRequestFields, LoginResponseFields, LoginStep, SessionKind,
+};
 use crate::pdu::{self, BHS_LEN, Request, SeqNums};
 use crate::server::{PortalConfig, Shared};
 use crate::session::{RegisterError, Registry, SessionGuard, SessionKey};
@@ -32,7 +34,14 @@ pub(crate) struct LoggedIn {
 }
 
 fn fail_fields(csg: u8, class: u8, detail: u8) -> LoginResponseFields {
-    LoginResponseFields { transit: false, cont: false, csg, nsg: 0, status_class: class, status_detail: detail }
+    LoginResponseFields {
+        transit: false,
+        cont: false,
+        csg,
+        nsg: 0,
+        status_class: class,
+        status_detail: detail,
+    }
 }
 
 /// Runs the login phase. `Ok(None)` means the login failed and its response was sent.
@@ -51,7 +60,10 @@ pub(crate) async fn login_phase(
         let hdr = rd.read_header().await?;
         let len = hdr.common.data_len;
         if len > MAX_LOGIN_SEGMENT {
-            return Err(ConnError::SegmentTooLong { len, max: MAX_LOGIN_SEGMENT });
+            return Err(ConnError::SegmentTooLong {
+                len,
+                max: MAX_LOGIN_SEGMENT,
+            });
         }
         data.clear();
         data.resize(len, 0);
@@ -61,7 +73,18 @@ pub(crate) async fn login_phase(
             _ => {
                 // Anything but a Login Request before full feature phase ends the login.
                 let f = fail_fields(0, STATUS_INITIATOR_ERROR, DETAIL_INVALID_DURING_LOGIN);
-                send_response(wr, &f, [0; 6], 0, pdu::RESERVED_TAG, stat_sn, 0, window, &[]).await?;
+                send_response(
+                    wr,
+                    &f,
+                    [0; 6],
+                    0,
+                    pdu::RESERVED_TAG,
+                    stat_sn,
+                    0,
+                    window,
+                    &[],
+                )
+                .await?;
                 return Ok(None);
             }
         };
@@ -79,33 +102,72 @@ pub(crate) async fn login_phase(
         };
         let policy = crate::server::Policy { shared, portal };
         match login.step(&fields, &data, &policy) {
-            LoginStep::Continue { response, data: out } => {
-                send_response(wr, &response, req.isid, req.tsih, req.itt, stat_sn, ecs, window, &out).await?;
+            LoginStep::Continue {
+                response,
+                data: out,
+            } => {
+                send_response(
+                    wr, &response, req.isid, req.tsih, req.itt, stat_sn, ecs, window, &out,
+                )
+                .await?;
                 stat_sn = stat_sn.wrapping_add(1);
             }
-            LoginStep::Fail { response, data: out } => {
-                tracing::info!(class = response.status_class, detail = response.status_detail, "login refused");
-                send_response(wr, &response, req.isid, req.tsih, req.itt, stat_sn, ecs, window, &out).await?;
+            LoginStep::Fail {
+                response,
+                data: out,
+            } => {
+                tracing::info!(
+                    class = response.status_class,
+                    detail = response.status_detail,
+                    "login refused"
+                );
+                send_response(
+                    wr, &response, req.isid, req.tsih, req.itt, stat_sn, ecs, window, &out,
+                )
+                .await?;
                 return Ok(None);
             }
-            LoginStep::Complete { response, data: out, outcome } => {
+            LoginStep::Complete {
+                response,
+                data: out,
+                outcome,
+            } => {
                 let registered = register(shared, &outcome).await;
                 let guard = match registered {
                     Ok(g) => g,
                     Err((class, detail)) => {
                         let f = fail_fields(response.csg, class, detail);
-                        send_response(wr, &f, req.isid, req.tsih, req.itt, stat_sn, ecs, window, &[]).await?;
+                        send_response(
+                            wr,
+                            &f,
+                            req.isid,
+                            req.tsih,
+                            req.itt,
+                            stat_sn,
+                            ecs,
+                            window,
+                            &[],
+                        )
+                        .await?;
                         return Ok(None);
                     }
                 };
-                send_response(wr, &response, req.isid, guard.tsih, req.itt, stat_sn, ecs, window, &out).await?;
+                send_response(
+                    wr, &response, req.isid, guard.tsih, req.itt, stat_sn, ecs, window, &out,
+                )
+                .await?;
                 tracing::info!(
                     initiator = %outcome.initiator_name,
                     kind = ?outcome.kind,
                     tsih = guard.tsih,
                     "login complete"
                 );
-                return Ok(Some(LoggedIn { outcome, guard, stat_sn: stat_sn.wrapping_add(1), exp_cmd_sn: ecs }));
+                return Ok(Some(LoggedIn {
+                    outcome,
+                    guard,
+                    stat_sn: stat_sn.wrapping_add(1),
+                    exp_cmd_sn: ecs,
+                }));
             }
         }
     }
@@ -149,7 +211,11 @@ async fn send_response(
     data: &[u8],
 ) -> Result<(), ConnError> {
     let mut h = [0u8; BHS_LEN];
-    let seq = SeqNums { stat_sn, exp_cmd_sn, max_cmd_sn: exp_cmd_sn.wrapping_add(window - 1) };
+    let seq = SeqNums {
+        stat_sn,
+        exp_cmd_sn,
+        max_cmd_sn: exp_cmd_sn.wrapping_add(window - 1),
+    };
     pdu::encode_login_response(&mut h, fields, isid, tsih, itt, seq, data.len());
     wr.send(&h, data).await?;
     wr.flush().await?;

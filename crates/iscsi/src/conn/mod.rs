@@ -103,7 +103,12 @@ impl PduReader {
         self.read_exact(dst).await?;
         let pad = pdu::pad_len(dst.len());
         let mut tail = [0u8; 7];
-        let tail_len = pad + if self.data_digest && !dst.is_empty() { 4 } else { 0 };
+        let tail_len = pad
+            + if self.data_digest && !dst.is_empty() {
+                4
+            } else {
+                0
+            };
         self.read_exact(&mut tail[..tail_len]).await?;
         if self.data_digest && !dst.is_empty() {
             let mut d = [0u8; 4];
@@ -153,14 +158,18 @@ impl PduWriter {
         debug_assert_eq!(pdu::common(bhs).data_len, data.len());
         self.w.write_all(bhs).await?;
         if self.header_digest {
-            self.w.write_all(&digest::to_wire(digest::header(bhs, &[]))).await?;
+            self.w
+                .write_all(&digest::to_wire(digest::header(bhs, &[])))
+                .await?;
         }
         if !data.is_empty() {
             self.w.write_all(data).await?;
             let pad = pdu::pad_len(data.len());
             self.w.write_all(&[0u8; 3][..pad]).await?;
             if self.data_digest {
-                self.w.write_all(&digest::to_wire(digest::data(data))).await?;
+                self.w
+                    .write_all(&digest::to_wire(digest::data(data)))
+                    .await?;
             }
         }
         Ok(())
@@ -176,7 +185,12 @@ impl PduWriter {
 }
 
 /// Serves one accepted connection to its end.
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, portal: PortalConfig) {
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    portal: PortalConfig,
+) {
     let local = stream.local_addr().unwrap_or(portal.addr);
     let span = tracing::info_span!("conn", %peer, portal = %portal.addr);
     async move {

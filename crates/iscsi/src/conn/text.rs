@@ -16,7 +16,11 @@ fn push_pair(out: &mut Vec<u8>, key: &str, value: &str) {
 
 fn format_address(addr: SocketAddr, local: SocketAddr, tag: u16) -> String {
     // A wildcard portal is reported with the address this connection reached.
-    let ip = if addr.ip().is_unspecified() { local.ip() } else { addr.ip() };
+    let ip = if addr.ip().is_unspecified() {
+        local.ip()
+    } else {
+        addr.ip()
+    };
     match ip {
         IpAddr::V4(v4) => format!("{v4}:{},{tag}", addr.port()),
         IpAddr::V6(v6) => format!("[{v6}]:{},{tag}", addr.port()),
@@ -61,7 +65,11 @@ fn send_targets(shared: &Shared, asker: &Asker<'_>, value: &str, out: &mut Vec<u
         push_pair(out, "TargetName", &t.name);
         for p in &shared.config.portals {
             if shared.target_on_portal(t, p) {
-                push_pair(out, "TargetAddress", &format_address(p.addr, asker.local, p.group_tag));
+                push_pair(
+                    out,
+                    "TargetAddress",
+                    &format_address(p.addr, asker.local, p.group_tag),
+                );
             }
         }
     }

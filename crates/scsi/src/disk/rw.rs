@@ -102,11 +102,23 @@ pub async fn write(
     if bytes == 0 {
         return (Ok(Done::NO_DATA), buf);
     }
-    if let Err(f) = check_data_out(expected_len, &buf, bytes) {
-        return (Err(f), buf);
+    // EDTL smaller than the transfer: only the whole blocks the initiator sent are written
+    // and the command ends GOOD with an overflow residual (RFC 7143 11.4.5.2; libiscsi's
+    // residual tests expect exactly this). EDTL larger: only the transfer is written and
+    // the residual is an underflow.
+    let bs = u64::from(lu.device.block_size());
+    let sent = bytes.min(u64::from(expected_len)).min(buf.len() as u64);
+    let writable = sent / bs * bs;
+    if writable == 0 {
+        return (
+            Ok(Done {
+                data_in: 0,
+                transfer: bytes,
+            }),
+            buf,
+        );
     }
-    // EDTL larger than the transfer: only the transfer is written (underflow residual).
-    buf.truncate(bytes as usize);
+    buf.truncate(writable as usize);
     let fua = force_fua || r.fua || !lu.mode.wce();
     #[cfg(test)]
     if fua {
