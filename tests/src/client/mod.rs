@@ -110,6 +110,8 @@ pub struct LoginOptions {
     pub max_recv_dsl: u32,
     pub first_burst: u32,
     pub max_burst: u32,
+    /// ISID to log in with; `None` draws a fresh one, so sessions never reinstate each other.
+    pub isid: Option<[u8; 6]>,
 }
 
 impl LoginOptions {
@@ -124,6 +126,7 @@ impl LoginOptions {
             max_recv_dsl: 262_144,
             first_burst: 65_536,
             max_burst: 262_144,
+            isid: None,
         }
     }
 
@@ -210,6 +213,11 @@ impl Conn {
     }
 
     /// Changes the socket read timeout (e.g. short, to observe that nothing comes back).
+    /// The raw socket, for tests that watch what the target does without answering it.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     pub fn set_read_timeout(&self, t: Duration) -> Result<()> {
         Ok(self.stream.set_read_timeout(Some(t))?)
     }
@@ -221,7 +229,7 @@ impl Conn {
     }
 
     fn do_login(&mut self, o: &LoginOptions) -> Result<()> {
-        let isid = random_isid();
+        let isid = o.isid.unwrap_or_else(random_isid);
         let itt = self.itt();
         let session_type = if o.target.is_some() {
             "Normal"

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use esos_scsi::sense::{Asc, Sense, SenseKey};
 use esos_scsi::{Command, IoBuf, LunMap, Nexus, ResetKind, Residual, Response, Status, TaskAttr};
 use futures_util::FutureExt;
 use futures_util::StreamExt;
@@ -58,23 +59,19 @@ mod tmf {
     pub const NOT_SUPPORTED: u8 = 5;
 }
 
-/// Sense key and ASC/ASCQ for commands the transport ends itself, before or instead of
-/// the SCSI engine: ILLEGAL REQUEST / INVALID FIELD IN CDB (bidirectional, oversize
-/// transfers), ABORTED COMMAND / DATA PHASE ERROR and DATA OFFSET ERROR (bad Data-Out).
-const SENSE_INVALID_FIELD_IN_CDB: (u8, u8, u8) = (0x05, 0x24, 0x00);
-const SENSE_DATA_PHASE_ERROR: (u8, u8, u8) = (0x0b, 0x4b, 0x00);
-const SENSE_DATA_OFFSET_ERROR: (u8, u8, u8) = (0x0b, 0x4b, 0x05);
+/// Sense for commands the transport ends itself, before or instead of the SCSI engine:
+/// ILLEGAL REQUEST / INVALID FIELD IN CDB (bidirectional, oversize transfers), ABORTED
+/// COMMAND / DATA PHASE ERROR and DATA OFFSET ERROR (bad Data-Out sequences).
+const SENSE_INVALID_FIELD_IN_CDB: Sense =
+    Sense::new(SenseKey::IllegalRequest, Asc::INVALID_FIELD_IN_CDB);
+const SENSE_DATA_PHASE_ERROR: Sense = Sense::new(SenseKey::AbortedCommand, Asc(0x4b, 0x00));
+const SENSE_DATA_OFFSET_ERROR: Sense = Sense::new(SenseKey::AbortedCommand, Asc(0x4b, 0x05));
 
-/// CHECK CONDITION with fixed-format sense (SPC-4 4.5.3) and nothing transferred.
-fn sense_response((key, asc, ascq): (u8, u8, u8), edtl: u32) -> Response {
-    let mut sense = esos_scsi::SenseBytes::EMPTY;
-    sense.bytes[..18].copy_from_slice(&[
-        0x70, 0, key, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0,
-    ]);
-    sense.len = 18;
+/// CHECK CONDITION with fixed-format sense and nothing transferred.
+fn sense_response(sense: Sense, edtl: u32) -> Response {
     Response {
         status: Status::CheckCondition,
-        sense,
+        sense: sense.encode(false),
         data_in_len: 0,
         residual: if edtl > 0 {
             Residual::Underflow(edtl)
