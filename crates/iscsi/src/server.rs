@@ -111,6 +111,8 @@ pub(crate) struct Shared {
     /// Cancelled when the server shuts down.
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Buffer budget shared by every connection (see `conn::ffp::MAX_BUFFERED_BYTES_TOTAL`).
+    pub(crate) buffer_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -210,6 +212,9 @@ impl Server {
                 registry,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                buffer_budget: Arc::new(tokio::sync::Semaphore::new(
+                    crate::conn::BUFFER_BUDGET_UNITS,
+                )),
             }),
             listeners,
         })

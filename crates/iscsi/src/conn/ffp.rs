@@ -38,6 +38,14 @@ const MAX_POOLED_CAPACITY: usize = 4 * 1024 * 1024;
 /// Largest transfer one command may ask for; larger EDTLs are refused before any buffer
 /// is allocated.
 pub(crate) const MAX_TRANSFER_BYTES: u32 = 32 * 1024 * 1024;
+/// Data buffered for one connection's commands (write data gathered, read data produced),
+/// in bytes. A command that would exceed it gets TASK SET FULL and the initiator retries,
+/// instead of the reader blocking (it must keep reading Data-Out for earlier commands).
+pub(crate) const MAX_BUFFERED_BYTES_PER_CONN: usize = 128 * 1024 * 1024;
+/// The same bound across all connections of the server.
+pub(crate) const MAX_BUFFERED_BYTES_TOTAL: usize = 1024 * 1024 * 1024;
+/// Granularity of the buffer budgets.
+pub(crate) const BUDGET_UNIT_BYTES: usize = 4096;
 /// How long the writer lets in-flight commands finish once the connection ends.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -95,9 +103,33 @@ struct ConnState {
     /// PDUs received so far; the writer's NOP-In timer watches it for liveness.
     rx_count: AtomicU64,
     pool: Mutex<Vec<IoBuf>>,
+    /// Buffer budget of this connection, in [`BUDGET_UNIT_BYTES`] units.
+    budget: tokio::sync::Semaphore,
+    /// Buffer budget of the whole server.
+    global_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl ConnState {
+    /// Reserves buffer budget for a transfer of `bytes`; `None` when either budget is spent.
+    fn reserve(&self, bytes: u32) -> Option<u32> {
+        let units = (bytes as usize).div_ceil(BUDGET_UNIT_BYTES) as u32;
+        if units == 0 {
+            return Some(0);
+        }
+        let local = self.budget.try_acquire_many(units).ok()?;
+        let global = self.global_budget.try_acquire_many(units).ok()?;
+        local.forget();
+        global.forget();
+        Some(units)
+    }
+
+    fn release(&self, units: u32) {
+        if units > 0 {
+            self.budget.add_permits(units as usize);
+            self.global_budget.add_permits(units as usize);
+        }
+    }
+
     /// MaxCmdSN: the window shrinks by the commands in flight (RFC 7143 4.2.2.1).
     fn seq(&self, stat_sn: u32) -> SeqNums {
         // in_flight is raised before exp_cmd_sn advances, so a racing read errs small.
@@ -150,6 +182,8 @@ struct TaskMeta {
     lun: u64,
     /// Counted in the CmdSN window (not an immediate command).
     counted: bool,
+    /// Buffer budget units held until the response is sent.
+    units: u32,
 }
 
 struct Done {
@@ -202,6 +236,7 @@ struct PendingWrite {
     cmd: Command,
     buf: IoBuf,
     counted: bool,
+    units: u32,
     edtl: u32,
     received: u32,
     /// Unsolicited data still allowed (FirstBurstLength minus immediate data).
@@ -262,6 +297,8 @@ pub(crate) async fn run(
         window: shared.config.limits.max_cmds_per_session.max(1),
         rx_count: AtomicU64::new(0),
         pool: Mutex::new(Vec::new()),
+        budget: tokio::sync::Semaphore::new(MAX_BUFFERED_BYTES_PER_CONN / BUDGET_UNIT_BYTES),
+        global_budget: shared.buffer_budget.clone(),
     });
     let mut rd = rd;
     let mut wr = wr;
@@ -316,6 +353,7 @@ pub(crate) async fn run(
     // Pending writes never reached the engine: give their window slots back.
     for (_, p) in reader.pending.drain() {
         state.finished(p.counted);
+        state.release(p.units);
     }
     drop(reader);
     let _ = writer_task.await;
@@ -478,14 +516,17 @@ where
         }
         let counted = !c.immediate;
         if self.pending.contains_key(&c.itt) {
+            // The rejected command still consumed its CmdSN (RFC 7143 11.17.1).
+            self.advance_cmd_sn(false);
             self.rd.skip_data(len).await?;
             return self.reject(reject_reason::TASK_IN_PROGRESS, bhs).await;
         }
         self.advance_cmd_sn(counted);
-        let meta = TaskMeta {
+        let mut meta = TaskMeta {
             itt: c.itt,
             lun: c.lun,
             counted,
+            units: 0,
         };
         let refuse = (c.read && c.write) || c.edtl > MAX_TRANSFER_BYTES || (len > 0 && !c.write);
         if refuse || (c.write && len > c.edtl as usize) {
@@ -505,6 +546,19 @@ where
             4 => TaskAttr::Aca,
             _ => TaskAttr::Simple,
         };
+        match self.state.reserve(c.edtl) {
+            Some(units) => meta.units = units,
+            None => {
+                self.rd.skip_data(len).await?;
+                let full = Response {
+                    status: Status::TaskSetFull,
+                    sense: esos_scsi::SenseBytes::EMPTY,
+                    data_in_len: 0,
+                    residual: Residual::None,
+                };
+                return self.send(Msg::Immediate(meta, full)).await;
+            }
+        }
         let cmd = Command {
             nexus: self.nexus.clone(),
             lun: c.lun,
@@ -521,6 +575,8 @@ where
         }
         if len > 0 && !self.params.immediate_data {
             self.rd.skip_data(len).await?;
+            self.state.finished(counted);
+            self.state.release(meta.units);
             return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;
         }
         let edtl = c.edtl;
@@ -531,6 +587,7 @@ where
             cmd,
             buf,
             counted,
+            units: meta.units,
             edtl,
             received: len as u32,
             unsolicited_end: if self.params.initial_r2t {
@@ -639,6 +696,7 @@ where
                 itt: d.itt,
                 lun: p.cmd.lun,
                 counted: p.counted,
+                units: p.units,
             };
             let _ = bhs;
             return self
@@ -668,6 +726,7 @@ where
                 itt: d.itt,
                 lun: p.cmd.lun,
                 counted: p.counted,
+                units: p.units,
             };
             return self.submit(meta, p.cmd, p.buf).await;
         }
@@ -821,6 +880,7 @@ where
             if let Some(p) = self.pending.remove(&itt) {
                 found = true;
                 self.state.finished(p.counted);
+                self.state.release(p.units);
                 self.state.put_buf(p.buf);
             }
         }
@@ -1100,6 +1160,7 @@ impl Writer {
     async fn complete(&mut self, done: Done, failed: bool) -> std::io::Result<()> {
         let Done { meta, resp, buf } = done;
         self.state.finished(meta.counted);
+        self.state.release(meta.units);
         let aborted = self.inflight.remove(&meta.itt).is_some_and(|(_, a)| a);
         let result = if aborted || failed {
             Ok(())
@@ -1300,6 +1361,45 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state(local_units: usize, global_units: usize) -> ConnState {
+        ConnState {
+            exp_cmd_sn: AtomicU32::new(10),
+            in_flight: AtomicU32::new(0),
+            window: 4,
+            rx_count: AtomicU64::new(0),
+            pool: Mutex::new(Vec::new()),
+            budget: tokio::sync::Semaphore::new(local_units),
+            global_budget: Arc::new(tokio::sync::Semaphore::new(global_units)),
+        }
+    }
+
+    #[test]
+    fn buffer_budget_refuses_then_recovers() {
+        let s = state(4, 100);
+        assert_eq!(s.reserve(0), Some(0));
+        assert_eq!(s.reserve(1), Some(1));
+        assert_eq!(s.reserve(3 * 4096), Some(3));
+        assert_eq!(s.reserve(1), None, "local budget spent");
+        s.release(3);
+        assert_eq!(s.reserve(8192), Some(2));
+        // The global budget bounds every connection together, and a refusal keeps nothing.
+        let g = state(100, 2);
+        assert_eq!(g.reserve(3 * 4096), None);
+        assert_eq!(g.budget.available_permits(), 100);
+        assert_eq!(g.reserve(2 * 4096), Some(2));
+    }
+
+    #[test]
+    fn window_shrinks_with_commands_in_flight() {
+        let s = state(1, 1);
+        assert_eq!(s.seq(1).max_cmd_sn, 13);
+        s.in_flight.store(4, Ordering::Relaxed);
+        // Closed window: MaxCmdSN = ExpCmdSN - 1 (RFC 7143 4.2.2.1).
+        assert_eq!(s.seq(1).max_cmd_sn, 9);
+        s.finished(true);
+        assert_eq!(s.seq(1).max_cmd_sn, 10);
+    }
 
     #[test]
     fn serial_number_arithmetic() {

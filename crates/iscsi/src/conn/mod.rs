@@ -1,6 +1,10 @@
 //! One TCP connection: framing, the login phase, then the full feature phase.
 
 mod ffp;
+
+/// Units in the server-wide buffer budget.
+pub(crate) const BUFFER_BUDGET_UNITS: usize =
+    ffp::MAX_BUFFERED_BYTES_TOTAL / ffp::BUDGET_UNIT_BYTES;
 mod login;
 mod text;
 
