@@ -11,7 +11,9 @@ mod text;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use std::io::IoSlice;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::Instrument;
@@ -141,17 +143,24 @@ impl PduReader {
     }
 }
 
-/// Writes PDUs through a buffer; the caller flushes when nothing else is ready.
+/// Writes PDUs. Small PDUs collect in a buffer that leaves in one write when the caller
+/// flushes (nothing else ready); a large data segment goes out with whatever is buffered and
+/// its own header in one vectored write, without being copied.
 pub(crate) struct PduWriter {
-    w: BufWriter<OwnedWriteHalf>,
+    w: OwnedWriteHalf,
+    out: Vec<u8>,
     pub header_digest: bool,
     pub data_digest: bool,
 }
 
+/// Data segments at least this long are written from the caller's buffer, not copied.
+const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
+
 impl PduWriter {
     fn new(w: OwnedWriteHalf) -> PduWriter {
         PduWriter {
-            w: BufWriter::with_capacity(WRITE_BUFFER_BYTES, w),
+            w,
+            out: Vec::with_capacity(WRITE_BUFFER_BYTES),
             header_digest: false,
             data_digest: false,
         }
@@ -160,32 +169,70 @@ impl PduWriter {
     /// Queues one PDU: header, header digest, data, padding, data digest.
     pub(crate) async fn send(&mut self, bhs: &[u8; BHS_LEN], data: &[u8]) -> std::io::Result<()> {
         debug_assert_eq!(pdu::common(bhs).data_len, data.len());
-        self.w.write_all(bhs).await?;
+        self.out.extend_from_slice(bhs);
         if self.header_digest {
-            self.w
-                .write_all(&digest::to_wire(digest::header(bhs, &[])))
-                .await?;
+            self.out
+                .extend_from_slice(&digest::to_wire(digest::header(bhs, &[])));
         }
-        if !data.is_empty() {
-            self.w.write_all(data).await?;
-            let pad = pdu::pad_len(data.len());
-            self.w.write_all(&[0u8; 3][..pad]).await?;
-            if self.data_digest {
-                self.w
-                    .write_all(&digest::to_wire(digest::data(data)))
-                    .await?;
-            }
+        if data.is_empty() {
+            return self.flush_if_full().await;
+        }
+        let mut tail = [0u8; 7];
+        let pad = pdu::pad_len(data.len());
+        let mut tail_len = pad;
+        if self.data_digest {
+            tail[pad..pad + 4].copy_from_slice(&digest::to_wire(digest::data(data)));
+            tail_len += 4;
+        }
+        if data.len() < ZERO_COPY_MIN_BYTES {
+            self.out.extend_from_slice(data);
+            self.out.extend_from_slice(&tail[..tail_len]);
+            return self.flush_if_full().await;
+        }
+        let mut parts = [
+            IoSlice::new(&self.out),
+            IoSlice::new(data),
+            IoSlice::new(&tail[..tail_len]),
+        ];
+        write_all_vectored(&mut self.w, &mut parts).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    async fn flush_if_full(&mut self) -> std::io::Result<()> {
+        if self.out.len() >= WRITE_BUFFER_BYTES {
+            self.flush().await?;
         }
         Ok(())
     }
 
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
-        self.w.flush().await
+        if !self.out.is_empty() {
+            self.w.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
     }
 
     pub(crate) async fn shutdown(&mut self) {
         let _ = self.w.shutdown().await;
     }
+}
+
+/// Writes every byte of `parts`, in order, with as few system calls as the socket allows.
+async fn write_all_vectored(
+    w: &mut OwnedWriteHalf,
+    parts: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    let mut parts = &mut parts[..];
+    while parts.iter().any(|p| !p.is_empty()) {
+        let n = w.write_vectored(parts).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut parts, n);
+    }
+    Ok(())
 }
 
 /// Serves one accepted connection to its end.
