@@ -7,8 +7,10 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::sync::Release;
 use crate::{
-    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, IoBuf, check_io, sync,
+    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf, check_io,
+    check_range, sync,
 };
 
 /// `BLKGETSIZE64` = `_IOR(0x12, 114, size_t)`: device size in bytes. Not exported by `libc`.
@@ -47,6 +49,8 @@ pub struct FileDevice {
     size_bytes: u64,
     read_only: bool,
     rotational: bool,
+    /// A block device rather than a regular file: no SEEK_DATA, zero-out instead of holes.
+    blockdev: bool,
     engine: crate::uring::Engine,
 }
 
@@ -206,7 +210,9 @@ impl FileDevice {
         let rotational = spec
             .rotational
             .unwrap_or_else(|| sysfs_rotational(meta.rdev()).unwrap_or(false));
-        Ok(Self::new(path, file, size, spec, rotational, engine))
+        let mut dev = Self::new(path, file, size, spec, rotational, engine);
+        dev.blockdev = true;
+        Ok(dev)
     }
 
     fn new(
@@ -226,6 +232,7 @@ impl FileDevice {
             size_bytes,
             read_only: spec.read_only,
             rotational,
+            blockdev: false,
         }
     }
 
@@ -314,6 +321,56 @@ impl BlockDevice for FileDevice {
             None => sync::flush(&self.file).await,
         };
         r.map_err(|e| self.context(e))
+    }
+    fn supports_discard(&self) -> bool {
+        true
+    }
+    fn discard_zeroes(&self) -> bool {
+        // A punched hole reads as zeros; on a block device the zero-out guarantees it.
+        true
+    }
+    // Discard, zeroing and allocation queries run on the blocking pool with either engine:
+    // they are rare next to reads and writes, and fallocate/lseek are not worth a ring slot.
+    async fn discard(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.release(Release::Punch, offset, len).await
+    }
+    async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.release(Release::Zero, offset, len).await
+    }
+    async fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>, BlockError> {
+        check_range("allocation", offset, len, self.block_size, self.size_bytes)
+            .map_err(|e| self.context(e))?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        if self.blockdev {
+            // A block device does not say what it has allocated.
+            return Ok(vec![Extent {
+                offset,
+                len,
+                mapped: true,
+            }]);
+        }
+        sync::allocation(&self.file, offset, len, self.block_size)
+            .await
+            .map_err(|e| self.context(e))
+    }
+}
+
+impl FileDevice {
+    async fn release(&self, how: Release, offset: u64, len: u64) -> Result<(), BlockError> {
+        if self.read_only {
+            let e = BlockError::new(BlockErrorKind::ReadOnly, "discard on a read-only device");
+            return Err(self.context(e));
+        }
+        check_range("discard", offset, len, self.block_size, self.size_bytes)
+            .map_err(|e| self.context(e))?;
+        if len == 0 {
+            return Ok(());
+        }
+        sync::release(&self.file, self.blockdev, how, offset, len)
+            .await
+            .map_err(|e| self.context(e))
     }
 }
 
@@ -706,5 +763,118 @@ pub(crate) mod tests {
         }
         let dev = open(&path, Some(4096), 512, EngineChoice::Sync);
         assert!(!dev.uses_uring());
+    }
+
+    /// Discard, zeroing and allocation on the filesystem that holds `dir`.
+    pub(crate) async fn exercise_thin(dir: &Path, engine: EngineChoice) {
+        let path = dir.join(format!("thin-{engine:?}"));
+        let size: u64 = 8 << 20;
+        let dev = open(&path, Some(size), 512, engine);
+        assert!(dev.supports_discard() && dev.discard_zeroes());
+        // A new sparse file is one unmapped extent.
+        let ext = dev.allocation(0, size).await.unwrap();
+        assert_eq!(
+            ext,
+            [Extent {
+                offset: 0,
+                len: size,
+                mapped: false
+            }]
+        );
+        let (r, _) = dev.write(0, pattern(1, 4 << 20), false).await;
+        r.unwrap();
+        dev.flush().await.unwrap();
+        // Punch 1 MiB in the middle: reads zeros, reported as a hole.
+        dev.discard(1 << 20, 1 << 20).await.unwrap();
+        let (r, got) = dev.read(0, vec![0xaa; 4 << 20]).await;
+        r.unwrap();
+        let want = pattern(1, 4 << 20);
+        assert!(got[..1 << 20] == want[..1 << 20]);
+        assert!(got[1 << 20..2 << 20].iter().all(|&b| b == 0));
+        assert!(got[2 << 20..] == want[2 << 20..]);
+        let ext = dev.allocation(0, size).await.unwrap();
+        let at = |off: u64| {
+            ext.iter()
+                .find(|e| e.offset <= off && off < e.offset + e.len)
+        };
+        assert!(at(0).unwrap().mapped, "{ext:?}");
+        assert!(!at(1 << 20).unwrap().mapped, "{ext:?}");
+        assert!(!at((2 << 20) - 512).unwrap().mapped, "{ext:?}");
+        assert!(at(2 << 20).unwrap().mapped, "{ext:?}");
+        assert!(!at(size - 512).unwrap().mapped, "{ext:?}");
+        // Extents are adjacent, start at the query and cover it.
+        assert_eq!(ext[0].offset, 0);
+        assert!(
+            ext.windows(2)
+                .all(|w| w[0].offset + w[0].len == w[1].offset)
+        );
+        assert_eq!(ext.last().map(|e| e.offset + e.len), Some(size));
+        // A query starting inside a mapped run starts there.
+        let ext = dev.allocation(3 << 20, 512).await.unwrap();
+        assert_eq!(
+            ext,
+            [Extent {
+                offset: 3 << 20,
+                len: 512,
+                mapped: true
+            }]
+        );
+        // A sub-filesystem-block discard still zeroes exactly its blocks.
+        dev.discard(512, 1024).await.unwrap();
+        let (r, got) = dev.read(0, vec![0xaa; 4096]).await;
+        r.unwrap();
+        assert!(got[..512] == want[..512]);
+        assert!(got[512..1536].iter().all(|&b| b == 0));
+        assert!(got[1536..] == want[1536..4096]);
+        // Write zeroes: reads zeros, neighbours intact.
+        dev.write_zeroes(3 << 20, 8192).await.unwrap();
+        let (r, got) = dev.read((3 << 20) - 512, vec![0xaa; 9216]).await;
+        r.unwrap();
+        assert!(got[..512] == want[(3 << 20) - 512..3 << 20]);
+        assert!(got[512..8704].iter().all(|&b| b == 0));
+        assert!(got[8704..] == want[(3 << 20) + 8192..(3 << 20) + 8704]);
+        // Range and alignment are checked; nothing is touched.
+        let kind = |r: Result<(), BlockError>| r.unwrap_err().kind();
+        assert_eq!(
+            kind(dev.discard(size, 512).await),
+            BlockErrorKind::OutOfRange
+        );
+        assert_eq!(
+            kind(dev.discard(100, 512).await),
+            BlockErrorKind::Misaligned
+        );
+        assert_eq!(
+            kind(dev.write_zeroes(size - 512, 1024).await),
+            BlockErrorKind::OutOfRange
+        );
+        assert!(dev.allocation(size, 512).await.is_err());
+        dev.discard(0, 0).await.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        drop(dev);
+        // Read-only devices refuse.
+        let s = spec(&path, None, 512, true);
+        let ro = FileDevice::open_file_with(&path, None, &s, engine).unwrap();
+        assert_eq!(kind(ro.discard(0, 512).await), BlockErrorKind::ReadOnly);
+        assert_eq!(
+            kind(ro.write_zeroes(0, 512).await),
+            BlockErrorKind::ReadOnly
+        );
+    }
+
+    #[tokio::test]
+    async fn discard_zeroes_and_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        for engine in ENGINES {
+            exercise_thin(dir.path(), engine).await;
+        }
+        // tmpfs as well, when there is one.
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir()
+            && let Ok(dir) = tempfile::tempdir_in(shm)
+        {
+            for engine in ENGINES {
+                exercise_thin(dir.path(), engine).await;
+            }
+        }
     }
 }

@@ -30,6 +30,19 @@ pub type IoBuf = Vec<u8>;
 /// The result of an owned-buffer operation: the outcome and the buffer, always returned.
 pub type BufResult = (Result<(), BlockError>, IoBuf);
 
+/// One run of bytes with the same allocation state, from [`BlockDevice::allocation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub offset: u64,
+    pub len: u64,
+    /// False when the range holds no storage (a hole) and reads as zeros.
+    pub mapped: bool,
+}
+
+/// Most extents one [`BlockDevice::allocation`] call returns: the answer covers a prefix of
+/// the range when it is more fragmented, so a peer asking about a huge range costs a bound.
+pub const MAX_ALLOCATION_EXTENTS: usize = 64;
+
 /// Logical block sizes a device may present.
 pub const SUPPORTED_BLOCK_SIZES: [u32; 2] = [512, 4096];
 
@@ -54,6 +67,29 @@ pub trait BlockDevice: Send + Sync {
     fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> impl Future<Output = BufResult> + Send;
     /// Makes every completed write durable (fdatasync).
     fn flush(&self) -> impl Future<Output = Result<(), BlockError>> + Send;
+    /// True when [`BlockDevice::discard`] releases storage (the device can be thin).
+    fn supports_discard(&self) -> bool;
+    /// True when discarded ranges read back as zeros (SBC-3 LBPRZ).
+    fn discard_zeroes(&self) -> bool;
+    /// Releases the storage behind `[offset, offset + len)`. Like a write, it is durable
+    /// only after [`BlockDevice::flush`].
+    fn discard(&self, offset: u64, len: u64)
+    -> impl Future<Output = Result<(), BlockError>> + Send;
+    /// Makes `[offset, offset + len)` read as zeros without sending zeros; the range may stay
+    /// allocated or not, whatever is cheaper. Durable after [`BlockDevice::flush`].
+    fn write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<(), BlockError>> + Send;
+    /// Allocation state of `[offset, offset + len)`: ascending, adjacent extents starting at
+    /// `offset`, block-aligned (a block with any data is mapped), at most
+    /// [`MAX_ALLOCATION_EXTENTS`] of them (then covering only a prefix of the range).
+    fn allocation(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Vec<Extent>, BlockError>> + Send;
 }
 
 /// What to open: the backend and its per-device settings.
@@ -144,6 +180,21 @@ impl BlockDevice for Device {
     async fn flush(&self) -> Result<(), BlockError> {
         dispatch!(self, d => d.flush().await)
     }
+    fn supports_discard(&self) -> bool {
+        dispatch!(self, d => d.supports_discard())
+    }
+    fn discard_zeroes(&self) -> bool {
+        dispatch!(self, d => d.discard_zeroes())
+    }
+    async fn discard(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        dispatch!(self, d => d.discard(offset, len).await)
+    }
+    async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        dispatch!(self, d => d.write_zeroes(offset, len).await)
+    }
+    async fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>, BlockError> {
+        dispatch!(self, d => d.allocation(offset, len).await)
+    }
 }
 
 /// Checks that `[offset, offset + len)` is block-aligned and inside `capacity_bytes`, so no
@@ -155,8 +206,18 @@ pub(crate) fn check_io(
     block_size: u32,
     capacity_bytes: u64,
 ) -> Result<(), BlockError> {
+    check_range(op, offset, len as u64, block_size, capacity_bytes)
+}
+
+/// [`check_io`] for ranges given as a byte count (discard, zeroing, allocation queries).
+pub(crate) fn check_range(
+    op: &str,
+    offset: u64,
+    len: u64,
+    block_size: u32,
+    capacity_bytes: u64,
+) -> Result<(), BlockError> {
     let bs = u64::from(block_size);
-    let len = len as u64;
     if !offset.is_multiple_of(bs) || !len.is_multiple_of(bs) {
         return Err(BlockError::new(
             BlockErrorKind::Misaligned,
@@ -170,6 +231,53 @@ pub(crate) fn check_io(
             format!("{op} at {offset} of {len} bytes is beyond the capacity of {capacity_bytes}"),
         )),
     }
+}
+
+/// Turns raw `(start, end, mapped)` runs (ascending, adjacent, covering `[offset, end)`) into
+/// block-aligned extents: a block that holds any mapped byte is mapped, neighbours with the
+/// same state merge, and the list stops at [`MAX_ALLOCATION_EXTENTS`].
+pub(crate) fn block_extents(
+    runs: impl IntoIterator<Item = (u64, u64, bool)>,
+    block_size: u32,
+) -> Vec<Extent> {
+    let bs = u64::from(block_size);
+    let mut out: Vec<Extent> = Vec::new();
+    // Mapped runs widen to whole blocks; holes shrink, and vanish when inside one block.
+    // Runs are adjacent, so a widened mapped run meets the shrunk hole next to it exactly.
+    let mut push = |start: u64, end: u64, mapped: bool| {
+        let (start, end) = if mapped {
+            (start / bs * bs, end.div_ceil(bs) * bs)
+        } else {
+            (start.div_ceil(bs) * bs, end / bs * bs)
+        };
+        if let Some(last) = out.last_mut() {
+            let last_end = last.offset + last.len;
+            let start = start.max(last_end);
+            if end <= start {
+                return;
+            }
+            if last.mapped == mapped {
+                last.len = end - last.offset;
+                return;
+            }
+            out.push(Extent {
+                offset: start,
+                len: end - start,
+                mapped,
+            });
+        } else if end > start {
+            out.push(Extent {
+                offset: start,
+                len: end - start,
+                mapped,
+            });
+        }
+    };
+    for (start, end, mapped) in runs {
+        push(start, end, mapped);
+    }
+    out.truncate(MAX_ALLOCATION_EXTENTS);
+    out
 }
 
 /// Checks a configured size: non-zero and a whole number of blocks. `what` names the device
@@ -243,5 +351,55 @@ mod tests {
             Device::open(&spec).unwrap_err().kind(),
             BlockErrorKind::InvalidConfig
         );
+    }
+
+    #[test]
+    fn block_extents_round_to_blocks() {
+        let e = |offset, len, mapped| Extent {
+            offset,
+            len,
+            mapped,
+        };
+        // Aligned runs pass through.
+        let runs = [(0, 4096, true), (4096, 8192, false), (8192, 12288, true)];
+        assert_eq!(
+            block_extents(runs, 512),
+            [e(0, 4096, true), e(4096, 4096, false), e(8192, 4096, true)]
+        );
+        // A hole edge inside a block: the block counts as mapped.
+        let runs = [(0, 1024, true), (1024, 5120, false), (5120, 8192, true)];
+        assert_eq!(block_extents(runs, 4096), [e(0, 8192, true)]);
+        // A hole smaller than a block vanishes and its neighbours merge.
+        let runs = [(0, 1024, true), (1024, 2048, false), (2048, 4096, true)];
+        assert_eq!(block_extents(runs, 4096), [e(0, 4096, true)]);
+        // Bounded.
+        let runs: Vec<_> = (0..1000u64)
+            .map(|i| (i * 512, (i + 1) * 512, i % 2 == 0))
+            .collect();
+        assert_eq!(block_extents(runs, 512).len(), MAX_ALLOCATION_EXTENTS);
+    }
+
+    #[tokio::test]
+    async fn null_device_is_fully_mapped() {
+        let spec = DeviceSpec {
+            backend: Backend::Null { size_bytes: 8192 },
+            block_size: 512,
+            read_only: false,
+            rotational: None,
+        };
+        let d = Device::open(&spec).unwrap();
+        assert!(d.supports_discard() && d.discard_zeroes());
+        d.discard(0, 8192).await.unwrap();
+        d.write_zeroes(512, 512).await.unwrap();
+        let ext = d.allocation(512, 1024).await.unwrap();
+        assert_eq!(
+            ext,
+            [Extent {
+                offset: 512,
+                len: 1024,
+                mapped: true
+            }]
+        );
+        assert!(d.discard(8192, 512).await.is_err());
     }
 }

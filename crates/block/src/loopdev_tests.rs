@@ -191,6 +191,7 @@ fn file_backend_on_xfs_ext4_btrfs_tmpfs() {
         run(tool, &a).unwrap();
         let mnt = c.mount(&dev, fs, fs);
         rt.block_on(exercise_file_backend(&mnt, fs));
+        rt.block_on(exercise_thin_all(&mnt));
     }
     let mnt = c.dir.path().join("tmpfs.mnt");
     std::fs::create_dir(&mnt).unwrap();
@@ -208,6 +209,14 @@ fn file_backend_on_xfs_ext4_btrfs_tmpfs() {
     .unwrap();
     c.mounts.push(mnt.clone());
     rt.block_on(exercise_file_backend(&mnt, "tmpfs"));
+    rt.block_on(exercise_thin_all(&mnt));
+}
+
+/// Discard, zeroing and allocation queries on the filesystem at `dir`, both engines.
+async fn exercise_thin_all(dir: &Path) {
+    for engine in ENGINES {
+        crate::file::tests::exercise_thin(dir, engine).await;
+    }
 }
 
 #[test]
@@ -266,6 +275,30 @@ fn blockdev_backend_on_a_loop_device() {
                 }
                 let (r, _) = ro.write(0, vec![0; bs as usize], false).await;
                 assert_eq!(r.unwrap_err().kind(), BlockErrorKind::ReadOnly);
+                assert_eq!(
+                    ro.discard(0, u64::from(bs)).await.unwrap_err().kind(),
+                    BlockErrorKind::ReadOnly
+                );
+                drop(ro);
+                // Discard and zeroing on a device: the range reads as zeros, neighbours
+                // keep their data, and the device reports everything mapped.
+                let dev = bdev(path, bs, false, engine).unwrap();
+                let b = u64::from(bs);
+                dev.discard(b, 4 * b).await.unwrap();
+                dev.write_zeroes(size / 2, 8 * b).await.unwrap();
+                let (r, got) = dev.read(0, vec![0xaa; 6 * bs as usize]).await;
+                r.unwrap();
+                let want = pattern(seed, 128 << 10);
+                assert!(got[..bs as usize] == want[..bs as usize]);
+                assert!(got[bs as usize..5 * bs as usize].iter().all(|&x| x == 0));
+                assert!(got[5 * bs as usize..] == want[5 * bs as usize..6 * bs as usize]);
+                let (r, got) = dev.read(size / 2, vec![0xaa; 9 * bs as usize]).await;
+                r.unwrap();
+                assert!(got[..8 * bs as usize].iter().all(|&x| x == 0));
+                let want = pattern(seed ^ (size / 2), 128 << 10);
+                assert!(got[8 * bs as usize..] == want[8 * bs as usize..9 * bs as usize]);
+                let ext = dev.allocation(0, size).await.unwrap();
+                assert!(ext.len() == 1 && ext[0].mapped && ext[0].len == size);
             }
         }
     });

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use crate::{BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, IoBuf, check_io};
+use crate::{
+    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf, check_io,
+    check_range,
+};
 
 #[derive(Debug)]
 pub struct NullDevice {
@@ -60,6 +63,41 @@ impl BlockDevice for NullDevice {
     }
     async fn flush(&self) -> Result<(), BlockError> {
         Ok(())
+    }
+    fn supports_discard(&self) -> bool {
+        true
+    }
+    fn discard_zeroes(&self) -> bool {
+        true
+    }
+    async fn discard(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.check_writable("discard", offset, len)
+    }
+    async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.check_writable("write zeroes", offset, len)
+    }
+    async fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>, BlockError> {
+        check_range("allocation", offset, len, self.block_size, self.size_bytes)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Extent {
+            offset,
+            len,
+            mapped: true,
+        }])
+    }
+}
+
+impl NullDevice {
+    fn check_writable(&self, op: &str, offset: u64, len: u64) -> Result<(), BlockError> {
+        if self.read_only {
+            return Err(BlockError::new(
+                BlockErrorKind::ReadOnly,
+                format!("null: {op} on a read-only device"),
+            ));
+        }
+        check_range(op, offset, len, self.block_size, self.size_bytes)
     }
 }
 

@@ -7,7 +7,10 @@
 use std::path::Path;
 use std::sync::RwLock;
 
-use crate::{BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, IoBuf, check_io};
+use crate::{
+    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf,
+    MAX_ALLOCATION_EXTENTS, check_io, check_range,
+};
 
 /// Allocation unit. A multiple of every supported block size, so no block straddles chunks.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -109,6 +112,34 @@ impl RamDevice {
         }
     }
 
+    /// Zeroes a range: whole chunks are freed, partly covered allocated chunks are cleared.
+    fn zero_sync(&self, offset: u64, len: u64) {
+        let mut done = 0u64;
+        while done < len {
+            let pos = offset + done;
+            let idx = (pos / CHUNK_BYTES as u64) as usize;
+            let within = (pos % CHUNK_BYTES as u64) as usize;
+            let n = ((CHUNK_BYTES - within) as u64).min(len - done) as usize;
+            let mut chunk = self.chunks[idx].write().unwrap_or_else(|p| p.into_inner());
+            if n == CHUNK_BYTES {
+                *chunk = None;
+            } else if let Some(data) = chunk.as_deref_mut() {
+                data[within..within + n].fill(0);
+            }
+            done += n as u64;
+        }
+    }
+
+    fn check_writable(&self, op: &str, offset: u64, len: u64) -> Result<(), BlockError> {
+        if self.read_only {
+            return Err(BlockError::new(
+                BlockErrorKind::ReadOnly,
+                format!("ram: {op} on a read-only device"),
+            ));
+        }
+        check_range(op, offset, len, self.block_size, self.size_bytes)
+    }
+
     /// Bytes of memory holding data (allocated chunks), for tests and statistics.
     pub fn allocated_bytes(&self) -> u64 {
         let allocated = self
@@ -158,6 +189,40 @@ impl BlockDevice for RamDevice {
     }
     async fn flush(&self) -> Result<(), BlockError> {
         Ok(())
+    }
+    fn supports_discard(&self) -> bool {
+        true
+    }
+    fn discard_zeroes(&self) -> bool {
+        true
+    }
+    async fn discard(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.check_writable("discard", offset, len)?;
+        self.zero_sync(offset, len);
+        Ok(())
+    }
+    async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.check_writable("write zeroes", offset, len)?;
+        self.zero_sync(offset, len);
+        Ok(())
+    }
+    async fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>, BlockError> {
+        check_range("allocation", offset, len, self.block_size, self.size_bytes)?;
+        let chunk = CHUNK_BYTES as u64;
+        let end = offset + len;
+        let mut runs = Vec::new();
+        let mut pos = offset;
+        while pos < end && runs.len() < 2 * MAX_ALLOCATION_EXTENTS {
+            let idx = (pos / chunk) as usize;
+            let next = ((pos / chunk + 1) * chunk).min(end);
+            let mapped = self.chunks[idx]
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some();
+            runs.push((pos, next, mapped));
+            pos = next;
+        }
+        Ok(crate::block_extents(runs, self.block_size))
     }
 }
 
@@ -243,5 +308,46 @@ mod tests {
         // Not a multiple of the chunk size is fine.
         let d = RamDevice::new(CHUNK_BYTES as u64 + 512, &spec(512, false)).unwrap();
         assert_eq!(d.num_blocks(), (CHUNK_BYTES as u64 + 512) / 512);
+    }
+
+    #[tokio::test]
+    async fn discard_frees_chunks_and_reads_zeros() {
+        let size = 4 * CHUNK_BYTES as u64;
+        let d = RamDevice::new(size, &spec(512, false)).unwrap();
+        let (r, _) = d.write(0, vec![9; 3 * CHUNK_BYTES], false).await;
+        r.unwrap();
+        assert_eq!(d.allocated_bytes(), 3 * CHUNK_BYTES as u64);
+        // One whole chunk and part of the next: the whole one is freed.
+        let c = CHUNK_BYTES as u64;
+        d.discard(c, c + 4096).await.unwrap();
+        assert_eq!(d.allocated_bytes(), 2 * c);
+        let (r, got) = d.read(c - 512, vec![0xee; CHUNK_BYTES + 8192]).await;
+        r.unwrap();
+        assert_eq!(got[..512], [9; 512]);
+        assert!(got[512..512 + CHUNK_BYTES + 4096].iter().all(|&b| b == 0));
+        assert!(got[512 + CHUNK_BYTES + 4096..].iter().all(|&b| b == 9));
+        d.write_zeroes(0, 512).await.unwrap();
+        let (r, got) = d.read(0, vec![0xee; 1024]).await;
+        r.unwrap();
+        assert_eq!(got[..512], [0; 512]);
+        assert_eq!(got[512..], [9; 512]);
+        let ext = d.allocation(0, size).await.unwrap();
+        let want = [
+            (0, c, true),
+            (c, c, false),
+            (2 * c, c, true),
+            (3 * c, c, false),
+        ];
+        let got: Vec<_> = ext.iter().map(|e| (e.offset, e.len, e.mapped)).collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            d.discard(size, 512).await.unwrap_err().kind(),
+            BlockErrorKind::OutOfRange
+        );
+        let ro = RamDevice::new(size, &spec(512, true)).unwrap();
+        assert_eq!(
+            ro.discard(0, 512).await.unwrap_err().kind(),
+            BlockErrorKind::ReadOnly
+        );
     }
 }

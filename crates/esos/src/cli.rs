@@ -40,7 +40,7 @@ pub enum ConfigCommand {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TOML config file (see docs/configuration.md).
-    #[arg(long, short, value_name = "FILE", conflicts_with_all = ["lun", "target", "portal", "block_size", "write_through", "chap_user", "chap_secret", "data_dir"])]
+    #[arg(long, short, value_name = "FILE", conflicts_with_all = ["lun", "target", "portal", "block_size", "write_through", "thin", "chap_user", "chap_secret", "data_dir"])]
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub quick: QuickArgs,
@@ -65,6 +65,9 @@ pub struct QuickArgs {
     /// Report and honour a write-through cache (every write durable before status).
     #[arg(long)]
     pub write_through: bool,
+    /// Thin-provision every LUN: UNMAP and WRITE SAME release storage (SBC-3 4.7.3).
+    #[arg(long)]
+    pub thin: bool,
     /// CHAP user name initiators must log in with.
     #[arg(long, requires = "chap_secret")]
     pub chap_user: Option<String>,

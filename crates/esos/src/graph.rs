@@ -31,6 +31,12 @@ pub enum GraphError {
         name: String,
         source: BlockError,
     },
+    #[error("device[{index}] {name:?}: persistent reservations: {source}")]
+    Reservations {
+        index: usize,
+        name: String,
+        source: esos_scsi::pr::StateFileError,
+    },
 }
 
 /// Read-only checks of every device path, so a typo in the last device does not leave
@@ -85,6 +91,9 @@ pub fn lu_settings(plan: &Plan, index: usize, identity: Identity) -> LuSettings 
         write_cache: d.write_cache,
         read_only: d.spec.read_only,
         max_transfer_blocks: MAX_TRANSFER_BYTES / d.spec.block_size,
+        thin: d.thin,
+        // Device names are file-name safe (config/names.rs).
+        pr_state: Some(plan.data_dir.join("pr").join(format!("{}.pr", d.name))),
     }
 }
 
@@ -107,7 +116,14 @@ pub fn open_units(
             name: d.name.clone(),
             source,
         })?;
-        units.push(LogicalUnit::new(device, lu_settings(plan, index, identity)));
+        let settings = lu_settings(plan, index, identity);
+        let unit =
+            LogicalUnit::try_new(device, settings).map_err(|source| GraphError::Reservations {
+                index,
+                name: d.name.clone(),
+                source,
+            })?;
+        units.push(unit);
     }
     Ok(units)
 }

@@ -313,6 +313,7 @@ mod tests {
                 rotational: None,
             },
             write_cache: true,
+            thin: false,
             overrides: IdentityOverrides::default(),
         }
     }

@@ -137,6 +137,7 @@ fn raw_device(
     lun: &LunArg,
     block_size: Option<u32>,
     write_through: bool,
+    thin: bool,
 ) -> RawDevice {
     let (kind, path, size) = match lun {
         LunArg::Path { path, size_bytes } | LunArg::File { path, size_bytes } => {
@@ -155,6 +156,7 @@ fn raw_device(
         read_only: None,
         cache: write_through.then_some(CacheMode::WriteThrough),
         rotational: None,
+        thin: thin.then_some(true),
         vendor: None,
         product: None,
         revision: None,
@@ -190,7 +192,15 @@ pub fn quick_raw(args: &QuickArgs, luns: &[LunArg]) -> RawConfig {
     raw.device = luns
         .iter()
         .enumerate()
-        .map(|(i, l)| raw_device(format!("lun{i}"), l, args.block_size, args.write_through))
+        .map(|(i, l)| {
+            raw_device(
+                format!("lun{i}"),
+                l,
+                args.block_size,
+                args.write_through,
+                args.thin,
+            )
+        })
         .collect();
     raw.target = vec![RawTarget {
         name: args
@@ -271,7 +281,7 @@ pub fn default_raw() -> RawConfig {
         path: Path::new(DEFAULT_DATA_DIR).join(DEFAULT_LUN_FILE),
         size_bytes: Some(DEFAULT_LUN_SIZE),
     };
-    raw.device = vec![raw_device("lun0".into(), &lun0, None, false)];
+    raw.device = vec![raw_device("lun0".into(), &lun0, None, false, false)];
     raw.target = vec![RawTarget {
         name: DEFAULT_TARGET.into(),
         alias: Some("esos default".into()),

@@ -40,6 +40,8 @@ pub struct DevicePlan {
     pub spec: DeviceSpec,
     /// Initial WCE (write-back cache).
     pub write_cache: bool,
+    /// Thin provisioning exposed to initiators (LBPME, UNMAP).
+    pub thin: bool,
     pub overrides: IdentityOverrides,
 }
 

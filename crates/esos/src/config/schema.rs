@@ -112,6 +112,8 @@ pub struct RawDevice {
     pub read_only: Option<bool>,
     pub cache: Option<CacheMode>,
     pub rotational: Option<bool>,
+    /// Thin provisioning: UNMAP / WRITE SAME release storage (default false).
+    pub thin: Option<bool>,
     pub vendor: Option<String>,
     pub product: Option<String>,
     pub revision: Option<String>,

@@ -578,6 +578,7 @@ impl Validator {
                 rotational: d.rotational,
             },
             write_cache: d.cache.unwrap_or(CacheMode::WriteBack) == CacheMode::WriteBack,
+            thin: d.thin.unwrap_or(false),
             overrides,
         })
     }
