@@ -35,9 +35,35 @@ pub mod op {
     pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
     pub const VERIFY_12: u8 = 0xAF;
 
+    pub const WRITE_SAME_10: u8 = 0x41;
+    pub const UNMAP: u8 = 0x42;
+    pub const WRITE_SAME_16: u8 = 0x93;
+    /// SERVICE ACTION IN(16) service action of GET LBA STATUS (SBC-3 5.16).
+    pub const SA_GET_LBA_STATUS: u8 = 0x12;
+
     /// SERVICE ACTION IN(16) service action of READ CAPACITY(16).
     pub const SA_READ_CAPACITY_16: u8 = 0x10;
+
+    pub const PRE_FETCH_10: u8 = 0x34;
+    pub const READ_DEFECT_DATA_10: u8 = 0x37;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
+    pub const ORWRITE_16: u8 = 0x8B;
+    pub const PRE_FETCH_16: u8 = 0x90;
+    pub const WRITE_ATOMIC_16: u8 = 0x9C;
+    pub const MAINTENANCE_IN: u8 = 0xA3;
+    pub const READ_DEFECT_DATA_12: u8 = 0xB7;
+    /// MAINTENANCE IN service action of REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
+    pub const SA_REPORT_SUPPORTED_OPCODES: u8 = 0x0C;
+    /// MAINTENANCE IN service action of REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.36).
+    pub const SA_REPORT_SUPPORTED_TMFS: u8 = 0x0D;
 }
+
+mod extra;
+mod provision;
+
+pub use provision::WriteSame;
+#[cfg(test)]
+pub use provision::encode as provision_encode;
 
 /// A block range command's common fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +90,34 @@ pub enum PageControl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cdb {
     TestUnitReady,
+    /// UNMAP (SBC-3 5.28); the parameter list is parsed by `disk/provision.rs`.
+    Unmap {
+        anchor: bool,
+        param_len: u32,
+    },
+    /// WRITE SAME(10)/(16) (SBC-3 5.40, 5.41).
+    WriteSame(WriteSame),
+    /// GET LBA STATUS (SBC-3 5.16).
+    GetLbaStatus {
+        lba: u64,
+        alloc_len: u32,
+    },
+    /// PERSISTENT RESERVE IN (SPC-4 6.15).
+    PersistentReserveIn {
+        action: u8,
+        alloc_len: u32,
+    },
+    /// PERSISTENT RESERVE OUT (SPC-4 6.16).
+    PersistentReserveOut {
+        action: u8,
+        scope: u8,
+        pr_type: u8,
+        param_len: u32,
+    },
+    /// SPC-2 RESERVE(6)/(10), without third-party reservations.
+    Reserve,
+    /// SPC-2 RELEASE(6)/(10).
+    Release,
     RequestSense {
         desc: bool,
         alloc_len: u32,
@@ -116,6 +170,47 @@ pub enum Cdb {
         loej: bool,
         start: bool,
     },
+    /// PRE-FETCH(10)/(16) (SBC-3 5.11, 5.12); `blocks` 0 means "to the last LBA".
+    PreFetch {
+        lba: u64,
+        blocks: u32,
+        immed: bool,
+    },
+    /// READ DEFECT DATA(10)/(12) (SBC-3 5.17, 5.18).
+    ReadDefectData {
+        twelve: bool,
+        plist: bool,
+        glist: bool,
+        format: u8,
+        alloc_len: u32,
+    },
+    /// ORWRITE(16) (SBC-3 5.13): medium := medium OR data-out, atomically.
+    OrWrite(BlockRange),
+    /// COMPARE AND WRITE (SBC-3 5.2): `blocks` is NUMBER OF LOGICAL BLOCKS; the data-out
+    /// buffer holds twice that (verify data, then write data).
+    CompareAndWrite(BlockRange),
+    /// WRITE ATOMIC(16) (SBC-4 5.48), without atomic boundaries.
+    WriteAtomic(BlockRange),
+    /// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
+    ReportOpcodes {
+        rctd: bool,
+        options: u8,
+        opcode: u8,
+        sa: u16,
+        alloc_len: u32,
+    },
+    /// REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.36).
+    ReportTmfs {
+        repd: bool,
+        alloc_len: u32,
+    },
+}
+
+/// Reservation CDBs (decoded in `disk/pr.rs`).
+impl Cdb {
+    pub(crate) fn is_reservation(opcode: u8) -> bool {
+        matches!(opcode, 0x16 | 0x17 | 0x56 | 0x57 | 0x5E | 0x5F)
+    }
 }
 
 /// CDB length for an operation code's group (SPC-4 4.3.2), `None` for variable/vendor groups.
@@ -177,6 +272,9 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
     }
     let c = &cdb[..len];
     control(c, len - 1)?;
+    if Cdb::is_reservation(opcode) {
+        return crate::disk::pr::decode(c);
+    }
     match opcode {
         op::TEST_UNIT_READY => Ok(Cdb::TestUnitReady),
         op::REQUEST_SENSE => {
@@ -202,6 +300,7 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
             op::SA_READ_CAPACITY_16 => Ok(Cdb::ReadCapacity16 {
                 alloc_len: be32(c, 10),
             }),
+            op::SA_GET_LBA_STATUS => provision::get_lba_status(c),
             _ => Err(Sense::invalid_cdb_field(1, Some(4))),
         },
         op::READ_6 | op::WRITE_6 => {
@@ -297,6 +396,14 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
                 start: c[4] & 1 != 0,
             })
         }
+        op::PRE_FETCH_10 | op::PRE_FETCH_16 => extra::pre_fetch(c),
+        op::READ_DEFECT_DATA_10 | op::READ_DEFECT_DATA_12 => extra::read_defect_data(c),
+        op::ORWRITE_16 => extra::orwrite(c),
+        op::COMPARE_AND_WRITE => extra::compare_and_write(c),
+        op::WRITE_ATOMIC_16 => extra::write_atomic(c),
+        op::MAINTENANCE_IN => extra::maintenance_in(c),
+        op::UNMAP => provision::unmap(c),
+        op::WRITE_SAME_10 | op::WRITE_SAME_16 => provision::write_same(c),
         _ => Err(invalid_opcode()),
     }
 }
@@ -465,7 +572,7 @@ mod tests {
     #[test]
     fn unknown_and_short_cdbs_are_invalid_opcode() {
         for c in [
-            &[0x42u8, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &[0x59u8, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
             &[op::READ_10, 0, 0][..],
             &[][..],
             &[0x7F; 32][..],

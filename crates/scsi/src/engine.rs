@@ -37,9 +37,13 @@ pub struct LogicalUnit {
     pub(crate) settings: LuSettings,
     pub(crate) mode: disk::mode::ModeState,
     pub(crate) ua: UnitAttentions,
+    /// Persistent and SPC-2 reservations (`disk/pr.rs`).
+    pub(crate) pr: disk::pr::PrUnit,
     tasks: Arc<TaskSet>,
     /// MODE SELECT validates against the current values and then applies: serialised.
     mode_select: Mutex<()>,
+    /// Serialises COMPARE AND WRITE / ORWRITE / WRITE ATOMIC against overlapping writes.
+    pub(crate) ranges: disk::range_lock::RangeLocks,
     /// `settings.max_transfer_blocks` bounded by [`crate::MAX_TRANSFER_BYTES`] (0 = the bound).
     max_transfer_blocks: u32,
     /// FUA writes issued, so tests can see that WCE 0 really means write-through.
@@ -48,7 +52,27 @@ pub struct LogicalUnit {
 }
 
 impl LogicalUnit {
+    /// Like [`Self::try_new`], but an unreadable reservation state file is logged and
+    /// APTPL is disabled for this unit (the file is left untouched for inspection).
     pub fn new(device: Device, settings: LuSettings) -> Arc<LogicalUnit> {
+        let pr = disk::pr::PrUnit::new(settings.pr_state.clone()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "persistent reservations not restored; APTPL disabled");
+            disk::pr::PrUnit::without_file()
+        });
+        Self::build(device, settings, pr)
+    }
+
+    /// Creates the unit and restores the reservations saved with APTPL in
+    /// `settings.pr_state` (SPC-4 5.9.4).
+    pub fn try_new(
+        device: Device,
+        settings: LuSettings,
+    ) -> Result<Arc<LogicalUnit>, crate::pr::StateFileError> {
+        let pr = disk::pr::PrUnit::new(settings.pr_state.clone())?;
+        Ok(Self::build(device, settings, pr))
+    }
+
+    fn build(device: Device, settings: LuSettings, pr: disk::pr::PrUnit) -> Arc<LogicalUnit> {
         let cap = (crate::MAX_TRANSFER_BYTES / device.block_size().max(1)).max(1);
         let max_transfer_blocks = match settings.max_transfer_blocks {
             0 => cap,
@@ -59,8 +83,10 @@ impl LogicalUnit {
             device,
             settings,
             ua: UnitAttentions::default(),
+            pr,
             tasks: TaskSet::new(),
             mode_select: Mutex::new(()),
+            ranges: Default::default(),
             max_transfer_blocks,
             #[cfg(test)]
             fua_writes: Default::default(),
@@ -90,6 +116,7 @@ impl LogicalUnit {
             self.mode.reset();
         }
         self.ua.reset(asc);
+        self.pr.reset();
     }
 
     /// Tells every nexus that the capacity changed (after the backend was resized):
@@ -188,7 +215,15 @@ impl LunMap {
                     buf,
                 } => {
                     ticket.ready().await;
-                    let (outcome, buf) = disk::dispatch::execute(&lu, &cmd, cdb, buf).await;
+                    let (outcome, buf) = match disk::pr::intercept(&lu, &cmd, &cdb, buf) {
+                        disk::pr::Intercept::Dispatch(buf) => {
+                            disk::dispatch::execute(&lu, &cmd, cdb, buf).await
+                        }
+                        disk::pr::Intercept::Done(outcome, buf) => (outcome, buf),
+                        disk::pr::Intercept::Conflict(buf) => {
+                            return (disk::pr::conflict_response(), buf);
+                        }
+                    };
                     drop(ticket);
                     (respond(&cmd, outcome, |s| lu.check(s)), buf)
                 }
@@ -280,6 +315,7 @@ impl LunMap {
     pub fn nexus_gone(&self, nexus: &Nexus) {
         for (_, lu) in self.luns() {
             lu.ua.forget(nexus.id);
+            lu.pr.nexus_gone(nexus.id);
         }
     }
 }
@@ -330,3 +366,5 @@ fn respond(cmd: &Command, outcome: Outcome, encode: impl Fn(Sense) -> SenseBytes
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cmds;

@@ -149,12 +149,19 @@ pub struct LuSettings {
     /// Largest transfer in blocks a single command may move (VPD 0xB0 MAXIMUM TRANSFER LENGTH).
     /// 0 means "as large as allowed"; values are capped at [`MAX_TRANSFER_BYTES`].
     pub max_transfer_blocks: u32,
+    /// Thin provisioning (SBC-3 4.7.3): UNMAP and WRITE SAME release storage, READ
+    /// CAPACITY(16) reports LBPME. Takes effect only when the device can discard.
+    pub thin: bool,
+    /// File that keeps persistent reservations across restarts when an initiator sets
+    /// APTPL (SPC-4 5.9.4); `None` reports PTPL_C 0 and refuses APTPL.
+    pub pr_state: Option<std::path::PathBuf>,
 }
 
 pub mod cdb;
 mod disk;
 mod engine;
 pub mod lun;
+pub mod pr;
 pub mod sense;
 mod task_set;
 mod ua;

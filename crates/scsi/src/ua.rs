@@ -75,6 +75,15 @@ impl UnitAttentions {
         }
     }
 
+    /// Queues `asc` for one nexus (reservation changes aimed at particular registrants).
+    pub fn post(&self, nexus: u64, asc: Asc) {
+        let mut g = self.write();
+        let q = g
+            .entry(nexus)
+            .or_insert_with(|| VecDeque::from([Asc::POWER_ON_RESET]));
+        push(q, asc);
+    }
+
     /// A reset: earlier unit attentions are superseded by the reset's (SAM-5 6.3).
     pub fn reset(&self, asc: Asc) {
         let mut g = self.write();

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use esos_block::BlockDevice;
 
 use super::mode::{self, MAX_MODE_SELECT_LEN, Medium, SenseRequest};
-use super::{Done, Outcome, capacity, inquiry, rw, sync, vpd};
+use super::{
+    Done, Outcome, atomic, capacity, defect, inquiry, opcodes, prefetch, provision, rw, sync, vpd,
+};
 use crate::cdb::Cdb;
 use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense, SenseKey};
@@ -52,6 +54,7 @@ pub async fn execute(
         }
         Cdb::ReadCapacity16 { alloc_len } => {
             capacity::capacity16(lu.device.num_blocks(), lu.device.block_size(), &mut buf);
+            provision::capacity16_bits(lu, &mut buf);
             Ok(Done::data(buf.len(), alloc_len))
         }
         Cdb::ModeSense {
@@ -82,6 +85,39 @@ pub async fn execute(
             param_len,
         } => mode_select(lu, cmd, ten, pf, sp, param_len, &buf),
         Cdb::ReportLuns { .. } => Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE).into()),
+        Cdb::Unmap { anchor, param_len } => {
+            provision::unmap(lu, cmd, anchor, param_len, &buf).await
+        }
+        Cdb::WriteSame(ws) => return provision::write_same(lu, cmd, ws, buf).await,
+        Cdb::GetLbaStatus { lba, alloc_len } => {
+            provision::get_lba_status(lu, lba, alloc_len, &mut buf).await
+        }
+        // Answered by `pr::intercept` before dispatch.
+        Cdb::PersistentReserveIn { .. }
+        | Cdb::PersistentReserveOut { .. }
+        | Cdb::Reserve
+        | Cdb::Release => Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE).into()),
+        Cdb::OrWrite(r) => return atomic::orwrite(lu, r, cmd.expected_len, buf).await,
+        Cdb::CompareAndWrite(r) => {
+            return atomic::compare_and_write(lu, r, cmd.expected_len, buf).await;
+        }
+        Cdb::WriteAtomic(r) => return atomic::write_atomic(lu, r, cmd.expected_len, buf).await,
+        Cdb::PreFetch { lba, blocks, .. } => prefetch::pre_fetch(lu, lba, blocks),
+        Cdb::ReadDefectData {
+            twelve,
+            plist,
+            glist,
+            format,
+            alloc_len,
+        } => defect::read_defect_data(twelve, plist, glist, format, alloc_len, &mut buf),
+        Cdb::ReportOpcodes {
+            rctd,
+            options,
+            opcode,
+            sa,
+            alloc_len,
+        } => opcodes::report_opcodes(rctd, options, opcode, sa, alloc_len, &mut buf),
+        Cdb::ReportTmfs { repd, alloc_len } => opcodes::report_tmfs(repd, alloc_len, &mut buf),
     };
     (out, buf)
 }
@@ -111,6 +147,7 @@ fn inquiry_cmd(
             rotational: lu.device.rotational(),
         };
         vpd::page(page, inp, buf)?;
+        provision::fill_vpd(lu, page, buf);
     } else {
         inquiry::standard(Some(&lu.settings.identity), buf);
     }

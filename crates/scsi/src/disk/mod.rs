@@ -3,11 +3,22 @@
 //! Folder map: `inquiry.rs` standard INQUIRY, `vpd.rs` VPD pages, `mode.rs` MODE SENSE /
 //! MODE SELECT, `capacity.rs` READ CAPACITY, `rw.rs` READ / WRITE / VERIFY / WRITE AND
 //! VERIFY, `sync.rs` SYNCHRONIZE CACHE; `dispatch.rs` routes a decoded CDB to them.
+//! `atomic.rs` COMPARE AND WRITE / ORWRITE / WRITE ATOMIC (serialised by `range_lock.rs`),
+//! `prefetch.rs` PRE-FETCH, `defect.rs` READ DEFECT DATA, `opcodes.rs` the table of
+//! supported commands behind REPORT SUPPORTED OPERATION CODES.
+//! `provision.rs` UNMAP / WRITE SAME / GET LBA STATUS and the thin-provisioning fields.
 
+pub mod atomic;
 pub mod capacity;
+pub mod defect;
 pub mod dispatch;
 pub mod inquiry;
 pub mod mode;
+pub mod opcodes;
+pub mod pr;
+pub mod prefetch;
+pub mod provision;
+pub mod range_lock;
 pub mod rw;
 pub mod sync;
 pub mod vpd;

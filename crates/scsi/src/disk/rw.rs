@@ -12,7 +12,7 @@ use crate::sense::{Asc, Sense, SenseKey};
 use crate::{IoBuf, Residual};
 
 /// Checks the transfer length against the block limits and the range against capacity.
-fn check(lu: &LogicalUnit, r: &BlockRange) -> Result<u64, Fail> {
+pub(super) fn check(lu: &LogicalUnit, r: &BlockRange) -> Result<u64, Fail> {
     if r.blocks > lu.max_transfer_blocks() {
         // SBC-3 6.5.3: MAXIMUM TRANSFER LENGTH exceeded.
         return Err(Sense::invalid_cdb_field(r.len_byte, None).into());
@@ -25,7 +25,7 @@ fn check(lu: &LogicalUnit, r: &BlockRange) -> Result<u64, Fail> {
 }
 
 /// DATA PROTECT when the LU, its backend or the control page's SWP forbids writing.
-fn check_writable(lu: &LogicalUnit) -> Result<(), Fail> {
+pub(super) fn check_writable(lu: &LogicalUnit) -> Result<(), Fail> {
     if lu.mode.swp() {
         return Err(Sense::new(SenseKey::DataProtect, Asc::SOFTWARE_WRITE_PROTECTED).into());
     }
@@ -54,7 +54,7 @@ pub fn check_data_out(expected_len: u32, buf: &IoBuf, bytes: u64) -> Result<(), 
     Ok(())
 }
 
-fn offset(lu: &LogicalUnit, lba: u64) -> u64 {
+pub(super) fn offset(lu: &LogicalUnit, lba: u64) -> u64 {
     lba * u64::from(lu.device.block_size())
 }
 
@@ -125,7 +125,10 @@ pub async fn write(
         lu.fua_writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+    // Free unless a COMPARE AND WRITE / ORWRITE / WRITE ATOMIC is in flight (range_lock.rs).
+    let range = lu.ranges.write(r.lba, writable / bs).await;
     let (res, buf) = lu.device.write(offset(lu, r.lba), buf, fua).await;
+    drop(range);
     match res {
         Ok(()) => (
             Ok(Done {

@@ -120,6 +120,12 @@ fn block_limits(inp: VpdInput<'_>, out: &mut Vec<u8>) {
     p[2..4].copy_from_slice(&gran.to_be_bytes());
     p[4..8].copy_from_slice(&inp.max_transfer_blocks.to_be_bytes());
     p[8..12].copy_from_slice(&inp.max_transfer_blocks.to_be_bytes());
+    // Byte 5, MAXIMUM COMPARE AND WRITE LENGTH (disk/atomic.rs).
+    p[1] = super::atomic::max_caw_blocks(inp.max_transfer_blocks) as u8;
+    // Bytes 44-47, MAXIMUM ATOMIC TRANSFER LENGTH (SBC-4 6.6.4): any transfer WRITE
+    // ATOMIC(16) can name; alignment, granularity and boundaries (48-63) stay 0.
+    let max_atomic = inp.max_transfer_blocks.min(u32::from(u16::MAX));
+    p[40..44].copy_from_slice(&max_atomic.to_be_bytes());
     out.extend_from_slice(&p);
 }
 

@@ -28,6 +28,8 @@ fn settings(read_only: bool, wce: bool) -> LuSettings {
         write_cache: wce,
         read_only,
         max_transfer_blocks: 256,
+        thin: false,
+        pr_state: None,
     }
 }
 

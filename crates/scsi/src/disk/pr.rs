@@ -1,0 +1,568 @@
+//! PERSISTENT RESERVE IN / OUT (SPC-4 6.15, 6.16), SPC-2 RESERVE / RELEASE, and the
+//! reservation check every command passes before it runs (SPC-4 5.9.1).
+//!
+//! The state machine is pure (`crate::pr`); this file parses parameter lists, builds
+//! parameter data, persists APTPL state and delivers unit attentions to live nexuses.
+//!
+//! PREEMPT AND ABORT removes the preempted registrations and posts their unit attentions
+//! like PREEMPT; it does not abort commands already running for the preempted nexuses,
+//! because the task set has no per-nexus abort yet. Their later commands conflict.
+//!
+//! With APTPL the state file is written (and fsynced) inside the PERSISTENT RESERVE OUT
+//! command, on the executor thread: a rare, small write, and GOOD must wait for it anyway.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use super::{Done, Outcome};
+use crate::cdb::{Cdb, op};
+use crate::engine::LogicalUnit;
+use crate::pr::{
+    self, Access, Effects, MoveParams, OutParams, Port, PrState, Refusal, StateFileError, Who,
+};
+use crate::sense::{Asc, Sense, SenseKey};
+use crate::{Command, IoBuf, Nexus, Residual, Response, SenseBytes, Status};
+
+/// Largest PERSISTENT RESERVE OUT parameter list: the 24-byte header plus TransportIDs
+/// (SPEC_I_PT) for up to [`pr::MAX_REGISTRATIONS`] initiators of the longest name.
+pub const MAX_PR_OUT_LEN: u32 = 28 + 256 * (pr::MAX_ISCSI_NAME_LEN as u32 + 24);
+
+pub mod opc {
+    pub const RESERVE_6: u8 = 0x16;
+    pub const RELEASE_6: u8 = 0x17;
+    pub const LOG_SENSE: u8 = 0x4D;
+    pub const RESERVE_10: u8 = 0x56;
+    pub const RELEASE_10: u8 = 0x57;
+    pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
+    pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
+    pub const MAINTENANCE_IN: u8 = 0xA3;
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: PrState,
+    /// Nexus id holding the SPC-2 reservation; released with its nexus and by resets.
+    spc2: Option<u64>,
+}
+
+/// Reservation state of one logical unit, shared by every path to it.
+#[derive(Debug)]
+pub struct PrUnit {
+    inner: Mutex<Inner>,
+    /// False while nothing is registered or reserved: the per-command check then costs
+    /// one atomic load.
+    active: AtomicBool,
+    /// Live nexuses by id, to deliver unit attentions to registrations (which are by name)
+    /// and to resolve REGISTER AND MOVE's relative target port. Bounded by the transport's
+    /// session limit; entries leave with [`PrUnit::nexus_gone`].
+    known: RwLock<HashMap<u64, Arc<Nexus>>>,
+    /// APTPL state file; `None` disables APTPL (PTPL_C 0).
+    file: Option<PathBuf>,
+}
+
+impl PrUnit {
+    /// Loads the APTPL state from `file`, if any (SPC-4 5.9.4).
+    pub fn new(file: Option<PathBuf>) -> Result<PrUnit, StateFileError> {
+        let state = match &file {
+            Some(path) => pr::load(path)?,
+            None => PrState::default(),
+        };
+        let active = !state.regs.is_empty();
+        Ok(PrUnit {
+            inner: Mutex::new(Inner { state, spc2: None }),
+            active: AtomicBool::new(active),
+            known: RwLock::default(),
+            file,
+        })
+    }
+
+    /// No APTPL state file: reservations last until the process ends.
+    pub fn without_file() -> PrUnit {
+        PrUnit {
+            inner: Mutex::default(),
+            active: AtomicBool::new(false),
+            known: RwLock::default(),
+            file: None,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every mutation replaces the state in one assignment: a poisoned lock is consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refresh(&self, g: &Inner) {
+        let active = !g.state.regs.is_empty() || g.state.res.is_some() || g.spc2.is_some();
+        self.active.store(active, Ordering::Release);
+    }
+
+    fn track(&self, nexus: &Arc<Nexus>) {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        if known.contains_key(&nexus.id) {
+            return;
+        }
+        drop(known);
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(nexus.id, Arc::clone(nexus));
+    }
+
+    /// The session ended: its SPC-2 reservation goes with it; registrations stay.
+    pub fn nexus_gone(&self, id: u64) {
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let mut g = self.lock();
+        if g.spc2 == Some(id) {
+            g.spc2 = None;
+            self.refresh(&g);
+        }
+    }
+
+    /// LOGICAL UNIT RESET and target resets release the SPC-2 reservation (SPC-2 5.5.1);
+    /// persistent reservations survive them (SPC-4 5.9.1).
+    pub fn reset(&self) {
+        let mut g = self.lock();
+        g.spc2 = None;
+        self.refresh(&g);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> PrState {
+        self.lock().state.clone()
+    }
+}
+
+fn port(n: &Nexus) -> Port<'_> {
+    Port {
+        initiator: &n.initiator_port,
+        target: &n.target_port,
+        rel_port: n.relative_port,
+    }
+}
+
+/// RESERVATION CONFLICT: a status without sense data (SAM-5 5.3.1).
+pub fn conflict_response() -> Response {
+    Response {
+        status: Status::ReservationConflict,
+        sense: SenseBytes::EMPTY,
+        data_in_len: 0,
+        residual: Residual::None,
+    }
+}
+
+/// What the reservation check decided about a command.
+pub enum Intercept {
+    /// RESERVATION CONFLICT status.
+    Conflict(IoBuf),
+    /// A reservation command, answered here.
+    Done(Outcome, IoBuf),
+    /// Any other command: run it.
+    Dispatch(IoBuf),
+}
+
+/// SPC-4 table 62 and SBC-3 table 13, by opcode so that commands added later are
+/// classified without a change here: unknown commands count as writes (the safe side).
+fn access(cdb: &[u8]) -> Access {
+    let sa = cdb.get(1).map_or(0, |b| b & 0x1F);
+    match cdb[0] {
+        op::INQUIRY
+        | op::REPORT_LUNS
+        | op::REQUEST_SENSE
+        | op::TEST_UNIT_READY
+        | op::READ_CAPACITY_10
+        | opc::LOG_SENSE
+        | opc::MAINTENANCE_IN
+        | opc::PERSISTENT_RESERVE_IN
+        | opc::PERSISTENT_RESERVE_OUT
+        | opc::RESERVE_6
+        | opc::RESERVE_10
+        | opc::RELEASE_6
+        | opc::RELEASE_10 => Access::Always,
+        op::SERVICE_ACTION_IN_16 if sa == op::SA_READ_CAPACITY_16 => Access::Always,
+        op::READ_6
+        | op::READ_10
+        | op::READ_12
+        | op::READ_16
+        | op::VERIFY_10
+        | op::VERIFY_12
+        | op::VERIFY_16
+        | op::MODE_SENSE_6
+        | op::MODE_SENSE_10
+        | op::SERVICE_ACTION_IN_16
+        // PRE-FETCH(10)/(16), READ DEFECT DATA(10)/(12), READ BUFFER
+        | 0x34
+        | 0x90
+        | 0x37
+        | 0xB7
+        | 0x3C => Access::Read,
+        _ => Access::Write,
+    }
+}
+
+/// Commands another nexus may send while an SPC-2 reservation is held (SPC-2 5.5.1).
+fn spc2_allowed(opcode: u8) -> bool {
+    matches!(
+        opcode,
+        op::INQUIRY
+            | op::REPORT_LUNS
+            | op::REQUEST_SENSE
+            | opc::RELEASE_6
+            | opc::RELEASE_10
+            | opc::LOG_SENSE
+            | opc::MAINTENANCE_IN
+    )
+}
+
+/// Runs before every command that entered the task set (after its turn came, so the
+/// check sees every reservation change that precedes it).
+pub fn intercept(lu: &LogicalUnit, cmd: &Command, cdb: &Cdb, mut buf: IoBuf) -> Intercept {
+    let pru = &lu.pr;
+    pru.track(&cmd.nexus);
+    if pru.active.load(Ordering::Acquire) {
+        let g = pru.lock();
+        let raw = &cmd.cdb[..usize::from(cmd.cdb_len).clamp(1, crate::MAX_CDB_LEN)];
+        if g.spc2.is_some_and(|h| h != cmd.nexus.id) && !spc2_allowed(raw[0]) {
+            return Intercept::Conflict(buf);
+        }
+        if g.state.conflicts(port(&cmd.nexus), access(raw)) {
+            return Intercept::Conflict(buf);
+        }
+    }
+    let result = match *cdb {
+        Cdb::PersistentReserveIn { action, alloc_len } => {
+            Ok(pr_in(lu, action, alloc_len, &mut buf))
+        }
+        Cdb::PersistentReserveOut {
+            action,
+            scope,
+            pr_type,
+            param_len,
+        } => pr_out(lu, cmd, action, scope, pr_type, param_len, &buf),
+        Cdb::Reserve => reserve(lu, cmd, true),
+        Cdb::Release => reserve(lu, cmd, false),
+        _ => return Intercept::Dispatch(buf),
+    };
+    match result {
+        Ok(outcome) => Intercept::Done(outcome, buf),
+        Err(Conflict) => Intercept::Conflict(buf),
+    }
+}
+
+/// A command that ends in RESERVATION CONFLICT.
+struct Conflict;
+
+/// SPC-2 RESERVE / RELEASE with the SPC-4 5.9.3 exceptions: both conflict while a
+/// persistent reservation exists; RELEASE by a non-holder does nothing.
+fn reserve(lu: &LogicalUnit, cmd: &Command, take: bool) -> Result<Outcome, Conflict> {
+    let mut g = lu.pr.lock();
+    if g.state.res.is_some() {
+        return Err(Conflict);
+    }
+    let me = cmd.nexus.id;
+    match (take, g.spc2) {
+        (true, Some(h)) if h != me => return Err(Conflict),
+        (true, _) => g.spc2 = Some(me),
+        (false, Some(h)) if h == me => g.spc2 = None,
+        (false, _) => {}
+    }
+    lu.pr.refresh(&g);
+    Ok(Ok(Done::NO_DATA))
+}
+
+/// PERSISTENT RESERVE IN (SPC-4 6.15).
+fn pr_in(lu: &LogicalUnit, action: u8, alloc_len: u32, buf: &mut IoBuf) -> Outcome {
+    let g = lu.pr.lock();
+    let s = &g.state;
+    buf.clear();
+    buf.extend_from_slice(&s.generation.to_be_bytes());
+    match action {
+        // READ KEYS (6.15.2)
+        0 => {
+            buf.extend_from_slice(&((s.regs.len() * 8) as u32).to_be_bytes());
+            for r in &s.regs {
+                buf.extend_from_slice(&r.key.to_be_bytes());
+            }
+        }
+        // READ RESERVATION (6.15.3)
+        1 => match (s.res, s.holder_key()) {
+            (Some(res), Some(key)) => {
+                buf.extend_from_slice(&16u32.to_be_bytes());
+                buf.extend_from_slice(&key.to_be_bytes());
+                buf.extend_from_slice(&[0, 0, 0, 0, 0, res.ty as u8, 0, 0]);
+            }
+            _ => buf.extend_from_slice(&0u32.to_be_bytes()),
+        },
+        // REPORT CAPABILITIES (6.15.4): CRH, SIP_C, ATP_C, PTPL_C; TMV with every type.
+        2 => {
+            buf.clear();
+            let ptpl_c = u8::from(lu.pr.file.is_some());
+            let ptpl_a = u8::from(s.aptpl);
+            buf.extend_from_slice(&[0, 8, 0x10 | 0x08 | 0x04 | ptpl_c, 0x80 | ptpl_a]);
+            buf.extend_from_slice(&[0x80 | 0x40 | 0x20 | 0x08 | 0x02, 0x01, 0, 0]);
+        }
+        // READ FULL STATUS (6.15.5)
+        _ => {
+            buf.extend_from_slice(&[0; 4]);
+            for r in &s.regs {
+                let holder = s.is_holder(r);
+                buf.extend_from_slice(&r.key.to_be_bytes());
+                buf.extend_from_slice(&[0; 4]);
+                let all_tg_pt = if r.who.target.is_none() { 0x02 } else { 0 };
+                let scope_type = match (holder, s.res) {
+                    (true, Some(res)) => res.ty as u8,
+                    _ => 0,
+                };
+                buf.extend_from_slice(&[all_tg_pt | u8::from(holder), scope_type]);
+                buf.extend_from_slice(&[0; 4]);
+                buf.extend_from_slice(&r.rel_port.to_be_bytes());
+                let len_at = buf.len();
+                buf.extend_from_slice(&[0; 4]);
+                pr::encode_transport_id(&r.who.initiator, buf);
+                let tid_len = (buf.len() - len_at - 4) as u32;
+                buf[len_at..len_at + 4].copy_from_slice(&tid_len.to_be_bytes());
+            }
+            let len = (buf.len() - 8) as u32;
+            buf[4..8].copy_from_slice(&len.to_be_bytes());
+        }
+    }
+    Ok(Done::data(buf.len(), alloc_len))
+}
+
+fn be32(b: &[u8], at: usize) -> usize {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+}
+
+fn be64(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(v)
+}
+
+fn length_error() -> Sense {
+    Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR)
+}
+
+/// Parses the basic parameter list (SPC-4 6.16.3) with its SPEC_I_PT TransportIDs.
+fn out_params(action: u8, list: &[u8]) -> Result<OutParams, Sense> {
+    if list.len() < 24 {
+        return Err(length_error());
+    }
+    let flags = list[20];
+    let spec_i_pt = flags & 0x08 != 0;
+    let mut prm = OutParams {
+        key: be64(list, 0),
+        sa_key: be64(list, 8),
+        spec_i_pt,
+        all_tg_pt: flags & 0x04 != 0,
+        aptpl: flags & 0x01 != 0,
+        transport_ids: Vec::new(),
+    };
+    if !spec_i_pt {
+        return if list.len() == 24 {
+            Ok(prm)
+        } else {
+            Err(length_error())
+        };
+    }
+    if action != pr::sa::REGISTER && action != pr::sa::REGISTER_AND_IGNORE {
+        return Err(Sense::invalid_param_field(20, Some(3)));
+    }
+    if list.len() < 28 || 28 + be32(list, 24) != list.len() {
+        return Err(length_error());
+    }
+    let mut at = 28;
+    while at < list.len() {
+        let (name, used) = pr::decode_transport_id(&list[at..])
+            .map_err(|off| Sense::invalid_param_field((at + off) as u16, None))?;
+        if prm.transport_ids.len() >= pr::MAX_REGISTRATIONS {
+            return Err(Sense::illegal(pr::INSUFFICIENT_REGISTRATION_RESOURCES));
+        }
+        prm.transport_ids.push(name);
+        at += used;
+    }
+    Ok(prm)
+}
+
+/// Parses REGISTER AND MOVE's parameter list (SPC-4 6.16.4) and resolves the destination
+/// target port from its relative port identifier among the live nexuses.
+fn move_params(lu: &LogicalUnit, cmd: &Command, list: &[u8]) -> Result<MoveParams, Sense> {
+    if list.len() < 24 || 24 + be32(list, 20) > list.len() {
+        return Err(length_error());
+    }
+    let rel_port = u16::from_be_bytes([list[18], list[19]]);
+    let (initiator, _) = pr::decode_transport_id(&list[24..])
+        .map_err(|off| Sense::invalid_param_field((24 + off) as u16, None))?;
+    let target = if rel_port == cmd.nexus.relative_port {
+        Some(cmd.nexus.target_port.clone())
+    } else {
+        let known = lu.pr.known.read().unwrap_or_else(|e| e.into_inner());
+        known
+            .values()
+            .find(|n| n.relative_port == rel_port)
+            .map(|n| n.target_port.clone())
+    };
+    let target = target.ok_or(Sense::invalid_param_field(18, None))?;
+    Ok(MoveParams {
+        key: be64(list, 0),
+        sa_key: be64(list, 8),
+        unreg: list[17] & 0x02 != 0,
+        aptpl: list[17] & 0x01 != 0,
+        dest: Who {
+            initiator,
+            target: Some(target),
+        },
+        dest_rel_port: rel_port,
+    })
+}
+
+/// PERSISTENT RESERVE OUT (SPC-4 6.16): parse, run the state machine on a copy, make it
+/// durable when APTPL asks, then publish it and its unit attentions.
+fn pr_out(
+    lu: &LogicalUnit,
+    cmd: &Command,
+    action: u8,
+    scope: u8,
+    pr_type: u8,
+    param_len: u32,
+    buf: &IoBuf,
+) -> Result<Outcome, Conflict> {
+    let fail = |s: Sense| Ok(Err(s.into()));
+    if param_len > MAX_PR_OUT_LEN {
+        return fail(length_error());
+    }
+    if let Err(f) = super::rw::check_data_out(cmd.expected_len, buf, u64::from(param_len)) {
+        return Ok(Err(f));
+    }
+    let list = &buf[..param_len as usize];
+    let me = port(&cmd.nexus);
+    let mut g = lu.pr.lock();
+    let mut next = g.state.clone();
+    let fx = if action == pr::sa::REGISTER_AND_MOVE {
+        let prm = match move_params(lu, cmd, list) {
+            Ok(p) => p,
+            Err(s) => return fail(s),
+        };
+        if prm.aptpl && lu.pr.file.is_none() {
+            return fail(Sense::invalid_param_field(17, Some(0)));
+        }
+        next.register_and_move(me, scope, pr_type, &prm)
+    } else {
+        let prm = match out_params(action, list) {
+            Ok(p) => p,
+            Err(s) => return fail(s),
+        };
+        let registers = matches!(action, pr::sa::REGISTER | pr::sa::REGISTER_AND_IGNORE);
+        if registers && prm.aptpl && lu.pr.file.is_none() {
+            return fail(Sense::invalid_param_field(20, Some(0)));
+        }
+        next.out(me, action, scope, pr_type, &prm)
+    };
+    let fx: Effects = match fx {
+        Ok(fx) => fx,
+        Err(Refusal::Conflict) => return Err(Conflict),
+        Err(Refusal::Check(s)) => return fail(s),
+    };
+    if let Some(path) = &lu.pr.file
+        && fx.changed
+        && (next.aptpl || g.state.aptpl)
+        && let Err(e) = pr::save(path, &next)
+    {
+        // Not durable, so not done: the state stays as it was (SPC-4 5.9.4).
+        tracing::error!(error = %e, "cannot persist reservations");
+        return fail(Sense::new(
+            SenseKey::HardwareError,
+            Asc::INTERNAL_TARGET_FAILURE,
+        ));
+    }
+    g.state = next;
+    lu.pr.refresh(&g);
+    drop(g);
+    deliver(lu, cmd.nexus.id, &fx);
+    Ok(Ok(Done {
+        data_in: 0,
+        transfer: u64::from(param_len),
+    }))
+}
+
+/// Posts the unit attentions of `fx` to every live nexus they name except the issuer.
+fn deliver(lu: &LogicalUnit, issuer: u64, fx: &Effects) {
+    if fx.ua.is_empty() {
+        return;
+    }
+    let known = lu.pr.known.read().unwrap_or_else(|e| e.into_inner());
+    for n in known.values().filter(|n| n.id != issuer) {
+        for (who, asc) in &fx.ua {
+            if who.matches(port(n)) {
+                lu.ua.post(n.id, *asc);
+            }
+        }
+    }
+}
+
+/// Decodes the reservation CDBs (called from `cdb::decode`).
+pub fn decode(c: &[u8]) -> Result<Cdb, Sense> {
+    let reserved = |byte: usize, allowed: u8| {
+        let bad = c[byte] & !allowed;
+        if bad == 0 {
+            Ok(())
+        } else {
+            Err(Sense::invalid_cdb_field(
+                byte as u16,
+                Some(7 - bad.leading_zeros() as u8),
+            ))
+        }
+    };
+    match c[0] {
+        opc::PERSISTENT_RESERVE_IN => {
+            let action = c[1] & 0x1F;
+            reserved(1, 0x1F)?;
+            if action > 3 {
+                return Err(Sense::invalid_cdb_field(1, Some(4)));
+            }
+            Ok(Cdb::PersistentReserveIn {
+                action,
+                alloc_len: u32::from(u16::from_be_bytes([c[7], c[8]])),
+            })
+        }
+        opc::PERSISTENT_RESERVE_OUT => {
+            let action = c[1] & 0x1F;
+            reserved(1, 0x1F)?;
+            if action > pr::sa::REGISTER_AND_MOVE {
+                return Err(Sense::invalid_cdb_field(1, Some(4)));
+            }
+            Ok(Cdb::PersistentReserveOut {
+                action,
+                scope: c[2] >> 4,
+                pr_type: c[2] & 0x0F,
+                param_len: u32::from_be_bytes([c[5], c[6], c[7], c[8]]),
+            })
+        }
+        // Third-party reservations and extents (SPC-2 7.21, 7.22) are not implemented;
+        // bits 7-5 of RESERVE(6)/RELEASE(6) byte 1 are the obsolete LUN field.
+        opc::RESERVE_6 | opc::RELEASE_6 => {
+            reserved(1, 0xE0)?;
+            Ok(if c[0] == opc::RESERVE_6 {
+                Cdb::Reserve
+            } else {
+                Cdb::Release
+            })
+        }
+        opc::RESERVE_10 | opc::RELEASE_10 => {
+            reserved(1, 0x00)?;
+            Ok(if c[0] == opc::RESERVE_10 {
+                Cdb::Reserve
+            } else {
+                Cdb::Release
+            })
+        }
+        _ => Err(Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
