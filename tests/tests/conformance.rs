@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use esos_e2e::cunit::{self, Baseline};
-use esos_e2e::daemon::Daemon;
+use esos_e2e::daemon::Quick;
 use esos_e2e::{cmd, paths, tools};
 
 /// Longest the whole suite may run (about 1.5 min against tgt on 2 cores).
@@ -30,7 +30,9 @@ fn libiscsi_conformance_suite() {
         .unwrap_or_else(std::env::temp_dir)
         .join("esos-e2e");
     let _ = std::fs::remove_file(log_dir.join("conformance-summary.txt"));
-    let d = Daemon::quick(&["{dir}/lun0.img:64M"]);
+    // A thin-provisioned file LUN: the suite's UNMAP, WRITE SAME and GET LBA STATUS tests
+    // only run against one.
+    let d = Quick::new().arg("--thin").lun("{dir}/lun0.img:64M").start();
     let out = cmd::run("iscsi-test-cu", &["--dataloss", &d.url(0)], SUITE_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
     let log_dir = paths::target_dir()
