@@ -51,7 +51,25 @@ pub struct FileDevice {
     rotational: bool,
     /// A block device rather than a regular file: no SEEK_DATA, zero-out instead of holes.
     blockdev: bool,
+    /// On tmpfs: data lives in memory and a transfer never waits for a device, so it is done
+    /// inline rather than handed to an io_uring worker thread (tmpfs refuses RWF_NOWAIT, so
+    /// io_uring punts every request to a worker and wakes the task back: two thread hops
+    /// for a memory copy).
+    memory_backed: bool,
     engine: crate::uring::Engine,
+}
+
+/// `statfs` magic of tmpfs.
+const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+
+fn on_tmpfs(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs writes a whole `statfs` into the pointer on success and nothing on
+    // failure; we read it only when it returned 0.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) };
+    // SAFETY: rc == 0 means the kernel initialised the struct.
+    rc == 0 && unsafe { st.assume_init() }.f_type as libc::c_long == TMPFS_MAGIC
 }
 
 fn io_err(path: &Path, what: &str, e: io::Error) -> BlockError {
@@ -223,6 +241,8 @@ impl FileDevice {
         rotational: bool,
         engine: EngineChoice,
     ) -> Self {
+        // A device node on devtmpfs reports tmpfs too: only regular files qualify.
+        let memory_backed = file.metadata().is_ok_and(|m| m.is_file()) && on_tmpfs(&file);
         let file = Arc::new(file);
         FileDevice {
             path: path.to_owned(),
@@ -233,6 +253,7 @@ impl FileDevice {
             read_only: spec.read_only,
             rotational,
             blockdev: false,
+            memory_backed,
         }
     }
 
@@ -291,6 +312,7 @@ impl BlockDevice for FileDevice {
             return (Ok(()), buf);
         }
         let (r, buf) = match self.engine.ring() {
+            _ if self.memory_backed => sync::read_inline(&self.file, offset, buf),
             Some(ring) => ring.read(offset, buf).await,
             None => sync::read(&self.file, offset, buf).await,
         };
@@ -310,6 +332,7 @@ impl BlockDevice for FileDevice {
             return (r, buf);
         }
         let (r, buf) = match self.engine.ring() {
+            _ if self.memory_backed && !fua => sync::write_inline(&self.file, offset, buf),
             Some(ring) => ring.write(offset, buf, fua).await,
             None => sync::write(&self.file, offset, buf, fua).await,
         };
@@ -513,6 +536,43 @@ pub(crate) mod tests {
         let s = spec(&missing, Some(4096), 512, true);
         assert!(FileDevice::open_file(&missing, Some(4096), &s).is_err());
         assert!(!missing.exists());
+    }
+
+    #[tokio::test]
+    async fn tmpfs_files_are_served_inline_and_correctly() {
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() || !on_tmpfs(&File::open(shm).unwrap()) {
+            eprintln!("skipped: /dev/shm is not a tmpfs here");
+            return;
+        }
+        let dir = tempfile::tempdir_in(shm).unwrap();
+        let dev = open(
+            &dir.path().join("t.img"),
+            Some(1 << 20),
+            512,
+            EngineChoice::Uring,
+        );
+        assert!(dev.memory_backed);
+        let data = pattern(7, 8192);
+        let (r, _) = dev.write(4096, data.clone(), false).await;
+        r.unwrap();
+        let (r, back) = dev.read(4096, vec![0; 8192]).await;
+        r.unwrap();
+        assert_eq!(back, data);
+        // FUA still goes through the durable path.
+        let (r, _) = dev.write(0, data.clone(), true).await;
+        r.unwrap();
+        // Regular files elsewhere and device nodes on devtmpfs are not memory-backed.
+        let other = tempfile::tempdir().unwrap();
+        if !on_tmpfs(&File::open(other.path()).unwrap()) {
+            let dev = open(
+                &other.path().join("d.img"),
+                Some(1 << 20),
+                512,
+                EngineChoice::Uring,
+            );
+            assert!(!dev.memory_backed);
+        }
     }
 
     #[test]

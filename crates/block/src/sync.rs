@@ -60,6 +60,26 @@ pub(crate) async fn read(file: &Arc<File>, offset: u64, buf: IoBuf) -> BufResult
     .await
 }
 
+/// A read done on the calling thread: only for memory-backed files, where it is a copy.
+pub(crate) fn read_inline(file: &File, offset: u64, mut buf: IoBuf) -> BufResult {
+    let len = buf.len();
+    let r = read_full(file, offset, &mut buf);
+    (
+        r.map_err(|e| BlockError::io(format!("read at {offset} of {len} bytes"), e)),
+        buf,
+    )
+}
+
+/// A write done on the calling thread: only for memory-backed files, where it is a copy.
+pub(crate) fn write_inline(file: &File, offset: u64, buf: IoBuf) -> BufResult {
+    let len = buf.len();
+    let r = file.write_all_at(&buf, offset);
+    (
+        r.map_err(|e| BlockError::io(format!("write at {offset} of {len} bytes"), e)),
+        buf,
+    )
+}
+
 pub(crate) async fn write(file: &Arc<File>, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
     let file = Arc::clone(file);
     let len = buf.len();
