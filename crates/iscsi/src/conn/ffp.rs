@@ -829,6 +829,9 @@ where
         };
         let out = text::respond(self.shared, &asker, &self.text_in);
         self.text_in.clear();
+        let Ok(out) = out else {
+            return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;
+        };
         if out.len() <= max_seg {
             return self
                 .send(Msg::Text {

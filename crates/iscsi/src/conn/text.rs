@@ -3,16 +3,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::server::Shared;
+use crate::text::{self, TextError, push_pair};
 
 /// Largest text request (all Continue pieces together) we accept.
-pub(crate) const MAX_TEXT_REQUEST: usize = 64 * 1024;
-
-fn push_pair(out: &mut Vec<u8>, key: &str, value: &str) {
-    out.extend_from_slice(key.as_bytes());
-    out.push(b'=');
-    out.extend_from_slice(value.as_bytes());
-    out.push(0);
-}
+pub(crate) const MAX_TEXT_REQUEST: usize = text::MAX_TEXT_BYTES;
 
 fn format_address(addr: SocketAddr, local: SocketAddr, tag: u16) -> String {
     // A wildcard portal is reported with the address this connection reached.
@@ -35,19 +29,22 @@ pub(crate) struct Asker<'a> {
 }
 
 /// Builds the response to one complete text request. Unknown keys are answered
-/// NotUnderstood; nothing is renegotiated in full feature phase.
-pub(crate) fn respond(shared: &Shared, asker: &Asker<'_>, request: &[u8]) -> Vec<u8> {
+/// NotUnderstood; nothing is renegotiated in full feature phase. A malformed request is an
+/// error the caller answers with a Reject.
+pub(crate) fn respond(
+    shared: &Shared,
+    asker: &Asker<'_>,
+    request: &[u8],
+) -> Result<Vec<u8>, TextError> {
     let mut out = Vec::new();
-    for pair in request.split(|&b| b == 0).filter(|p| !p.is_empty()) {
-        let text = String::from_utf8_lossy(pair);
-        let (key, value) = text.split_once('=').unwrap_or((&text, ""));
-        if key == "SendTargets" {
-            send_targets(shared, asker, value, &mut out);
-        } else if key.len() <= 63 {
-            push_pair(&mut out, key, "NotUnderstood");
+    for pair in text::parse(request)? {
+        if pair.key == "SendTargets" {
+            send_targets(shared, asker, &pair.value, &mut out);
+        } else {
+            push_pair(&mut out, &pair.key, "NotUnderstood");
         }
     }
-    out
+    Ok(out)
 }
 
 fn send_targets(shared: &Shared, asker: &Asker<'_>, value: &str, out: &mut Vec<u8>) {
