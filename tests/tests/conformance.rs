@@ -1,4 +1,5 @@
-//! libiscsi's conformance suite (`iscsi-test-cu --dataloss`, every test) against a file LUN,
+//! libiscsi's conformance suite (`iscsi-test-cu --dataloss`, every test) against a thin file
+//! LUN reached through two portals (multipath),
 //! compared with the committed floor in tests/conformance-baseline.toml.
 //!
 //! The full output is kept in `<target>/esos-e2e/conformance.log`. Set
@@ -7,8 +8,10 @@
 use std::time::Duration;
 
 use esos_e2e::cunit::{self, Baseline};
-use esos_e2e::daemon::Quick;
+use esos_e2e::daemon::Daemon;
 use esos_e2e::{cmd, paths, tools};
+
+const TARGET: &str = "iqn.2026-11.org.esos:conformance";
 
 /// Longest the whole suite may run (about 1.5 min against tgt on 2 cores).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(900);
@@ -30,11 +33,45 @@ fn libiscsi_conformance_suite() {
         .unwrap_or_else(std::env::temp_dir)
         .join("esos-e2e");
     let _ = std::fs::remove_file(log_dir.join("conformance-summary.txt"));
-    // A thin-provisioned file LUN: the suite's UNMAP, WRITE SAME and GET LBA STATUS tests
-    // only run against one.
-    let d = Quick::new().arg("--thin").lun("{dir}/lun0.img:64M").start();
-    let out = cmd::run("iscsi-test-cu", &["--dataloss", &d.url(0)], SUITE_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    // A thin-provisioned file LUN (the UNMAP, WRITE SAME and GET LBA STATUS tests need one)
+    // behind two portals in two portal groups: the multipath tests get a second path to
+    // the same logical unit.
+    let d = Daemon::with_config(TARGET, |ctx| {
+        format!(
+            r#"
+[server]
+data_dir = "{dir}/state"
+
+[[server.portal]]
+address = "127.0.0.1:{port}"
+group = 1
+
+[[server.portal]]
+address = "127.0.0.2:{port}"
+group = 2
+
+[[device]]
+name = "thin0"
+type = "file"
+path = "{dir}/thin0.img"
+size = "64M"
+thin = true
+
+[[target]]
+name = "{TARGET}"
+default_luns = [{{ lun = 0, device = "thin0" }}]
+"#,
+            dir = ctx.dir.display(),
+            port = ctx.port
+        )
+    });
+    let second_path = format!("iscsi://127.0.0.2:{}/{TARGET}/0", d.addr().port());
+    let out = cmd::run(
+        "iscsi-test-cu",
+        &["--dataloss", &d.url(0), &second_path],
+        SUITE_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
     let log_dir = paths::target_dir()
         .unwrap_or_else(std::env::temp_dir)
         .join("esos-e2e");
