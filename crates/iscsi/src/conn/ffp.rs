@@ -383,19 +383,21 @@ struct Reader<'a, F> {
 }
 
 /// Runs one command and pairs its outcome with what the writer needs. A named function, so
-/// its (unnameable) future type can flow into the reader through a function pointer and
-/// commands are not boxed.
+/// its (unnameable) future type can flow into the reader through a function pointer. The
+/// future is boxed once here: it is large, and otherwise every hand-off (channel, then
+/// FuturesUnordered) copies all of it. Measured: 4 KiB random reads on tmpfs, QD32
+/// 146k -> 176k IOPS, QD1 24.5k -> 25.5k.
 fn exec(
     luns: &LunMap,
     meta: TaskMeta,
     cmd: Command,
     buf: IoBuf,
-) -> impl Future<Output = Done> + Send + 'static + use<> {
+) -> std::pin::Pin<Box<impl Future<Output = Done> + Send + 'static + use<>>> {
     let fut = luns.submit(cmd, buf);
-    async move {
+    Box::pin(async move {
         let (resp, buf) = fut.await;
         Done { meta, resp, buf }
-    }
+    })
 }
 
 impl<F> Reader<'_, F>
