@@ -926,19 +926,6 @@ struct Writer {
     cancel: CancellationToken,
 }
 
-/// Reads the LUN number from a SAM-5 single-level LUN (peripheral or flat addressing).
-fn lun_number(raw: u64) -> Option<u64> {
-    let b = raw.to_be_bytes();
-    if b[2..].iter().any(|&x| x != 0) {
-        return None;
-    }
-    match b[0] >> 6 {
-        0 if b[0] == 0 => Some(b[1] as u64),
-        1 => Some(((b[0] as u64 & 0x3f) << 8) | b[1] as u64),
-        _ => None,
-    }
-}
-
 impl Writer {
     fn next_stat_sn(&mut self) -> u32 {
         let s = self.stat_sn;
@@ -1286,7 +1273,7 @@ impl Writer {
     }
 
     fn lu(&self, raw_lun: u64) -> Option<Arc<esos_scsi::LogicalUnit>> {
-        let n = lun_number(raw_lun)?;
+        let n = esos_scsi::lun::decode(raw_lun)?;
         self.luns
             .luns()
             .find(|(l, _)| *l == n)
@@ -1416,6 +1403,8 @@ mod tests {
 
     #[test]
     fn lun_numbers() {
+        // The TMF path finds units by the engine's decoder: the same numbers as REPORT LUNS.
+        use esos_scsi::lun::decode as lun_number;
         assert_eq!(lun_number(0), Some(0));
         assert_eq!(lun_number(0x0005_0000_0000_0000), Some(5));
         assert_eq!(lun_number(0x4123_0000_0000_0000), Some(0x123));
