@@ -94,6 +94,9 @@ pub fn lu_settings(plan: &Plan, index: usize, identity: Identity) -> LuSettings 
         thin: d.thin,
         // Device names are file-name safe (config/names.rs).
         pr_state: Some(plan.data_dir.join("pr").join(format!("{}.pr", d.name))),
+        kind: esos_scsi::LuKind::Disk,
+        removable: false,
+        lbppb_exponent: 0,
     }
 }
 

@@ -57,6 +57,9 @@ pub struct Nexus {
     pub target_port: String,
     /// Relative target port identifier reported in VPD 0x83 (1-based).
     pub relative_port: u16,
+    /// ALUA target port group of the target port (SPC-4 5.16), reported in VPD 0x83 and
+    /// REPORT TARGET PORT GROUPS.
+    pub port_group: u16,
 }
 
 /// A command as a transport hands it to the engine.
@@ -155,6 +158,24 @@ pub struct LuSettings {
     /// File that keeps persistent reservations across restarts when an initiator sets
     /// APTPL (SPC-4 5.9.4); `None` reports PTPL_C 0 and refuses APTPL.
     pub pr_state: Option<std::path::PathBuf>,
+    /// Peripheral device type and the command set it implies (SPC-4 6.6.2).
+    pub kind: LuKind,
+    /// RMB in standard INQUIRY: the medium can be removed (START STOP UNIT LoEj,
+    /// PREVENT ALLOW MEDIUM REMOVAL).
+    pub removable: bool,
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT reported by READ CAPACITY(16)
+    /// (SBC-3 5.16.2): 3 says 4 KiB physical blocks under 512-byte logical ones.
+    pub lbppb_exponent: u8,
+}
+
+/// What kind of logical unit a device is exported as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LuKind {
+    /// Direct-access block device (peripheral device type 00h, SBC-3).
+    #[default]
+    Disk,
+    /// CD/DVD device (peripheral device type 05h, MMC), read-only 2048-byte blocks.
+    Cdrom,
 }
 
 pub mod cdb;

@@ -290,6 +290,7 @@ pub(crate) async fn run(
             portal.group_tag
         ),
         relative_port: portal.group_tag,
+        port_group: portal.group_tag,
     });
     let state = Arc::new(ConnState {
         exp_cmd_sn: AtomicU32::new(exp_cmd_sn),

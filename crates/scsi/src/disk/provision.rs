@@ -397,6 +397,9 @@ mod tests {
             max_transfer_blocks: 4096,
             pr_state: None,
             thin,
+            kind: crate::LuKind::Disk,
+            removable: false,
+            lbppb_exponent: 0,
         };
         LogicalUnit::new(Device::open(&spec).unwrap(), settings)
     }
@@ -416,6 +419,7 @@ mod tests {
                     initiator_port: "iqn.i,i,0x1".into(),
                     target_port: "iqn.t,t,0x1".into(),
                     relative_port: 1,
+                    port_group: 1,
                 }),
             };
             // Consume the power-on unit attention.

@@ -159,6 +159,7 @@ mod tests {
             initiator_port: "i".into(),
             target_port: "iqn.x:t,t,0x0001".into(),
             relative_port: 3,
+            port_group: 3,
         }
     }
 

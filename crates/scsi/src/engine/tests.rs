@@ -30,6 +30,9 @@ fn settings(read_only: bool, wce: bool) -> LuSettings {
         max_transfer_blocks: 256,
         thin: false,
         pr_state: None,
+        kind: crate::LuKind::Disk,
+        removable: false,
+        lbppb_exponent: 0,
     }
 }
 
@@ -51,6 +54,7 @@ fn nexus(id: u64) -> Arc<Nexus> {
         initiator_port: format!("iqn.init:{id},i,0x1"),
         target_port: "iqn.2026-01.org.esos:t,t,0x0001".into(),
         relative_port: 1,
+        port_group: 1,
     })
 }
 

@@ -55,6 +55,9 @@ fn lu_on(backend: Backend, read_only: bool) -> Arc<LogicalUnit> {
         max_transfer_blocks: MAX_XFER,
         thin: false,
         pr_state: None,
+        kind: crate::LuKind::Disk,
+        removable: false,
+        lbppb_exponent: 0,
     };
     LogicalUnit::new(Device::open(&spec).unwrap(), settings)
 }
@@ -65,6 +68,7 @@ fn nexus(id: u64) -> Arc<Nexus> {
         initiator_port: format!("iqn.init:{id},i,0x1"),
         target_port: "iqn.2026-01.org.esos:t,t,0x0001".into(),
         relative_port: 1,
+        port_group: 1,
     })
 }
 

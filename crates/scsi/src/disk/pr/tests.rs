@@ -24,6 +24,9 @@ fn settings(pr_state: Option<PathBuf>) -> LuSettings {
         max_transfer_blocks: 64,
         thin: false,
         pr_state,
+        kind: crate::LuKind::Disk,
+        removable: false,
+        lbppb_exponent: 0,
     }
 }
 
@@ -45,6 +48,7 @@ fn nexus(id: u64, name: &str) -> Arc<Nexus> {
         initiator_port: format!("{name},i,0x00023d000001"),
         target_port: "iqn.2026-01.org.esos:t,t,0x0001".into(),
         relative_port: 1,
+        port_group: 1,
     })
 }
 
