@@ -140,6 +140,13 @@ impl Baseline {
         toml::from_str(text)
     }
 
+    /// A baseline file with one table per logical unit (`[thin]`, `[removable]`, ...).
+    pub fn parse_per_lun(
+        text: &str,
+    ) -> Result<std::collections::BTreeMap<String, Baseline>, toml::de::Error> {
+        toml::from_str(text)
+    }
+
     /// Every way `s` falls short of the baseline; empty when it holds.
     pub fn regressions(&self, s: &Summary) -> Vec<String> {
         let mut r = Vec::new();

@@ -12,9 +12,11 @@ pub mod cmd;
 pub mod cunit;
 pub mod daemon;
 pub mod data;
+pub mod load;
 pub mod loopdev;
 pub mod net;
 pub mod paths;
+pub mod proc;
 pub mod tgt;
 pub mod tools;
 

@@ -46,7 +46,8 @@ pub struct FileDevice {
     path: PathBuf,
     file: Arc<File>,
     block_size: u32,
-    size_bytes: u64,
+    /// Grows live ([`Self::grow`]); readers see the old or the new size, never a mix.
+    size_bytes: std::sync::atomic::AtomicU64,
     read_only: bool,
     rotational: bool,
     /// A block device rather than a regular file: no SEEK_DATA, zero-out instead of holes.
@@ -162,6 +163,11 @@ impl FileDevice {
         Self::open_blockdev_with(path, spec, EngineChoice::from_env())
     }
 
+    /// How long an `O_EXCL` open retries while the device is busy. A killed daemon's
+    /// io_uring file references are released by the kernel asynchronously (tens of ms), so
+    /// a supervisor's immediate restart would otherwise find its own device "in use".
+    pub const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
     pub(crate) fn open_blockdev_with(
         path: &Path,
         spec: &DeviceSpec,
@@ -172,9 +178,7 @@ impl FileDevice {
         if !spec.read_only {
             opts.custom_flags(libc::O_EXCL);
         }
-        let file = opts
-            .open(path)
-            .map_err(|e| io_err(path, "cannot open", e))?;
+        let file = open_retrying_busy(&opts, path).map_err(|e| io_err(path, "cannot open", e))?;
         let meta = file
             .metadata()
             .map_err(|e| io_err(path, "cannot stat", e))?;
@@ -249,7 +253,7 @@ impl FileDevice {
             engine: crate::uring::Engine::new(engine, &file),
             file,
             block_size: spec.block_size,
-            size_bytes,
+            size_bytes: size_bytes.into(),
             read_only: spec.read_only,
             rotational,
             blockdev: false,
@@ -291,12 +295,65 @@ fn sysfs_rotational(dev: u64) -> Option<bool> {
     None
 }
 
+impl FileDevice {
+    fn size(&self) -> u64 {
+        self.size_bytes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Grows a regular file to `new_size` bytes (sparse), or re-reads a block device's
+    /// size after the admin grew it underneath (`new_size` is then ignored). Shrinking is
+    /// refused: initiators would lose data beyond the new end.
+    pub fn grow(&self, new_size: u64) -> Result<(), BlockError> {
+        let target = if self.blockdev {
+            let mut dev_bytes: u64 = 0;
+            // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points to a
+            // live u64.
+            let rc = unsafe {
+                libc::ioctl(
+                    self.file.as_raw_fd(),
+                    BLKGETSIZE64,
+                    &mut dev_bytes as *mut u64,
+                )
+            };
+            if rc != 0 {
+                return Err(io_err(
+                    &self.path,
+                    "BLKGETSIZE64 failed",
+                    io::Error::last_os_error(),
+                ));
+            }
+            dev_bytes - dev_bytes % u64::from(self.block_size)
+        } else {
+            new_size
+        };
+        let current = self.size();
+        if target < current {
+            return Err(config_err(
+                &self.path,
+                format!("cannot shrink from {current} to {target} bytes"),
+            ));
+        }
+        crate::check_size(&self.path, target, self.block_size)?;
+        if !self.blockdev && target > current {
+            if self.read_only {
+                return Err(config_err(&self.path, "read-only: cannot grow"));
+            }
+            self.file
+                .set_len(target)
+                .map_err(|e| io_err(&self.path, "cannot grow", e))?;
+        }
+        self.size_bytes
+            .store(target, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+}
+
 impl BlockDevice for FileDevice {
     fn block_size(&self) -> u32 {
         self.block_size
     }
     fn num_blocks(&self) -> u64 {
-        self.size_bytes / u64::from(self.block_size)
+        self.size() / u64::from(self.block_size)
     }
     fn read_only(&self) -> bool {
         self.read_only
@@ -305,7 +362,7 @@ impl BlockDevice for FileDevice {
         self.rotational
     }
     async fn read(&self, offset: u64, buf: IoBuf) -> BufResult {
-        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size_bytes) {
+        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size()) {
             return (Err(self.context(e)), buf);
         }
         if buf.is_empty() {
@@ -323,7 +380,7 @@ impl BlockDevice for FileDevice {
             let e = BlockError::new(BlockErrorKind::ReadOnly, "write to a read-only device");
             return (Err(self.context(e)), buf);
         }
-        if let Err(e) = check_io("write", offset, buf.len(), self.block_size, self.size_bytes) {
+        if let Err(e) = check_io("write", offset, buf.len(), self.block_size, self.size()) {
             return (Err(self.context(e)), buf);
         }
         if buf.is_empty() {
@@ -361,7 +418,7 @@ impl BlockDevice for FileDevice {
         self.release(Release::Zero, offset, len).await
     }
     async fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>, BlockError> {
-        check_range("allocation", offset, len, self.block_size, self.size_bytes)
+        check_range("allocation", offset, len, self.block_size, self.size())
             .map_err(|e| self.context(e))?;
         if len == 0 {
             return Ok(Vec::new());
@@ -386,7 +443,7 @@ impl FileDevice {
             let e = BlockError::new(BlockErrorKind::ReadOnly, "discard on a read-only device");
             return Err(self.context(e));
         }
-        check_range("discard", offset, len, self.block_size, self.size_bytes)
+        check_range("discard", offset, len, self.block_size, self.size())
             .map_err(|e| self.context(e))?;
         if len == 0 {
             return Ok(());
@@ -394,6 +451,22 @@ impl FileDevice {
         sync::release(&self.file, self.blockdev, how, offset, len)
             .await
             .map_err(|e| self.context(e))
+    }
+}
+
+/// Opens `path`, retrying for up to [`FileDevice::BUSY_RETRY`] while it fails with EBUSY.
+fn open_retrying_busy(opts: &OpenOptions, path: &Path) -> io::Result<File> {
+    let deadline = std::time::Instant::now() + FileDevice::BUSY_RETRY;
+    loop {
+        match opts.open(path) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
     }
 }
 

@@ -46,6 +46,10 @@ pub const MAX_ALLOCATION_EXTENTS: usize = 64;
 /// Logical block sizes a device may present.
 pub const SUPPORTED_BLOCK_SIZES: [u32; 2] = [512, 4096];
 
+/// Block size of a CD/DVD data track (MMC-6 4.2.3); allowed for read-only devices only,
+/// which is what a disc image is.
+pub const OPTICAL_BLOCK_SIZE: u32 = 2048;
+
 /// Asynchronous, owned-buffer block I/O.
 ///
 /// Offsets and lengths are in bytes and must be multiples of [`BlockDevice::block_size`] and
@@ -131,10 +135,14 @@ pub enum Device {
 impl Device {
     /// Opens (or creates) the device that `spec` describes.
     pub fn open(spec: &DeviceSpec) -> Result<Device, BlockError> {
-        if !SUPPORTED_BLOCK_SIZES.contains(&spec.block_size) {
+        let optical = spec.read_only && spec.block_size == OPTICAL_BLOCK_SIZE;
+        if !SUPPORTED_BLOCK_SIZES.contains(&spec.block_size) && !optical {
             return Err(BlockError::new(
                 BlockErrorKind::InvalidConfig,
-                format!("block size {} is not 512 or 4096", spec.block_size),
+                format!(
+                    "block size {} is not 512 or 4096 (or 2048 read-only)",
+                    spec.block_size
+                ),
             ));
         }
         Ok(match &spec.backend {
@@ -156,6 +164,21 @@ macro_rules! dispatch {
             Device::Null($d) => $e,
         }
     };
+}
+
+impl Device {
+    /// Grows the device to `new_size` bytes while it serves (see [`FileDevice::grow`]);
+    /// RAM devices cannot change size.
+    pub fn grow(&self, new_size: u64) -> Result<(), BlockError> {
+        match self {
+            Device::File(d) => d.grow(new_size),
+            Device::Null(d) => d.grow(new_size),
+            Device::Ram(_) => Err(BlockError::new(
+                BlockErrorKind::InvalidConfig,
+                "a RAM device cannot change size",
+            )),
+        }
+    }
 }
 
 impl BlockDevice for Device {
@@ -351,6 +374,38 @@ mod tests {
             Device::open(&spec).unwrap_err().kind(),
             BlockErrorKind::InvalidConfig
         );
+    }
+
+    #[tokio::test]
+    async fn read_only_file_with_optical_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disc.iso");
+        let data: Vec<u8> = (0..3 * 2048u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let spec = |read_only| DeviceSpec {
+            backend: Backend::File {
+                path: path.clone(),
+                size_bytes: None,
+            },
+            block_size: OPTICAL_BLOCK_SIZE,
+            read_only,
+            rotational: None,
+        };
+        // 2048-byte blocks are for read-only disc images only.
+        assert_eq!(
+            Device::open(&spec(false)).unwrap_err().kind(),
+            BlockErrorKind::InvalidConfig
+        );
+        let d = Device::open(&spec(true)).unwrap();
+        assert_eq!(
+            (d.block_size(), d.num_blocks(), d.read_only()),
+            (2048, 3, true)
+        );
+        let (r, buf) = d.read(2048, vec![0; 2048]).await;
+        r.unwrap();
+        assert_eq!(&buf[..], &data[2048..4096]);
+        let (r, _) = d.write(0, vec![0; 2048], false).await;
+        assert!(r.is_err());
     }
 
     #[test]

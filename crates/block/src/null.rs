@@ -11,7 +11,8 @@ use crate::{
 #[derive(Debug)]
 pub struct NullDevice {
     block_size: u32,
-    size_bytes: u64,
+    /// Grows live ([`Self::grow`]); readers see the old or the new size, never a mix.
+    size_bytes: std::sync::atomic::AtomicU64,
     read_only: bool,
     rotational: bool,
 }
@@ -21,10 +22,24 @@ impl NullDevice {
         crate::check_size(Path::new("null"), size_bytes, spec.block_size)?;
         Ok(NullDevice {
             block_size: spec.block_size,
-            size_bytes,
+            size_bytes: size_bytes.into(),
             read_only: spec.read_only,
             rotational: spec.rotational.unwrap_or(false),
         })
+    }
+}
+
+impl NullDevice {
+    fn size(&self) -> u64 {
+        self.size_bytes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Changes the size (a null device holds nothing, so shrinking loses nothing either).
+    pub fn grow(&self, new_size: u64) -> Result<(), BlockError> {
+        crate::check_size(Path::new("null"), new_size, self.block_size)?;
+        self.size_bytes
+            .store(new_size, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 }
 
@@ -33,7 +48,7 @@ impl BlockDevice for NullDevice {
         self.block_size
     }
     fn num_blocks(&self) -> u64 {
-        self.size_bytes / u64::from(self.block_size)
+        self.size() / u64::from(self.block_size)
     }
     fn read_only(&self) -> bool {
         self.read_only
@@ -42,7 +57,7 @@ impl BlockDevice for NullDevice {
         self.rotational
     }
     async fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
-        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size_bytes) {
+        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size()) {
             return (Err(e), buf);
         }
         buf.fill(0);
@@ -58,7 +73,7 @@ impl BlockDevice for NullDevice {
                 buf,
             );
         }
-        let r = check_io("write", offset, buf.len(), self.block_size, self.size_bytes);
+        let r = check_io("write", offset, buf.len(), self.block_size, self.size());
         (r, buf)
     }
     async fn flush(&self) -> Result<(), BlockError> {
@@ -77,7 +92,7 @@ impl BlockDevice for NullDevice {
         self.check_writable("write zeroes", offset, len)
     }
     async fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>, BlockError> {
-        check_range("allocation", offset, len, self.block_size, self.size_bytes)?;
+        check_range("allocation", offset, len, self.block_size, self.size())?;
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -97,7 +112,7 @@ impl NullDevice {
                 format!("null: {op} on a read-only device"),
             ));
         }
-        check_range(op, offset, len, self.block_size, self.size_bytes)
+        check_range(op, offset, len, self.block_size, self.size())
     }
 }
 

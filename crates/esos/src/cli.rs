@@ -1,19 +1,36 @@
-//! Command line: `esos` (built-in default), `esos serve`, `esos config check`.
+//! Command line: `esos` (built-in default), `esos serve`, `esos config check`, and the
+//! management verbs (`esos device|target|group|lun|chap|session|config ...`) that talk to
+//! a running daemon's API (see docs/management.md).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "esos", version, about = "esos iSCSI SAN target server")]
+#[command(
+    name = "esos",
+    version,
+    about = "esos iSCSI SAN target server",
+    after_help = EXIT_CODES_HELP
+)]
 pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive list).
     /// Overrides RUST_LOG and the config's server.log_level.
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
+    #[command(flatten)]
+    pub client: GlobalClientArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// Exit codes of the management verbs, shown by `esos --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the daemon refused the request (invalid, not found, conflict, in use) or failed it
+  2  usage error (bad command line)
+  3  the daemon is not reachable (not running, wrong --socket, no permission)";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -24,6 +41,264 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Backing devices (each one logical unit).
+    Device {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// iSCSI targets.
+    Target {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: TargetCommand,
+    },
+    /// Initiator groups of a target (LUN masking).
+    Group {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// LUN maps: which device an initiator sees at which LUN.
+    Lun {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: LunCommand,
+    },
+    /// CHAP authentication of a target.
+    Chap {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: ChapCommand,
+    },
+    /// Portals (listening addresses).
+    Portal {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: PortalCommand,
+    },
+    /// Logged-in iSCSI sessions.
+    Session {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+    /// Full-screen text UI: dashboard with live I/O, devices, targets, hosts and groups,
+    /// port groups, system. Keyboard-driven; press ? inside for the keys.
+    Tui(TuiArgs),
+    /// Print a shell completion script (e.g. `esos completions bash > /etc/bash_completion.d/esos`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How the management verbs reach the daemon and print; accepted anywhere on the line.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalClientArgs {
+    /// API socket of the management verbs; also ESOS_SOCKET [default: <data_dir of
+    /// --config>/esos.sock, else ./esos-data/esos.sock when it exists, else
+    /// /var/lib/esos/esos.sock].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Management verbs: print the API's JSON instead of tables and messages.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Options of the management verbs that only they take.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientArgs {
+    /// The daemon's config file, to find its data directory (and so its socket).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Validate and report the change, but make none.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Allow removing or changing objects that logged-in sessions use (they are logged out).
+    #[arg(long, global = true)]
+    pub force: bool,
+}
+
+/// Options of `esos tui` (the socket comes from the global --socket).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TuiArgs {
+    /// The daemon's config file, to find its data directory (and so its socket).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List devices.
+    List,
+    /// Show one device.
+    Show { name: String },
+    /// Add a device: `esos device add file NAME --path P --size 10G`.
+    Add(DeviceAddArgs),
+    /// Remove a device (it must not be mapped).
+    Remove { name: String },
+    /// Grow a device live: `esos device resize NAME 20G` (file, blockdev, null; sessions
+    /// get CAPACITY DATA HAS CHANGED).
+    Resize { name: String, size: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeviceAddArgs {
+    /// Backend: file, blockdev, ram, null.
+    #[arg(value_name = "TYPE")]
+    pub kind: String,
+    /// Unique device name.
+    pub name: String,
+    /// File or block device path (file, blockdev).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Size, e.g. 10G (file: created sparse or grown; required for ram and null).
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Logical block size: 512 or 4096.
+    #[arg(long, value_name = "BYTES")]
+    pub block_size: Option<u32>,
+    /// Thin provisioning: UNMAP and WRITE SAME release storage.
+    #[arg(long)]
+    pub thin: bool,
+    /// Export write-protected.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Write-through cache: every write durable before good status.
+    #[arg(long)]
+    pub write_through: bool,
+    /// INQUIRY product identification (1-16 ASCII characters).
+    #[arg(long)]
+    pub product: Option<String>,
+    /// Unit serial number (VPD 80h); generated when absent.
+    #[arg(long)]
+    pub serial: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetCommand {
+    /// List targets.
+    List,
+    /// Show one target with its groups and LUN maps.
+    Show { name: String },
+    /// Add a target. It starts disabled: map LUNs (`esos lun map`), then `esos target enable`.
+    Add {
+        /// Target iSCSI name (iqn.YYYY-MM.domain:...).
+        name: String,
+        #[arg(long)]
+        alias: Option<String>,
+        /// Portal address it is reachable on (repeatable) [default: every portal].
+        #[arg(long = "portal", value_name = "ADDR")]
+        portals: Vec<String>,
+    },
+    /// Remove a target with its groups and LUN maps (devices stay).
+    Remove { name: String },
+    /// Accept logins and show in discovery.
+    Enable { name: String },
+    /// Refuse logins and hide from discovery.
+    Disable { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Add an initiator group to a target: `esos group add IQN NAME --initiator INIT...`.
+    Add {
+        target: String,
+        name: String,
+        /// Initiator iSCSI name (repeatable, at least one).
+        #[arg(long = "initiator", value_name = "IQN", required = true)]
+        initiators: Vec<String>,
+    },
+    /// Remove a group (its initiators lose their LUNs).
+    Remove { target: String, name: String },
+    /// Add initiators to a group.
+    AddInitiator {
+        target: String,
+        group: String,
+        #[arg(required = true, value_name = "IQN")]
+        initiators: Vec<String>,
+    },
+    /// Remove initiators from a group.
+    RemoveInitiator {
+        target: String,
+        group: String,
+        #[arg(required = true, value_name = "IQN")]
+        initiators: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LunCommand {
+    /// Map a device: `esos lun map TARGET DEVICE [--lun N] [--group G]`.
+    Map {
+        target: String,
+        device: String,
+        /// LUN number [default: the lowest free one].
+        #[arg(long)]
+        lun: Option<u64>,
+        /// Map for this initiator group [default: the target's default_luns].
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Unmap a LUN: `esos lun unmap TARGET LUN [--group G]`.
+    Unmap {
+        target: String,
+        lun: u64,
+        #[arg(long)]
+        group: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChapCommand {
+    /// Set (replace) a target's CHAP. Secrets are read from the environment so they stay
+    /// out of the process list: ESOS_CHAP_SECRET and ESOS_CHAP_MUTUAL_SECRET.
+    Set {
+        target: String,
+        #[arg(long)]
+        user: String,
+        /// The secret (12-255 bytes) [default: $ESOS_CHAP_SECRET, which keeps it out of the
+        /// process list].
+        #[arg(long)]
+        secret: Option<String>,
+        /// Mutual CHAP: the name the target answers with.
+        #[arg(long)]
+        mutual_user: Option<String>,
+        /// Mutual CHAP secret [default: $ESOS_CHAP_MUTUAL_SECRET when --mutual-user is given].
+        #[arg(long, requires = "mutual_user")]
+        mutual_secret: Option<String>,
+    },
+    /// Remove a target's CHAP.
+    Clear { target: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortalCommand {
+    /// Add a listening address (portals may need a restart; the daemon says so).
+    Add {
+        address: String,
+        /// Target portal group tag [default: 1].
+        #[arg(long)]
+        group: Option<u32>,
+    },
+    /// Remove a listening address.
+    Remove { address: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List logged-in sessions with their negotiated parameters.
+    List,
+    /// Log a session out (by the ID of `session list`).
+    Close { id: u64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +309,18 @@ pub enum ConfigCommand {
         /// Only validate the file itself; skip checking that device paths exist.
         #[arg(long)]
         no_preflight: bool,
+    },
+    /// Apply a config file to the running daemon: the difference is applied live and
+    /// persisted. Idempotent: applying the running config changes nothing.
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        conn: ClientArgs,
+    },
+    /// Print the running config (comments intact).
+    Export {
+        #[command(flatten)]
+        conn: ClientArgs,
     },
 }
 
@@ -149,6 +436,98 @@ mod tests {
             Some(Command::Config { command: ConfigCommand::Check { ref file, no_preflight: false } })
                 if file == std::path::Path::new("x.toml")
         ));
+    }
+
+    #[test]
+    fn management_verbs() {
+        let cli = parse(&[
+            "--socket",
+            "/s",
+            "device",
+            "add",
+            "file",
+            "d1",
+            "--path",
+            "/x.img",
+            "--size",
+            "10G",
+            "--thin",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.client.socket.as_deref(),
+            Some(std::path::Path::new("/s"))
+        );
+        let Some(Command::Device {
+            conn,
+            command: DeviceCommand::Add(a),
+        }) = cli.command
+        else {
+            panic!("not device add")
+        };
+        assert!(conn.dry_run && !conn.force);
+        assert_eq!((a.kind.as_str(), a.name.as_str()), ("file", "d1"));
+        assert_eq!(a.size.as_deref(), Some("10G"));
+        assert!(a.thin && !a.read_only);
+
+        // Global options anywhere on the line.
+        let cli = parse(&[
+            "lun",
+            "map",
+            "iqn.2026-11.x:t",
+            "d1",
+            "--group",
+            "g",
+            "--json",
+        ])
+        .unwrap();
+        assert!(cli.client.json);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Lun { command: LunCommand::Map { lun: None, group: Some(ref g), .. }, .. })
+                if g == "g"
+        ));
+        assert!(matches!(
+            parse(&["config", "apply", "f.toml", "--force"]).unwrap().command,
+            Some(Command::Config { command: ConfigCommand::Apply { ref conn, .. } }) if conn.force
+        ));
+        assert!(
+            parse(&["group", "add", "t", "g"]).is_err(),
+            "needs an initiator"
+        );
+        assert!(parse(&["session", "close", "x"]).is_err());
+        assert!(parse(&["completions", "bash"]).is_ok());
+        // Serve keeps its own --config.
+        assert!(parse(&["serve", "--config", "a.toml"]).is_ok());
+    }
+
+    #[test]
+    fn tui_takes_the_socket_or_the_config() {
+        let cli = parse(&["tui", "--socket", "/s"]).unwrap();
+        assert_eq!(
+            cli.client.socket.as_deref(),
+            Some(std::path::Path::new("/s"))
+        );
+        assert!(matches!(
+            cli.command,
+            Some(Command::Tui(TuiArgs { config: None }))
+        ));
+        assert!(matches!(
+            parse(&["tui", "--config", "e.toml"]).unwrap().command,
+            Some(Command::Tui(TuiArgs { config: Some(ref c) })) if c == std::path::Path::new("e.toml")
+        ));
+        assert!(
+            parse(&["tui", "--dry-run"]).is_err(),
+            "the TUI has no dry run"
+        );
+    }
+
+    #[test]
+    fn help_documents_exit_codes() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("3  the daemon is not reachable"), "{help}");
     }
 
     #[test]

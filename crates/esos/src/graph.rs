@@ -4,13 +4,14 @@
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
-use esos_block::{Backend, BlockError, Device};
+use esos_block::{Backend, BlockError, Device, OPTICAL_BLOCK_SIZE};
 use esos_iscsi::server::{InitiatorGroup, ServerConfig, TargetConfig};
+use esos_scsi::alua::PortGroups;
 use esos_scsi::{Identity, LogicalUnit, LuSettings, LunMap};
 
-use crate::config::{LunPlan, Plan};
+use crate::config::{DeviceType, LunPlan, Plan};
 
 /// Largest transfer one command may move (VPD Block Limits MAXIMUM TRANSFER LENGTH),
 /// in bytes; it bounds the buffer one command can make the target allocate.
@@ -37,6 +38,40 @@ pub enum GraphError {
         name: String,
         source: esos_scsi::pr::StateFileError,
     },
+    #[error("server.alua: {0}")]
+    Alua(#[from] esos_scsi::alua::AluaError),
+    #[error("ALUA state: {0}")]
+    AluaState(esos_scsi::pr::StateFileError),
+}
+
+/// File in the data directory that keeps states set by SET TARGET PORT GROUPS.
+pub const ALUA_STATE_FILE: &str = "alua.state";
+
+/// The live ALUA table of each data directory. Every unit of a daemon shares one table,
+/// whether opened at start-up or added later through the manager, and a management API
+/// finds it here to change states ([`PortGroups::set_state`]). Held weakly: a table no
+/// unit uses any more is rebuilt from the plan and the state file.
+static PORT_GROUPS: Mutex<Vec<(PathBuf, Weak<PortGroups>)>> = Mutex::new(Vec::new());
+
+/// The ALUA table for `plan`: the live one of its data directory, or a new one built from
+/// `[server.alua]` and the saved explicit states. A changed `[server.alua]` takes effect
+/// at the next start, since live units keep the table they were built with.
+pub fn port_groups(plan: &Plan) -> Result<Arc<PortGroups>, GraphError> {
+    let mut registry = PORT_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+    registry.retain(|(_, w)| w.strong_count() > 0);
+    let live = registry
+        .iter()
+        .find(|(dir, _)| *dir == plan.data_dir)
+        .and_then(|(_, w)| w.upgrade());
+    if let Some(table) = live {
+        return Ok(table);
+    }
+    let table = PortGroups::new(plan.alua.mode, plan.alua.groups.clone())?
+        .with_state_file(plan.data_dir.join(ALUA_STATE_FILE))
+        .map_err(GraphError::AluaState)?;
+    let table = Arc::new(table);
+    registry.push((plan.data_dir.clone(), Arc::downgrade(&table)));
+    Ok(table)
 }
 
 /// Read-only checks of every device path, so a typo in the last device does not leave
@@ -51,9 +86,28 @@ pub fn preflight(plan: &Plan) -> Result<(), GraphError> {
         };
         match &d.spec.backend {
             Backend::File { path, size_bytes } => match std::fs::metadata(path) {
-                Ok(m) if m.is_file() => {}
+                Ok(m) if m.is_file() => {
+                    if d.kind == DeviceType::Cdrom && m.len() < u64::from(OPTICAL_BLOCK_SIZE) {
+                        return Err(fail(
+                            path,
+                            format!(
+                                "disc image is {} bytes, less than one {OPTICAL_BLOCK_SIZE}-byte block",
+                                m.len()
+                            ),
+                        ));
+                    }
+                }
                 Ok(_) => return Err(fail(path, "is not a regular file".into())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if d.kind == DeviceType::Cdrom {
+                        return Err(fail(path, "disc image does not exist".into()));
+                    }
+                    if d.spec.read_only {
+                        return Err(fail(
+                            path,
+                            "does not exist (a read-only device is never created)".into(),
+                        ));
+                    }
                     if size_bytes.is_none() {
                         return Err(fail(
                             path,
@@ -94,10 +148,60 @@ pub fn lu_settings(plan: &Plan, index: usize, identity: Identity) -> LuSettings 
         thin: d.thin,
         // Device names are file-name safe (config/names.rs).
         pr_state: Some(plan.data_dir.join("pr").join(format!("{}.pr", d.name))),
-        kind: esos_scsi::LuKind::Disk,
-        removable: false,
-        lbppb_exponent: 0,
+        kind: match d.kind {
+            DeviceType::Cdrom => esos_scsi::LuKind::Cdrom,
+            _ => esos_scsi::LuKind::Disk,
+        },
+        removable: d.removable,
+        lbppb_exponent: d.lbppb_exponent,
+        sanitize_rate: d.sanitize_rate,
+        // Replaced by the shared table in `open_unit`.
+        alua: Default::default(),
     }
+}
+
+/// The spec of a disc image: its size rounded down to whole 2048-byte blocks. ISO 9660
+/// images always are whole blocks; a trailing partial block (a truncated download, a
+/// padded hybrid image) is left out with a warning rather than refused, since every
+/// complete block still reads correctly.
+fn disc_spec(
+    index: usize,
+    name: &str,
+    spec: &esos_block::DeviceSpec,
+) -> Result<esos_block::DeviceSpec, GraphError> {
+    let Backend::File { path, .. } = &spec.backend else {
+        return Ok(spec.clone());
+    };
+    let fail = |reason: String| GraphError::Preflight {
+        index,
+        name: name.to_owned(),
+        path: path.clone(),
+        reason,
+    };
+    let len = std::fs::metadata(path)
+        .map_err(|e| fail(e.to_string()))?
+        .len();
+    let block = u64::from(OPTICAL_BLOCK_SIZE);
+    let size = len - len % block;
+    if size == 0 {
+        return Err(fail(format!(
+            "disc image is {len} bytes, less than one {block}-byte block"
+        )));
+    }
+    if size != len {
+        tracing::warn!(
+            device = name,
+            path = %path.display(),
+            "disc image is {len} bytes, not a multiple of {block}: the last {} bytes are not exported",
+            len - size
+        );
+    }
+    let mut spec = spec.clone();
+    spec.backend = Backend::File {
+        path: path.clone(),
+        size_bytes: Some(size),
+    };
+    Ok(spec)
 }
 
 /// Opens every device once and wraps it in its one [`LogicalUnit`]; `identities` is
@@ -111,24 +215,36 @@ pub fn open_units(
         plan.devices.len(),
         "one identity per device"
     );
-    let mut units = Vec::with_capacity(plan.devices.len());
-    for (index, identity) in identities.into_iter().enumerate() {
-        let d = &plan.devices[index];
-        let device = Device::open(&d.spec).map_err(|source| GraphError::Open {
-            index,
-            name: d.name.clone(),
-            source,
-        })?;
-        let settings = lu_settings(plan, index, identity);
-        let unit =
-            LogicalUnit::try_new(device, settings).map_err(|source| GraphError::Reservations {
-                index,
-                name: d.name.clone(),
-                source,
-            })?;
-        units.push(unit);
-    }
-    Ok(units)
+    identities
+        .into_iter()
+        .enumerate()
+        .map(|(index, identity)| open_unit(plan, index, identity))
+        .collect()
+}
+
+/// Opens device `index` of `plan` and wraps it in its logical unit.
+pub fn open_unit(
+    plan: &Plan,
+    index: usize,
+    identity: Identity,
+) -> Result<Arc<LogicalUnit>, GraphError> {
+    let d = &plan.devices[index];
+    let spec = match d.kind {
+        DeviceType::Cdrom => disc_spec(index, &d.name, &d.spec)?,
+        _ => d.spec.clone(),
+    };
+    let device = Device::open(&spec).map_err(|source| GraphError::Open {
+        index,
+        name: d.name.clone(),
+        source,
+    })?;
+    let mut settings = lu_settings(plan, index, identity);
+    settings.alua = port_groups(plan)?;
+    LogicalUnit::try_new(device, settings).map_err(|source| GraphError::Reservations {
+        index,
+        name: d.name.clone(),
+        source,
+    })
 }
 
 fn lun_map(luns: &LunPlan, units: &[Arc<LogicalUnit>]) -> LunMap {
@@ -358,5 +474,46 @@ mod tests {
         );
         assert!(!h.contains("127.0.0.1:41000/iqn.2026-11.org.esos:b"), "{h}");
         assert!(!h.contains(":off"), "{h}");
+    }
+
+    #[test]
+    fn cdrom_image_is_sized_in_whole_blocks_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+            [[device]]
+            name = "cd"
+            type = "cdrom"
+            path = "disc.iso"
+            "#;
+        let p = plan(text, dir.path());
+        let e = preflight(&p).unwrap_err().to_string();
+        assert!(e.contains("disc image does not exist"), "{e}");
+        std::fs::write(dir.path().join("disc.iso"), [0u8; 100]).unwrap();
+        let e = preflight(&p).unwrap_err().to_string();
+        assert!(e.contains("less than one 2048-byte block"), "{e}");
+        // A trailing partial block is left out.
+        std::fs::write(dir.path().join("disc.iso"), vec![7u8; 3 * 2048 + 100]).unwrap();
+        preflight(&p).unwrap();
+        let id = Identity {
+            vendor: "ESOS".into(),
+            product: "VCDROM".into(),
+            revision: "0.1".into(),
+            serial: "cd1".into(),
+            naa: [0x60; 16],
+        };
+        let lu = open_unit(&p, 0, id).unwrap();
+        assert_eq!(lu.settings().kind, esos_scsi::LuKind::Cdrom);
+        assert!(lu.settings().removable && lu.settings().read_only);
+        let cap = capacity_of(&p, 0);
+        assert_eq!(cap, 3 * 2048);
+    }
+
+    /// The exported size of device `index`, as `disc_spec` computes it.
+    fn capacity_of(p: &Plan, index: usize) -> u64 {
+        let d = &p.devices[index];
+        match disc_spec(index, &d.name, &d.spec).unwrap().backend {
+            Backend::File { size_bytes, .. } => size_bytes.unwrap(),
+            _ => unreachable!(),
+        }
     }
 }

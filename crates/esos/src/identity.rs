@@ -74,6 +74,7 @@ pub fn product_for(kind: DeviceType) -> &'static str {
         DeviceType::Blockdev => "BLOCKIO",
         DeviceType::Ram => "RAMDISK",
         DeviceType::Null => "NULLIO",
+        DeviceType::Cdrom => "VCDROM",
     }
 }
 
@@ -314,6 +315,9 @@ mod tests {
             },
             write_cache: true,
             thin: false,
+            removable: false,
+            lbppb_exponent: 0,
+            sanitize_rate: 0,
             overrides: IdentityOverrides::default(),
         }
     }

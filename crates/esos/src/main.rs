@@ -4,7 +4,7 @@
 //! `esos serve --config FILE` serves a declarative config; `esos serve --lun ...` quickly
 //! exports files and devices; `esos config check FILE` validates a config.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use esos_scsi::LogicalUnit;
 use esos::cli::{Cli, Command, ConfigCommand};
 use esos::config::{self, Plan};
 use esos::identity::{self, IdentityStore};
+use esos::manager::{Manager, Running};
 use esos::{graph, presets};
 
 /// Log filter when neither --log-level, RUST_LOG nor the config sets one.
@@ -38,18 +39,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Config {
             command: ConfigCommand::Check { file, no_preflight },
         }) => check(&file, no_preflight),
-        Some(Command::Serve(args)) => {
-            let plan = match &args.config {
-                Some(file) => config::load(file)?,
-                None => presets::quick_plan(&args.quick)?,
-            };
-            serve(plan, cli.log_level.as_deref())
-        }
+        Some(Command::Serve(args)) => match &args.config {
+            Some(file) => serve_file(file, cli.log_level.as_deref()),
+            None => {
+                let plan = presets::quick_plan(&args.quick)?;
+                serve(plan, None, cli.log_level.as_deref())
+            }
+        },
+        // The management verbs (device, target, lun, ... config apply/export, completions).
+        Some(other) => Ok(esos::cmd::run(other, &cli.client).unwrap_or(ExitCode::FAILURE)),
         None => {
-            let plan = presets::default_plan(Path::new("."))?;
-            std::fs::create_dir_all(&plan.data_dir)
-                .with_context(|| format!("cannot create {}", plan.data_dir.display()))?;
-            serve(plan, cli.log_level.as_deref())
+            // First start: write the built-in default as a config file, then serve that
+            // file like any other, so live changes persist across restarts.
+            let dir = Path::new(presets::DEFAULT_DATA_DIR);
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let file = dir.join(presets::DEFAULT_CONFIG_FILE);
+            if !file.exists() {
+                identity::write_atomic(&file, presets::default_text().as_bytes())
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+            }
+            serve_file(&file, cli.log_level.as_deref())
         }
     }
 }
@@ -95,7 +105,22 @@ fn init_logging(cli_level: Option<&str>, config_level: Option<&str>) -> anyhow::
     Ok(())
 }
 
-fn serve(plan: Plan, cli_level: Option<&str>) -> anyhow::Result<ExitCode> {
+/// Serves a config file; its text is what `esos config export` shows and what live changes
+/// edit.
+fn serve_file(file: &Path, cli_level: Option<&str>) -> anyhow::Result<ExitCode> {
+    let plan = config::load(file)?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    serve(plan, Some((file.to_path_buf(), text)), cli_level)
+}
+
+/// `file`: the config file and its text; `None` for a command-line configuration, which
+/// cannot be changed live.
+fn serve(
+    plan: Plan,
+    file: Option<(PathBuf, String)>,
+    cli_level: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     init_logging(cli_level, plan.log_level.as_deref())?;
     for w in &plan.warnings {
         tracing::warn!(source = %plan.source, "{w}");
@@ -133,32 +158,71 @@ fn serve(plan: Plan, cli_level: Option<&str>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_server(&plan, server_config, units))
+    runtime.block_on(run_server(plan, file, server_config, units, store))
 }
 
 async fn run_server(
-    plan: &Plan,
+    plan: Plan,
+    file: Option<(PathBuf, String)>,
     server_config: esos_iscsi::server::ServerConfig,
     units: Vec<Arc<LogicalUnit>>,
+    identities: IdentityStore,
 ) -> anyhow::Result<ExitCode> {
     let server = Server::bind(server_config).await?;
+    let (config_path, text) = file.unzip();
+    let manager = Arc::new(Manager::new(Running {
+        plan: plan.clone(),
+        text: text.unwrap_or_default(),
+        config_path,
+        units,
+        identities,
+        server: server.handle(),
+    }));
     let addrs = server.local_addrs();
     for a in &addrs {
         tracing::info!(portal = %a, "listening");
     }
     println!(
         "esos is serving. Connect with:\n{}",
-        graph::connection_hints(plan, &addrs)
+        graph::connection_hints(&plan, &addrs)
     );
 
+    // The management API on a unix socket in the data directory (root-only, mode 0600);
+    // bound before READY so `esos <verb>` works as soon as systemd says the daemon is up.
+    let api_socket = manager.data_dir().join(esos::api::SOCKET_NAME);
+    let api_bound = esos::api::bind_socket(&api_socket).await?;
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(esos::api::serve_on(manager.clone(), api_bound, async {
+        let _ = api_stopped.await;
+    }));
+    let reloader = tokio::spawn(reload_on_sighup(manager.clone()));
+    let metrics = plan.metrics.map(|addr| {
+        let m = manager.clone();
+        tokio::spawn(async move {
+            if let Err(e) = esos::metrics::serve_tcp(addr, m).await {
+                tracing::error!(%addr, error = %e, "metrics listener failed");
+            }
+        })
+    });
+    notify(&[sd_notify::NotifyState::Ready]);
     server.run(shutdown_signal()).await;
+    notify(&[sd_notify::NotifyState::Stopping]);
+    reloader.abort();
+    let _ = api_stop.send(());
+    if let Ok(Err(e)) = api.await {
+        tracing::error!(error = %e, "management API failed");
+    }
+    if let Some(m) = metrics {
+        m.abort();
+    }
     tracing::info!("server stopped; flushing logical units");
 
+    // Devices added or removed live are in the manager's set, not the start-up one.
     let mut failed = 0usize;
-    for (d, u) in plan.devices.iter().zip(&units) {
+    for (name, u) in manager.units() {
         if let Err(e) = u.flush().await {
             failed += 1;
-            tracing::error!(device = %d.name, error = %e, "flush failed: data may not be durable");
+            tracing::error!(device = %name, error = %e, "flush failed: data may not be durable");
         }
     }
     if failed > 0 {
@@ -166,6 +230,50 @@ async fn run_server(
     }
     tracing::info!("all logical units flushed; exiting");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells systemd (Type=notify-reload) where the daemon is; a no-op outside systemd.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// SIGHUP: re-reads the config file and applies the difference live, as
+/// `esos config apply` would (without force: a change that would cut off logged-in
+/// sessions is refused and logged).
+async fn reload_on_sighup(manager: Arc<Manager>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler; reload disabled");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = manager.config_path().map(Path::to_path_buf) else {
+            tracing::warn!(
+                "SIGHUP: the daemon serves a command-line configuration; nothing to reload"
+            );
+            continue;
+        };
+        let mut state = vec![sd_notify::NotifyState::Reloading];
+        state.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+        notify(&state);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match manager.apply(&text, false, false).await {
+                Ok(report) => tracing::info!(file = %path.display(), ?report, "SIGHUP: reloaded"),
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "SIGHUP: reload refused; running configuration unchanged")
+                }
+            },
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "SIGHUP: cannot read the config file")
+            }
+        }
+        notify(&[sd_notify::NotifyState::Ready]);
+    }
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -153,10 +153,13 @@ fn raw_device(
         path: path.map(|p| p.to_string_lossy().into_owned()),
         size: size.map(RawSize::Bytes),
         block_size,
+        physical_block_size: None,
+        sanitize_rate: None,
         read_only: None,
         cache: write_through.then_some(CacheMode::WriteThrough),
         rotational: None,
         thin: thin.then_some(true),
+        removable: None,
         vendor: None,
         product: None,
         revision: None,
@@ -306,10 +309,64 @@ pub fn default_plan(base_dir: &Path) -> Result<Plan, ConfigError> {
     config::validate(&default_raw(), &source)
 }
 
+/// Name of the config file `esos` with no arguments writes into [`DEFAULT_DATA_DIR`] on its
+/// first start and serves from then on, so changes made through the API persist.
+pub const DEFAULT_CONFIG_FILE: &str = "esos.toml";
+
+/// The text of that file: the same configuration as [`default_raw`], with paths relative to
+/// the file's own directory.
+pub fn default_text() -> String {
+    format!(
+        r#"# esos configuration, written by `esos` on its first start (docs/configuration.md).
+# Edit it, or change it live with the esos CLI: the daemon keeps this file current.
+
+[server]
+data_dir = "."
+
+[[server.portal]]
+address = "{DEFAULT_PORTAL}"
+
+[[device]]
+name = "lun0"
+type = "file"
+path = "{DEFAULT_LUN_FILE}"
+size = "1G"
+
+[[target]]
+name = "{DEFAULT_TARGET}"
+alias = "esos default"
+default_luns = [{{ lun = 0, device = "lun0" }}]
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use esos_block::Backend;
+
+    #[test]
+    fn default_text_is_the_default_config() {
+        let dir = Path::new("/srv/x/esos-data");
+        let from_text = config::validate(
+            &config::parse(&default_text(), "default").unwrap(),
+            &Source {
+                label: "default".into(),
+                base_dir: dir.to_path_buf(),
+            },
+        )
+        .unwrap();
+        let builtin = default_plan(Path::new("/srv/x")).unwrap();
+        assert_eq!(from_text.data_dir, builtin.data_dir);
+        assert_eq!(from_text.devices, builtin.devices);
+        assert_eq!(from_text.portals, builtin.portals);
+        assert_eq!(from_text.targets.len(), 1);
+        assert_eq!(from_text.targets[0].name, builtin.targets[0].name);
+        assert_eq!(
+            from_text.targets[0].default_luns,
+            builtin.targets[0].default_luns
+        );
+    }
 
     #[test]
     fn lun_arg_forms() {

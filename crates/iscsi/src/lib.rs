@@ -6,6 +6,8 @@
 //! onto [`esos_scsi::LunMap::submit`].
 
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod login;
 pub mod params;
 pub mod pdu;

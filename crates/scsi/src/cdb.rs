@@ -15,6 +15,11 @@ pub mod op {
     pub const MODE_SELECT_6: u8 = 0x15;
     pub const MODE_SENSE_6: u8 = 0x1A;
     pub const START_STOP_UNIT: u8 = 0x1B;
+    pub const PREVENT_ALLOW_MEDIUM_REMOVAL: u8 = 0x1E;
+    /// MMC-6 6.6 (CD/DVD units only, `mmc/cdb.rs`).
+    pub const GET_CONFIGURATION: u8 = 0x46;
+    /// MMC-6 6.7 (CD/DVD units only, `mmc/cdb.rs`).
+    pub const GET_EVENT_STATUS_NOTIFICATION: u8 = 0x4A;
     pub const READ_CAPACITY_10: u8 = 0x25;
     pub const READ_10: u8 = 0x28;
     pub const WRITE_10: u8 = 0x2A;
@@ -50,20 +55,34 @@ pub mod op {
     pub const ORWRITE_16: u8 = 0x8B;
     pub const PRE_FETCH_16: u8 = 0x90;
     pub const WRITE_ATOMIC_16: u8 = 0x9C;
+    /// SANITIZE (SBC-4 5.30).
+    pub const SANITIZE: u8 = 0x48;
     pub const MAINTENANCE_IN: u8 = 0xA3;
+    /// Third-party copy (SPC-4 6.3, 6.18), decoded in `cdb/copy.rs`.
+    pub const EXTENDED_COPY: u8 = 0x83;
+    pub const RECEIVE_COPY_RESULTS: u8 = 0x84;
     pub const READ_DEFECT_DATA_12: u8 = 0xB7;
     /// MAINTENANCE IN service action of REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
     pub const SA_REPORT_SUPPORTED_OPCODES: u8 = 0x0C;
     /// MAINTENANCE IN service action of REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.36).
     pub const SA_REPORT_SUPPORTED_TMFS: u8 = 0x0D;
+    /// MAINTENANCE IN service action of REPORT TARGET PORT GROUPS (SPC-4 6.27).
+    pub const SA_REPORT_TARGET_PORT_GROUPS: u8 = 0x0A;
+    pub const MAINTENANCE_OUT: u8 = 0xA4;
+    /// MAINTENANCE OUT service action of SET TARGET PORT GROUPS (SPC-4 6.39).
+    pub const SA_SET_TARGET_PORT_GROUPS: u8 = 0x0A;
 }
 
+mod alua;
+pub mod copy;
 mod extra;
 mod provision;
+pub(crate) mod sanitize;
 
 pub use provision::WriteSame;
 #[cfg(test)]
 pub use provision::encode as provision_encode;
+pub use sanitize::{Sanitize, SanitizeAction};
 
 /// A block range command's common fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,9 +186,17 @@ pub enum Cdb {
     StartStopUnit {
         immed: bool,
         power_condition: u8,
+        /// NO_FLUSH: stopping or ejecting need not write the volatile cache first.
+        no_flush: bool,
         loej: bool,
         start: bool,
     },
+    /// PREVENT ALLOW MEDIUM REMOVAL (SBC-3 5.13, MMC-6 6.28): the PREVENT field (0-3).
+    PreventAllow {
+        prevent: u8,
+    },
+    /// A command only CD/DVD units accept (decoded by `mmc/cdb.rs`).
+    Mmc(crate::mmc::MmcCdb),
     /// PRE-FETCH(10)/(16) (SBC-3 5.11, 5.12); `blocks` 0 means "to the last LBA".
     PreFetch {
         lba: u64,
@@ -199,11 +226,32 @@ pub enum Cdb {
         sa: u16,
         alloc_len: u32,
     },
+    /// REPORT TARGET PORT GROUPS (SPC-4 6.27); `extended` asks for the extended header.
+    ReportTargetPortGroups {
+        extended: bool,
+        alloc_len: u32,
+    },
+    /// SET TARGET PORT GROUPS (SPC-4 6.39).
+    SetTargetPortGroups {
+        param_len: u32,
+    },
+    /// EXTENDED COPY (LID1) (SPC-4 6.3); the parameter list is parsed by `copy::parse_list`.
+    ExtendedCopy {
+        param_len: u32,
+    },
+    /// RECEIVE COPY RESULTS (SPC-4 6.18).
+    ReceiveCopyResults {
+        action: u8,
+        list_id: u8,
+        alloc_len: u32,
+    },
     /// REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.36).
     ReportTmfs {
         repd: bool,
         alloc_len: u32,
     },
+    /// SANITIZE (SBC-4 5.30), run by `disk/sanitize.rs`.
+    Sanitize(Sanitize),
 }
 
 /// Reservation CDBs (decoded in `disk/pr.rs`).
@@ -392,18 +440,30 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
             Ok(Cdb::StartStopUnit {
                 immed: c[1] & 1 != 0,
                 power_condition: c[4] >> 4,
+                no_flush: c[4] & 4 != 0,
                 loej: c[4] & 2 != 0,
                 start: c[4] & 1 != 0,
             })
+        }
+        op::PREVENT_ALLOW_MEDIUM_REMOVAL => {
+            reserved(c, 4, 0x03)?;
+            Ok(Cdb::PreventAllow { prevent: c[4] & 3 })
         }
         op::PRE_FETCH_10 | op::PRE_FETCH_16 => extra::pre_fetch(c),
         op::READ_DEFECT_DATA_10 | op::READ_DEFECT_DATA_12 => extra::read_defect_data(c),
         op::ORWRITE_16 => extra::orwrite(c),
         op::COMPARE_AND_WRITE => extra::compare_and_write(c),
         op::WRITE_ATOMIC_16 => extra::write_atomic(c),
+        op::MAINTENANCE_IN if c[1] & 0x1F == op::SA_REPORT_TARGET_PORT_GROUPS => {
+            alua::report_target_port_groups(c)
+        }
         op::MAINTENANCE_IN => extra::maintenance_in(c),
+        op::EXTENDED_COPY => copy::extended_copy(c),
+        op::RECEIVE_COPY_RESULTS => copy::receive_copy_results(c),
+        op::MAINTENANCE_OUT => alua::maintenance_out(c),
         op::UNMAP => provision::unmap(c),
         op::WRITE_SAME_10 | op::WRITE_SAME_16 => provision::write_same(c),
+        op::SANITIZE => sanitize::decode(c),
         _ => Err(invalid_opcode()),
     }
 }
@@ -682,5 +742,153 @@ mod tests {
         // LLBAA does not exist in MODE SENSE(6).
         let c = [op::MODE_SENSE_6, 0x10, 0x3F, 0, 255, 0];
         assert!(decode(&c).is_err());
+    }
+}
+
+/// Encode → decode round trips for the commands `encode` does not cover, with CDBs built
+/// here from the SPC-4/SBC-3 layouts, and properties of every refusal.
+#[cfg(test)]
+mod round_trip_tests {
+    use super::*;
+    use crate::sense::SenseKey;
+    use proptest::prelude::*;
+
+    /// A 10/12/16-byte block command with LBA and TRANSFER LENGTH in the shared layout.
+    fn block_cdb(opcode: u8, byte1: u8, lba: u64, blocks: u32) -> Vec<u8> {
+        let len = group_len(opcode).unwrap();
+        let mut c = vec![0u8; len];
+        c[0] = opcode;
+        c[1] = byte1;
+        match len {
+            10 => {
+                c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
+                c[7..9].copy_from_slice(&(blocks as u16).to_be_bytes());
+            }
+            12 => {
+                c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
+                c[6..10].copy_from_slice(&blocks.to_be_bytes());
+            }
+            _ => {
+                c[2..10].copy_from_slice(&lba.to_be_bytes());
+                c[10..14].copy_from_slice(&blocks.to_be_bytes());
+            }
+        }
+        c
+    }
+
+    /// LBA and block count cut to what a CDB of `opcode`'s length can carry.
+    fn fit(opcode: u8, lba: u64, blocks: u32) -> (u64, u32) {
+        match group_len(opcode) {
+            Some(10) => (lba & 0xFFFF_FFFF, blocks & 0xFFFF),
+            Some(12) => (lba & 0xFFFF_FFFF, blocks),
+            _ => (lba, blocks),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn write_and_verify(
+            op in prop_oneof![Just(op::WRITE_AND_VERIFY_10), Just(op::WRITE_AND_VERIFY_12),
+                              Just(op::WRITE_AND_VERIFY_16)],
+            lba: u64, blocks: u32, dpo: bool, bytchk: bool,
+        ) {
+            let (lba, blocks) = fit(op, lba, blocks);
+            let b1 = u8::from(dpo) << 4 | u8::from(bytchk) << 1;
+            let Cdb::WriteVerify(r) = decode(&block_cdb(op, b1, lba, blocks)).unwrap() else {
+                panic!("not WRITE AND VERIFY");
+            };
+            prop_assert_eq!((r.lba, r.blocks, r.dpo, r.fua), (lba, blocks, dpo, false));
+        }
+
+        #[test]
+        fn verify(
+            op in prop_oneof![Just(op::VERIFY_10), Just(op::VERIFY_12), Just(op::VERIFY_16)],
+            lba: u64, blocks: u32, dpo: bool, bytchk: bool,
+        ) {
+            let (lba, blocks) = fit(op, lba, blocks);
+            let b1 = u8::from(dpo) << 4 | u8::from(bytchk) << 1;
+            let got = decode(&block_cdb(op, b1, lba, blocks)).unwrap();
+            let Cdb::Verify { range, bytchk: b } = got else { panic!("not VERIFY") };
+            prop_assert_eq!((range.lba, range.blocks, range.dpo, b), (lba, blocks, dpo, bytchk));
+        }
+
+        #[test]
+        fn synchronize_cache(sixteen: bool, lba: u64, blocks: u32, immed: bool) {
+            let op = if sixteen { op::SYNCHRONIZE_CACHE_16 } else { op::SYNCHRONIZE_CACHE_10 };
+            let (lba, blocks) = fit(op, lba, blocks);
+            let got = decode(&block_cdb(op, u8::from(immed) << 1, lba, blocks)).unwrap();
+            prop_assert_eq!(got, Cdb::SyncCache { lba, blocks, immed });
+        }
+
+        #[test]
+        fn mode_sense(ten: bool, dbd: bool, llbaa: bool, pc in 0u8..4, page in 0u8..64,
+                      subpage: u8, alloc: u16) {
+            let mut c = vec![0u8; if ten { 10 } else { 6 }];
+            c[0] = if ten { op::MODE_SENSE_10 } else { op::MODE_SENSE_6 };
+            c[1] = u8::from(dbd) << 3 | u8::from(llbaa && ten) << 4;
+            c[2] = pc << 6 | page;
+            c[3] = subpage;
+            let alloc_len = if ten {
+                c[7..9].copy_from_slice(&alloc.to_be_bytes());
+                u32::from(alloc)
+            } else {
+                c[4] = alloc as u8;
+                u32::from(alloc as u8)
+            };
+            let pc = [PageControl::Current, PageControl::Changeable, PageControl::Default,
+                      PageControl::Saved][usize::from(pc)];
+            prop_assert_eq!(decode(&c).unwrap(), Cdb::ModeSense {
+                ten, dbd, llbaa: llbaa && ten, pc, page, subpage, alloc_len,
+            });
+        }
+
+        #[test]
+        fn mode_select(ten: bool, pf: bool, sp: bool, len: u16) {
+            let mut c = vec![0u8; if ten { 10 } else { 6 }];
+            c[0] = if ten { op::MODE_SELECT_10 } else { op::MODE_SELECT_6 };
+            c[1] = u8::from(pf) << 4 | u8::from(sp);
+            let param_len = if ten {
+                c[7..9].copy_from_slice(&len.to_be_bytes());
+                u32::from(len)
+            } else {
+                c[4] = len as u8;
+                u32::from(len as u8)
+            };
+            prop_assert_eq!(decode(&c).unwrap(), Cdb::ModeSelect { ten, pf, sp, param_len });
+        }
+
+        #[test]
+        fn inquiry_and_report_luns(evpd: bool, page: u8, alloc: u16, select: u8, rl_alloc: u32) {
+            let page = if evpd { page } else { 0 };
+            let mut c = [op::INQUIRY, u8::from(evpd), page, 0, 0, 0];
+            c[3..5].copy_from_slice(&alloc.to_be_bytes());
+            prop_assert_eq!(decode(&c).unwrap(),
+                            Cdb::Inquiry { evpd, page, alloc_len: u32::from(alloc) });
+            let mut c = [0u8; 12];
+            c[0] = op::REPORT_LUNS;
+            c[2] = select;
+            c[6..10].copy_from_slice(&rl_alloc.to_be_bytes());
+            prop_assert_eq!(decode(&c).unwrap(), Cdb::ReportLuns { select, alloc_len: rl_alloc });
+        }
+
+        /// Whatever the bytes: a refusal is ILLEGAL REQUEST whose field pointer lies inside
+        /// the CDB, and bytes after the opcode group's length change nothing.
+        #[test]
+        fn refusals_point_inside_the_cdb(bytes in proptest::collection::vec(any::<u8>(), 1..=32),
+                                         junk in proptest::collection::vec(any::<u8>(), 0..16)) {
+            let got = decode(&bytes);
+            let len = group_len(bytes[0]);
+            if let Some(len) = len.filter(|&l| l <= bytes.len()) {
+                let mut longer = bytes[..len].to_vec();
+                longer.extend_from_slice(&junk);
+                prop_assert_eq!(&decode(&longer), &got);
+            }
+            if let Err(s) = got {
+                prop_assert_eq!(s.key, SenseKey::IllegalRequest);
+                if let (Some(f), Some(len)) = (s.field, len) {
+                    prop_assert!(f.in_cdb && usize::from(f.byte) < len, "{:?}", s);
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! What happens to a command: [`LunMap::submit`] finds the unit (or answers for an unmapped
 //! LUN), checks the task attribute, the unit attentions (`ua.rs`) and the CDB (`cdb.rs`),
 //! and enters the task set (`task_set.rs`), all synchronously in command order. The future
-//! it returns waits for the task's turn and runs the disk handler (`disk/dispatch.rs`).
+//! it returns waits for the task's turn and runs the handler of the unit's kind: the disk
+//! handler (`disk/dispatch.rs`) or the CD-ROM handler (`mmc/dispatch.rs`).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,10 +14,14 @@ use esos_block::{BlockDevice, Device};
 use crate::cdb::{self, Cdb};
 use crate::disk::{self, Done, Fail, Outcome, inquiry};
 use crate::lun;
+use crate::mmc;
 use crate::sense::{Asc, Sense, SenseKey};
+use crate::stats::IoKind;
 use crate::task_set::{Order, TaskSet, Ticket};
 use crate::ua::{UaVerdict, UnitAttentions};
-use crate::{Command, IoBuf, LuSettings, Nexus, Residual, Response, SenseBytes, Status, TaskAttr};
+use crate::{
+    Command, IoBuf, LuKind, LuSettings, Nexus, Residual, Response, SenseBytes, Status, TaskAttr,
+};
 
 /// Which reset a task-management function asked for (SAM-5 7.x).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +44,23 @@ pub struct LogicalUnit {
     pub(crate) ua: UnitAttentions,
     /// Persistent and SPC-2 reservations (`disk/pr.rs`).
     pub(crate) pr: disk::pr::PrUnit,
+    /// Loaded or ejected, and who prevents removal (`disk/medium.rs`).
+    pub(crate) medium: disk::medium::MediumState,
     tasks: Arc<TaskSet>,
     /// MODE SELECT validates against the current values and then applies: serialised.
     mode_select: Mutex<()>,
     /// Serialises COMPARE AND WRITE / ORWRITE / WRITE ATOMIC against overlapping writes.
     pub(crate) ranges: disk::range_lock::RangeLocks,
+    /// A running or failed SANITIZE (`disk/sanitize.rs`).
+    pub(crate) sanitize: disk::sanitize::SanitizeState,
+    /// EXTENDED COPY results by nexus and list identifier (disk/xcopy.rs).
+    pub(crate) xcopy: disk::xcopy::CopyResults,
     /// `settings.max_transfer_blocks` bounded by [`crate::MAX_TRANSFER_BYTES`] (0 = the bound).
     max_transfer_blocks: u32,
+    /// I/O counters and latency histograms for monitoring.
+    stats: crate::stats::LuStats,
+    /// Task-management aborts, for commands that only wait and can stop at once.
+    pub(crate) aborts: Aborts,
     /// FUA writes issued, so tests can see that WCE 0 really means write-through.
     #[cfg(test)]
     pub(crate) fua_writes: std::sync::atomic::AtomicU64,
@@ -78,8 +93,13 @@ impl LogicalUnit {
             0 => cap,
             n => n.min(cap),
         };
-        Arc::new(LogicalUnit {
+        let alua = Arc::clone(&settings.alua);
+        let lu = Arc::new(LogicalUnit {
             mode: disk::mode::ModeState::new(settings.write_cache),
+            medium: {
+                let cdrom = settings.kind == LuKind::Cdrom;
+                disk::medium::MediumState::new(settings.removable || cdrom, cdrom)
+            },
             device,
             settings,
             ua: UnitAttentions::default(),
@@ -87,14 +107,39 @@ impl LogicalUnit {
             tasks: TaskSet::new(),
             mode_select: Mutex::new(()),
             ranges: Default::default(),
+            sanitize: Default::default(),
+            xcopy: Default::default(),
             max_transfer_blocks,
+            stats: Default::default(),
+            aborts: Default::default(),
             #[cfg(test)]
             fua_writes: Default::default(),
-        })
+        });
+        alua.register(&lu);
+        lu
     }
 
     pub fn settings(&self) -> &LuSettings {
         &self.settings
+    }
+
+    /// Task management aborted the tasks of `nexus` (every nexus when `None`) tagged `tag`
+    /// (every tag when `None`). The transport still waits for commands doing I/O (SAM-5:
+    /// an aborted task must not touch the medium after its abort is answered); commands
+    /// that only wait, a SANITIZE without IMMED whose operation continues regardless
+    /// (SBC-4 4.11), stop waiting now.
+    pub fn abort(&self, nexus: Option<u64>, tag: Option<u32>) {
+        self.aborts.record(nexus, tag);
+    }
+
+    /// I/O statistics across every path and session.
+    pub fn stats(&self) -> &crate::stats::LuStats {
+        &self.stats
+    }
+
+    /// Current capacity in bytes (blocks × block size).
+    pub fn capacity_bytes(&self) -> u64 {
+        self.device.num_blocks() * u64::from(self.device.block_size())
     }
 
     /// Makes every write so far durable (used on graceful shutdown).
@@ -117,6 +162,19 @@ impl LogicalUnit {
         }
         self.ua.reset(asc);
         self.pr.reset();
+        self.abort(None, None);
+        self.medium.reset();
+    }
+
+    /// Grows the backing device to `new_size` bytes while it serves, then tells every
+    /// nexus CAPACITY DATA HAS CHANGED.
+    pub fn grow(&self, new_size: u64) -> Result<(), esos_block::BlockError> {
+        let before = self.device.num_blocks();
+        self.device.grow(new_size)?;
+        if self.device.num_blocks() != before {
+            self.capacity_changed();
+        }
+        Ok(())
     }
 
     /// Tells every nexus that the capacity changed (after the backend was resized):
@@ -146,6 +204,59 @@ impl LogicalUnit {
 
     fn check(&self, sense: Sense) -> SenseBytes {
         sense.encode(self.mode.d_sense())
+    }
+}
+
+/// Recent task-management aborts of one unit.
+#[derive(Debug, Default)]
+pub(crate) struct Aborts {
+    notify: tokio::sync::Notify,
+    /// Newest last, at most [`MAX_RECENT_ABORTS`].
+    recent: Mutex<std::collections::VecDeque<AbortRecord>>,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+/// (sequence, nexus or every nexus, tag or every tag).
+type AbortRecord = (u64, Option<u64>, Option<u32>);
+
+/// Aborts remembered per unit; a waiter that misses older ones was woken for them anyway.
+const MAX_RECENT_ABORTS: usize = 64;
+
+impl Aborts {
+    fn record(&self, nexus: Option<u64>, tag: Option<u32>) {
+        let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        if r.len() == MAX_RECENT_ABORTS {
+            r.pop_front();
+        }
+        r.push_back((seq, nexus, tag));
+        drop(r);
+        self.notify.notify_waiters();
+    }
+
+    /// The sequence number to pass to [`Self::wait`] for a task starting to wait now.
+    pub(crate) fn mark(&self) -> u64 {
+        self.seq.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn hit(&self, since: u64, nexus: u64, tag: u32) -> bool {
+        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter().any(|&(seq, n, t)| {
+            seq > since && n.is_none_or(|n| n == nexus) && t.is_none_or(|t| t == tag)
+        })
+    }
+
+    /// Completes once an abort recorded after `since` covers the task (`nexus`, `tag`).
+    pub(crate) async fn wait(&self, since: u64, nexus: u64, tag: u32) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.hit(since, nexus, tag) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -213,19 +324,46 @@ impl LunMap {
                     cmd,
                     cdb,
                     buf,
+                    copy_map,
                 } => {
-                    ticket.ready().await;
-                    let (outcome, buf) = match disk::pr::intercept(&lu, &cmd, &cdb, buf) {
-                        disk::pr::Intercept::Dispatch(buf) => {
-                            disk::dispatch::execute(&lu, &cmd, cdb, buf).await
-                        }
-                        disk::pr::Intercept::Done(outcome, buf) => (outcome, buf),
-                        disk::pr::Intercept::Conflict(buf) => {
-                            return (disk::pr::conflict_response(), buf);
-                        }
+                    let start = std::time::Instant::now();
+                    let kind = io_kind(&cdb);
+                    let edtl = cmd.expected_len;
+                    let in_flight = lu.stats.start();
+                    let (resp, buf) = async {
+                        ticket.ready().await;
+                        let (outcome, buf) = match disk::pr::intercept(&lu, &cmd, &cdb, buf) {
+                            // EXTENDED COPY finds its copy targets in the issuing nexus's map,
+                            // which `admit` hands over for it alone (disk/xcopy.rs).
+                            disk::pr::Intercept::Dispatch(buf) if copy_map.is_some() => {
+                                let map = copy_map.as_ref();
+                                match disk::xcopy::execute(&lu, map, &cmd, &cdb, buf).await {
+                                    Ok(done) => done,
+                                    Err(buf) => return (disk::pr::conflict_response(), buf),
+                                }
+                            }
+                            disk::pr::Intercept::Dispatch(buf) => match lu.settings.kind {
+                                LuKind::Disk => disk::dispatch::execute(&lu, &cmd, cdb, buf).await,
+                                LuKind::Cdrom => mmc::dispatch::execute(&lu, &cmd, cdb, buf).await,
+                            },
+                            disk::pr::Intercept::Done(outcome, buf) => (outcome, buf),
+                            disk::pr::Intercept::Conflict(buf) => {
+                                return (disk::pr::conflict_response(), buf);
+                            }
+                        };
+                        drop(ticket);
+                        (respond(&cmd, outcome, |s| lu.check(s)), buf)
+                    }
+                    .await;
+                    let bytes = match kind {
+                        IoKind::Read => u64::from(resp.data_in_len),
+                        IoKind::Write if resp.status == Status::Good => u64::from(edtl),
+                        _ => 0,
                     };
-                    drop(ticket);
-                    (respond(&cmd, outcome, |s| lu.check(s)), buf)
+                    let error = resp.status == Status::CheckCondition;
+                    lu.stats.finished(kind, bytes, start.elapsed(), error);
+                    drop(in_flight);
+                    (resp, buf)
                 }
             }
         }
@@ -252,7 +390,15 @@ impl LunMap {
         if let UaVerdict::Report(asc) = lu.ua.admit(cmd.nexus.id, opcode) {
             return ready(Err(Sense::new(SenseKey::UnitAttention, asc).into()), buf);
         }
-        let cdb = match cdb::decode(&cmd.cdb[..cdb_len]) {
+        // ALUA access state of the nexus's port group (SPC-4 5.16.2.4).
+        if let Some(s) = lu.settings.alua.check(&cmd.nexus, &cmd.cdb[..cdb_len]) {
+            return ready(Err(s.into()), buf);
+        }
+        let decoded = match lu.settings.kind {
+            LuKind::Disk => cdb::decode(&cmd.cdb[..cdb_len]),
+            LuKind::Cdrom => mmc::decode(&cmd.cdb[..cdb_len]),
+        };
+        let cdb = match decoded {
             Ok(c) => c,
             Err(s) => return ready(Err(s.into()), buf),
         };
@@ -260,7 +406,13 @@ impl LunMap {
             let outcome = self.report_luns(select, alloc_len, &mut buf);
             return ready(outcome, buf);
         }
+        if let Some(outcome) = disk::sanitize::gate(&lu, &cmd, &cdb, &mut buf) {
+            return ready(outcome, buf);
+        }
         let order = match cmd.attr {
+            // SANITIZE starts after every earlier command has ended (SBC-4 4.11.1), and
+            // later ones meet the running sanitize in `disk::sanitize::gate`.
+            _ if matches!(cdb, Cdb::Sanitize(_)) => Order::Ordered,
             TaskAttr::Ordered => Order::Ordered,
             TaskAttr::HeadOfQueue => Order::HeadOfQueue,
             _ => Order::Simple,
@@ -274,12 +426,14 @@ impl LunMap {
             };
             return Job::Ready(resp, buf);
         };
+        let copy_map = matches!(cdb, Cdb::ExtendedCopy { .. }).then(|| self.clone());
         Job::Run {
             lu,
             ticket,
             cmd,
             cdb,
             buf,
+            copy_map,
         }
     }
 
@@ -311,12 +465,58 @@ impl LunMap {
         }
     }
 
+    /// True when both maps show the same LUN numbers for the same units.
+    pub fn same_as(&self, other: &LunMap) -> bool {
+        Arc::ptr_eq(&self.luns, &other.luns)
+            || (self.luns.len() == other.luns.len()
+                && self
+                    .luns
+                    .iter()
+                    .zip(other.luns.iter())
+                    .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y)))
+    }
+
+    /// `nexus` moves from map `old` to this one (the configuration changed while its
+    /// session lives): when the inventory differs, every unit it now sees reports
+    /// REPORTED LUNS DATA HAS CHANGED to it (SPC-4 6.33, SAM-5 6.2), and units it no longer
+    /// sees forget it.
+    pub fn remapped_from(&self, old: &LunMap, nexus: &Nexus) {
+        if self.same_as(old) {
+            return;
+        }
+        for (_, lu) in self.luns() {
+            lu.ua.post(nexus.id, Asc::REPORTED_LUNS_DATA_CHANGED);
+        }
+        for (_, lu) in old.luns() {
+            if !self.luns().any(|(_, l)| Arc::ptr_eq(l, lu)) {
+                lu.ua.forget(nexus.id);
+                lu.pr.nexus_gone(nexus.id);
+                lu.xcopy.nexus_gone(nexus.id);
+            }
+        }
+    }
+
     /// Drops every per-nexus state of `nexus` in all mapped units (session ended).
     pub fn nexus_gone(&self, nexus: &Nexus) {
         for (_, lu) in self.luns() {
             lu.ua.forget(nexus.id);
             lu.pr.nexus_gone(nexus.id);
+            lu.medium.nexus_gone(nexus.id);
+            lu.xcopy.nexus_gone(nexus.id);
         }
+    }
+}
+
+/// How the statistics count a command.
+fn io_kind(cdb: &Cdb) -> IoKind {
+    match cdb {
+        Cdb::Read(_) => IoKind::Read,
+        Cdb::Write(_)
+        | Cdb::WriteVerify(_)
+        | Cdb::OrWrite(_)
+        | Cdb::CompareAndWrite(_)
+        | Cdb::WriteAtomic(_) => IoKind::Write,
+        _ => IoKind::Other,
     }
 }
 
@@ -330,6 +530,8 @@ enum Job {
         cmd: Command,
         cdb: Cdb,
         buf: IoBuf,
+        /// The issuing nexus's LUN map, for EXTENDED COPY only (an Arc clone).
+        copy_map: Option<LunMap>,
     },
 }
 

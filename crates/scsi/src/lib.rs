@@ -166,6 +166,12 @@ pub struct LuSettings {
     /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT reported by READ CAPACITY(16)
     /// (SBC-3 5.16.2): 3 says 4 KiB physical blocks under 512-byte logical ones.
     pub lbppb_exponent: u8,
+    /// Bytes per second a SANITIZE may write (0 = as fast as the device goes), so a
+    /// sanitize of one LU does not starve the others sharing its storage.
+    pub sanitize_rate: u64,
+    /// ALUA target port groups and their access states (SPC-4 5.16), one table shared by
+    /// every unit of the server so a state change reaches all of them.
+    pub alua: Arc<alua::PortGroups>,
 }
 
 /// What kind of logical unit a device is exported as.
@@ -178,12 +184,15 @@ pub enum LuKind {
     Cdrom,
 }
 
+pub mod alua;
 pub mod cdb;
 mod disk;
 mod engine;
 pub mod lun;
+mod mmc;
 pub mod pr;
 pub mod sense;
+pub mod stats;
 mod task_set;
 mod ua;
 

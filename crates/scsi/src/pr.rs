@@ -820,6 +820,12 @@ pub fn decode_state(text: &str, path: &str) -> Result<PrState, StateFileError> {
 /// Writes `s` crash-safely: temporary file, fsync, rename, fsync of the directory, so a
 /// crash leaves either the old or the new state, never a torn one.
 pub fn save(path: &Path, s: &PrState) -> Result<(), StateFileError> {
+    write_file_atomically(path, encode_state(s).as_bytes())
+}
+
+/// Replaces `path` with `bytes` crash-safely (temporary file, fsync, rename, fsync of the
+/// directory); shared by every state file of the engine (reservations, ALUA).
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
     let io = |source| StateFileError::Io {
         path: path.display().to_string(),
         source,
@@ -833,7 +839,7 @@ pub fn save(path: &Path, s: &PrState) -> Result<(), StateFileError> {
     tmp_name.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp_name);
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(encode_state(s).as_bytes()).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io)?;

@@ -17,6 +17,8 @@ pub enum SenseKey {
     IllegalRequest = 0x5,
     UnitAttention = 0x6,
     DataProtect = 0x7,
+    /// An EXTENDED COPY failed while processing its segments (SPC-4 6.3.4.5).
+    CopyAborted = 0xA,
     AbortedCommand = 0xB,
     Miscompare = 0xE,
 }
@@ -27,6 +29,8 @@ pub struct Asc(pub u8, pub u8);
 
 impl Asc {
     pub const NO_ADDITIONAL_SENSE: Asc = Asc(0x00, 0x00);
+    pub const NOT_READY_SANITIZE_IN_PROGRESS: Asc = Asc(0x04, 0x1B);
+    pub const SANITIZE_COMMAND_FAILED: Asc = Asc(0x31, 0x03);
     pub const WRITE_ERROR: Asc = Asc(0x0C, 0x00);
     pub const INVALID_FIELD_IN_INFORMATION_UNIT: Asc = Asc(0x0E, 0x03);
     pub const UNRECOVERED_READ_ERROR: Asc = Asc(0x11, 0x00);
@@ -39,6 +43,8 @@ impl Asc {
     pub const INVALID_FIELD_IN_PARAMETER_LIST: Asc = Asc(0x26, 0x00);
     pub const WRITE_PROTECTED: Asc = Asc(0x27, 0x00);
     pub const SOFTWARE_WRITE_PROTECTED: Asc = Asc(0x27, 0x02);
+    /// NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED (a medium was loaded).
+    pub const MEDIUM_MAY_HAVE_CHANGED: Asc = Asc(0x28, 0x00);
     pub const POWER_ON_RESET: Asc = Asc(0x29, 0x00);
     pub const POWER_ON_OCCURRED: Asc = Asc(0x29, 0x01);
     pub const BUS_RESET_OCCURRED: Asc = Asc(0x29, 0x02);
@@ -47,8 +53,21 @@ impl Asc {
     pub const CAPACITY_DATA_CHANGED: Asc = Asc(0x2A, 0x09);
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Asc = Asc(0x39, 0x00);
     pub const REPORTED_LUNS_DATA_CHANGED: Asc = Asc(0x3F, 0x0E);
+    pub const MEDIUM_NOT_PRESENT: Asc = Asc(0x3A, 0x00);
+    pub const MEDIUM_NOT_PRESENT_TRAY_OPEN: Asc = Asc(0x3A, 0x02);
     pub const INTERNAL_TARGET_FAILURE: Asc = Asc(0x44, 0x00);
     pub const INVALID_MESSAGE_ERROR: Asc = Asc(0x49, 0x00);
+    // Third-party copy (SPC-4 6.3, table 28).
+    pub const OPERATION_IN_PROGRESS: Asc = Asc(0x00, 0x16);
+    pub const THIRD_PARTY_DEVICE_FAILURE: Asc = Asc(0x0D, 0x01);
+    pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Asc = Asc(0x0D, 0x02);
+    pub const INCORRECT_COPY_TARGET_DEVICE_TYPE: Asc = Asc(0x0D, 0x03);
+    pub const TOO_MANY_TARGET_DESCRIPTORS: Asc = Asc(0x26, 0x06);
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE: Asc = Asc(0x26, 0x07);
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Asc = Asc(0x26, 0x08);
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: Asc = Asc(0x26, 0x09);
+    pub const INVALID_OPERATION_FOR_COPY_SOURCE_OR_DESTINATION: Asc = Asc(0x26, 0x0C);
+    pub const MEDIUM_REMOVAL_PREVENTED: Asc = Asc(0x53, 0x02);
 }
 
 /// Where the offending field is (SPC-4 4.5.2.4.2, sense-key specific field pointer).
@@ -100,6 +119,9 @@ pub struct Sense {
     /// INFORMATION field (e.g. the miscompare offset for VERIFY, SBC-3 5.24).
     pub info: Option<u64>,
     pub field: Option<FieldPointer>,
+    /// PROGRESS INDICATION (SPC-4 4.5.2.4.4): done / 65536 of a long operation, reported
+    /// in the sense-key specific field when there is no field pointer.
+    pub progress: Option<u16>,
 }
 
 /// Fixed-format sense length we produce: 8-byte header plus 10 additional bytes.
@@ -112,6 +134,7 @@ impl Sense {
             asc,
             info: None,
             field: None,
+            progress: None,
         }
     }
 
@@ -122,6 +145,7 @@ impl Sense {
             asc: Asc::INVALID_FIELD_IN_CDB,
             info: None,
             field: Some(FieldPointer::cdb(byte, bit)),
+            progress: None,
         }
     }
 
@@ -132,6 +156,30 @@ impl Sense {
             asc: Asc::INVALID_FIELD_IN_PARAMETER_LIST,
             info: None,
             field: Some(FieldPointer::param(byte, bit)),
+            progress: None,
+        }
+    }
+
+    /// NOT READY with a progress indication (e.g. SANITIZE IN PROGRESS, SBC-4 4.11).
+    pub const fn not_ready_progress(asc: Asc, progress: u16) -> Sense {
+        Sense {
+            key: SenseKey::NotReady,
+            asc,
+            info: None,
+            field: None,
+            progress: Some(progress),
+        }
+    }
+
+    /// The three sense-key specific bytes, SKSV set, when there are any.
+    fn key_specific(&self) -> Option<[u8; 3]> {
+        match (self.field, self.progress) {
+            (Some(f), _) => Some(f.encode()),
+            (None, Some(p)) => {
+                let [hi, lo] = p.to_be_bytes();
+                Some([0x80, hi, lo])
+            }
+            (None, None) => None,
         }
     }
 
@@ -165,8 +213,8 @@ impl Sense {
         b[7] = (FIXED_LEN - 8) as u8;
         b[12] = self.asc.0;
         b[13] = self.asc.1;
-        if let Some(f) = self.field {
-            b[15..18].copy_from_slice(&f.encode());
+        if let Some(k) = self.key_specific() {
+            b[15..18].copy_from_slice(&k);
         }
         FIXED_LEN
     }
@@ -186,10 +234,10 @@ impl Sense {
             b[at + 4..at + 12].copy_from_slice(&info.to_be_bytes());
             at += 12;
         }
-        if let Some(f) = self.field {
+        if let Some(k) = self.key_specific() {
             b[at] = 0x02;
             b[at + 1] = 0x06;
-            b[at + 4..at + 7].copy_from_slice(&f.encode());
+            b[at + 4..at + 7].copy_from_slice(&k);
             at += 8;
         }
         b[7] = (at - 8) as u8;
@@ -239,6 +287,20 @@ mod tests {
         assert_eq!(&b[8..12], &[0x00, 0x0A, 0x80, 0x00]);
         assert_eq!(u64::from_be_bytes(b[12..20].try_into().unwrap()), 7);
         assert_eq!(&b[20..28], &[0x02, 0x06, 0, 0, 0xC0, 0, 10, 0]);
+    }
+
+    #[test]
+    fn progress_indication_in_both_formats() {
+        let s = Sense::not_ready_progress(Asc::NOT_READY_SANITIZE_IN_PROGRESS, 0x1234);
+        let f = s.encode(false);
+        let b = f.as_slice();
+        assert_eq!((b[2], b[12], b[13]), (0x02, 0x04, 0x1B));
+        assert_eq!(&b[15..18], &[0x80, 0x12, 0x34]);
+        let d = s.encode(true);
+        assert_eq!(
+            &d.as_slice()[8..16],
+            &[0x02, 0x06, 0, 0, 0x80, 0x12, 0x34, 0]
+        );
     }
 
     #[test]

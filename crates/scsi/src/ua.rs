@@ -49,6 +49,9 @@ impl UnitAttentions {
             .or_insert_with(|| VecDeque::from([Asc::POWER_ON_RESET]));
         match opcode {
             op::INQUIRY | op::REQUEST_SENSE => UaVerdict::Proceed,
+            // MMC-6 4.1.6: a drive's polling commands neither report nor clear a unit
+            // attention. Other device types reject these opcodes anyway.
+            op::GET_CONFIGURATION | op::GET_EVENT_STATUS_NOTIFICATION => UaVerdict::Proceed,
             op::REPORT_LUNS => {
                 q.retain(|a| *a != Asc::REPORTED_LUNS_DATA_CHANGED);
                 UaVerdict::Proceed

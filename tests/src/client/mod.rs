@@ -112,6 +112,67 @@ pub struct LoginOptions {
     pub max_burst: u32,
     /// ISID to log in with; `None` draws a fresh one, so sessions never reinstate each other.
     pub isid: Option<[u8; 6]>,
+    /// Authenticate with CHAP (RFC 7143 12.1.3) instead of AuthMethod=None.
+    pub chap: Option<ChapLogin>,
+}
+
+/// CHAP credentials of the raw client.
+#[derive(Clone, Debug)]
+pub struct ChapLogin {
+    pub user: String,
+    pub secret: Vec<u8>,
+    /// Mutual CHAP: the name and secret the target must prove it knows.
+    pub mutual: Option<(String, Vec<u8>)>,
+    /// Attack hook: send the target's own challenge back as our mutual challenge.
+    pub reflect: bool,
+}
+
+impl ChapLogin {
+    pub fn new(user: &str, secret: &str) -> Self {
+        ChapLogin {
+            user: user.into(),
+            secret: secret.as_bytes().to_vec(),
+            mutual: None,
+            reflect: false,
+        }
+    }
+
+    pub fn mutual(mut self, user: &str, secret: &str) -> Self {
+        self.mutual = Some((user.into(), secret.as_bytes().to_vec()));
+        self
+    }
+}
+
+/// Length of the mutual challenge the client sends (RFC 7143 12.1.3 asks for >= 16).
+const CHAP_CHALLENGE_BYTES: usize = 16;
+
+/// MD5(identifier || secret || challenge) (RFC 1994 4.1).
+pub fn chap_response(id: u8, secret: &[u8], challenge: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    let mut h = md5::Md5::new();
+    h.update([id]);
+    h.update(secret);
+    h.update(challenge);
+    h.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::from("0x");
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn unhex(v: &str) -> Option<Vec<u8>> {
+    let h = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X"))?;
+    if !h.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 impl LoginOptions {
@@ -127,7 +188,22 @@ impl LoginOptions {
             first_burst: 65_536,
             max_burst: 262_144,
             isid: None,
+            chap: None,
         }
+    }
+
+    /// A discovery session (SendTargets) as `initiator`.
+    pub fn discovery(initiator: &str) -> Self {
+        LoginOptions {
+            initiator: initiator.into(),
+            target: None,
+            ..LoginOptions::normal("unused")
+        }
+    }
+
+    pub fn with_chap(mut self, chap: ChapLogin) -> Self {
+        self.chap = Some(chap);
+        self
     }
 
     pub fn digests(mut self) -> Self {
@@ -243,10 +319,19 @@ impl Conn {
         if let Some(t) = &o.target {
             sec.push(("TargetName", t.as_str()));
         }
-        sec.push(("AuthMethod", "None"));
-        // Security stage, asking to go to operational negotiation (CSG 0, NSG 1).
-        let (flags, keys) = self.login_round(&isid, itt, 0x80 | 1, text_segment(&sec))?;
-        self.neg.keys.extend(keys);
+        let flags = match &o.chap {
+            None => {
+                sec.push(("AuthMethod", "None"));
+                // Security stage, asking to go to operational negotiation (CSG 0, NSG 1).
+                let (flags, keys) = self.login_round(&isid, itt, 0x80 | 1, text_segment(&sec))?;
+                self.neg.keys.extend(keys);
+                flags
+            }
+            Some(chap) => {
+                sec.push(("AuthMethod", "CHAP"));
+                self.chap_exchange(&isid, itt, &sec, chap)?
+            }
+        };
         if flags & 0x80 == 0 || (flags & 0x03) != 1 {
             return Err(ClientError::Protocol(format!(
                 "target did not leave the security stage (flags {flags:#04x}); keys {:?}",
@@ -318,6 +403,64 @@ impl Conn {
         self.dd = neg.data_digest;
         self.neg = neg;
         Ok(())
+    }
+
+    /// The CHAP security stage (RFC 7143 12.1.3): AuthMethod, CHAP_A, then CHAP_N/CHAP_R
+    /// (and our own challenge for mutual CHAP) with the transit to operational negotiation.
+    /// Returns the flags of the last response.
+    fn chap_exchange(
+        &mut self,
+        isid: &[u8; 6],
+        itt: u32,
+        first: &[(&str, &str)],
+        chap: &ChapLogin,
+    ) -> Result<u8> {
+        let key = |keys: &[(String, String)], k: &str| {
+            keys.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| ClientError::Protocol(format!("target sent no {k}: {keys:?}")))
+        };
+        let (_, keys) = self.login_round(isid, itt, 0, text_segment(first))?;
+        if key(&keys, "AuthMethod")? != "CHAP" {
+            return Err(ClientError::Protocol(format!(
+                "AuthMethod not CHAP: {keys:?}"
+            )));
+        }
+        let (_, keys) = self.login_round(isid, itt, 0, text_segment(&[("CHAP_A", "5")]))?;
+        let id: u8 = key(&keys, "CHAP_I")?
+            .parse()
+            .map_err(|_| ClientError::Protocol("bad CHAP_I".into()))?;
+        let challenge = unhex(&key(&keys, "CHAP_C")?)
+            .ok_or_else(|| ClientError::Protocol("bad CHAP_C".into()))?;
+        let resp = hex(&chap_response(id, &chap.secret, &challenge));
+        let my_id = id.wrapping_add(1);
+        let my_challenge = if chap.reflect {
+            challenge.clone()
+        } else {
+            crate::data::pattern(
+                u64::from(std::process::id()) ^ u64::from(itt),
+                CHAP_CHALLENGE_BYTES,
+            )
+        };
+        let (my_id_s, my_c) = (my_id.to_string(), hex(&my_challenge));
+        let mut pairs = vec![("CHAP_N", chap.user.as_str()), ("CHAP_R", resp.as_str())];
+        if chap.mutual.is_some() || chap.reflect {
+            pairs.extend([("CHAP_I", my_id_s.as_str()), ("CHAP_C", my_c.as_str())]);
+        }
+        let (flags, keys) = self.login_round(isid, itt, 0x80 | 1, text_segment(&pairs))?;
+        if let Some((user, secret)) = &chap.mutual {
+            let n = key(&keys, "CHAP_N")?;
+            let r = unhex(&key(&keys, "CHAP_R")?)
+                .ok_or_else(|| ClientError::Protocol("bad CHAP_R".into()))?;
+            if &n != user || r != chap_response(my_id, secret, &my_challenge) {
+                return Err(ClientError::Protocol(
+                    "target failed mutual CHAP authentication".into(),
+                ));
+            }
+        }
+        self.neg.keys.extend(keys);
+        Ok(flags)
     }
 
     /// Sends one Login Request and reads its response; returns the response flags and keys.
@@ -744,4 +887,27 @@ fn random_isid() -> [u8; 6] {
         .to_be_bytes();
     let p = (std::process::id() as u16).to_be_bytes();
     [0x80, 0x00, p[0], p[1], n[0], n[1]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chap_response_is_md5_of_id_secret_challenge() {
+        // MD5("abc") (RFC 1321 A.5) split as identifier 'a', secret "b", challenge "c".
+        assert_eq!(
+            hex(&chap_response(b'a', b"b", b"c")),
+            "0x900150983cd24fb0d6963f7d28e17f72"
+        );
+    }
+
+    #[test]
+    fn hex_round_trip_and_garbage() {
+        let b: Vec<u8> = (0..=255).collect();
+        assert_eq!(unhex(&hex(&b)).unwrap(), b);
+        assert_eq!(unhex("0x0"), None);
+        assert_eq!(unhex("0xzz"), None);
+        assert_eq!(unhex("00"), None);
+    }
 }

@@ -2,6 +2,7 @@
 //! Both steps are pure; opening devices and binding portals happen later, in
 //! [`crate::graph`], only once the whole config is known to be valid.
 
+mod alua;
 mod error;
 pub mod names;
 mod plan;
@@ -15,7 +16,9 @@ mod tests;
 use std::path::Path;
 
 pub use error::{ConfigError, KeyError};
-pub use plan::{Chap, DevicePlan, GroupPlan, IdentityOverrides, LunPlan, Plan, TargetPlan};
+pub use plan::{
+    AluaPlan, Chap, DevicePlan, GroupPlan, IdentityOverrides, LunPlan, Plan, TargetPlan,
+};
 pub use schema::{
     CacheMode, DeviceType, RawChap, RawConfig, RawDevice, RawGroup, RawLun, RawPortal, RawSize,
     RawTarget,

@@ -21,10 +21,14 @@ pub struct Plan {
     pub data_dir: PathBuf,
     /// Log filter from the config; the command line and `RUST_LOG` take precedence.
     pub log_level: Option<String>,
+    /// Where Prometheus scrapes `/metrics` over TCP (`server.metrics_address`).
+    pub metrics: Option<SocketAddr>,
     pub portals: Vec<PortalConfig>,
     pub limits: Limits,
     pub params: TargetParams,
     pub discovery_chap: Option<Chap>,
+    /// ALUA mode and target port groups; every portal group tag is in exactly one group.
+    pub alua: AluaPlan,
     pub devices: Vec<DevicePlan>,
     pub targets: Vec<TargetPlan>,
     /// Accepted but suspicious settings, logged once logging is up.
@@ -42,6 +46,12 @@ pub struct DevicePlan {
     pub write_cache: bool,
     /// Thin provisioning exposed to initiators (LBPME, UNMAP).
     pub thin: bool,
+    /// Removable medium (RMB 1): START STOP UNIT LOEJ and PREVENT ALLOW MEDIUM REMOVAL.
+    pub removable: bool,
+    /// log2(physical block size / logical block size), from `physical_block_size`.
+    pub lbppb_exponent: u8,
+    /// Bytes per second a SANITIZE may write; 0 = unlimited.
+    pub sanitize_rate: u64,
     pub overrides: IdentityOverrides,
 }
 
@@ -53,6 +63,13 @@ pub struct IdentityOverrides {
     pub revision: Option<String>,
     pub serial: Option<String>,
     pub naa: Option<[u8; 16]>,
+}
+
+/// Validated `[server.alua]`: the groups hold portal group tags as relative port ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AluaPlan {
+    pub mode: esos_scsi::alua::AluaMode,
+    pub groups: Vec<esos_scsi::alua::GroupSpec>,
 }
 
 /// LUN number → index into [`Plan::devices`].

@@ -29,6 +29,47 @@ pub struct RawServer {
     pub discovery_chap: Option<RawChap>,
     pub data_dir: Option<String>,
     pub log_level: Option<String>,
+    /// Address of the Prometheus `/metrics` listener (TCP); `None` = no listener (the API
+    /// socket serves `/metrics` too).
+    pub metrics_address: Option<String>,
+    /// Asymmetric logical unit access; `None` = every portal group its own
+    /// active/optimized target port group, implicit ALUA.
+    pub alua: Option<RawAlua>,
+}
+
+/// `[server.alua]`: target port groups over the portal groups (SPC-4 5.16).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlua {
+    pub mode: Option<RawAluaMode>,
+    #[serde(default)]
+    pub group: Vec<RawPortGroup>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAluaMode {
+    Implicit,
+    Explicit,
+    Both,
+}
+
+/// Access states an administrator may configure (transitioning is the target's own).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawAccessState {
+    ActiveOptimized,
+    ActiveNonOptimized,
+    Standby,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPortGroup {
+    pub id: u32,
+    pub state: Option<RawAccessState>,
+    pub portal_groups: Vec<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +88,7 @@ pub struct RawLimits {
     pub max_cmds_per_session: Option<u32>,
     pub nop_in_interval_ms: Option<u64>,
     pub nop_in_timeout_ms: Option<u64>,
+    pub max_login_connections: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +121,8 @@ pub enum DeviceType {
     Blockdev,
     Ram,
     Null,
+    /// A read-only CD/DVD-ROM exported from a disc image (ISO) file.
+    Cdrom,
 }
 
 impl DeviceType {
@@ -88,6 +132,7 @@ impl DeviceType {
             DeviceType::Blockdev => "blockdev",
             DeviceType::Ram => "ram",
             DeviceType::Null => "null",
+            DeviceType::Cdrom => "cdrom",
         }
     }
 }
@@ -109,11 +154,18 @@ pub struct RawDevice {
     pub path: Option<String>,
     pub size: Option<RawSize>,
     pub block_size: Option<u32>,
+    /// Physical block size in bytes reported to initiators (LBPPB in READ CAPACITY(16)).
+    pub physical_block_size: Option<u32>,
+    /// Most bytes per second a SANITIZE writes (size per second; default unlimited).
+    pub sanitize_rate: Option<RawSize>,
     pub read_only: Option<bool>,
     pub cache: Option<CacheMode>,
     pub rotational: Option<bool>,
     /// Thin provisioning: UNMAP / WRITE SAME release storage (default false).
     pub thin: Option<bool>,
+    /// Removable medium (RMB): initiators may eject and load it (default false; a CD-ROM
+    /// always is).
+    pub removable: Option<bool>,
     pub vendor: Option<String>,
     pub product: Option<String>,
     pub revision: Option<String>,

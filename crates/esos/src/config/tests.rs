@@ -867,3 +867,104 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn physical_block_size_sets_the_lbppb_exponent() {
+    let p = plan(
+        r#"
+        [[device]]
+        name = "a"
+        type = "ram"
+        size = "1M"
+        physical_block_size = 4096
+        [[device]]
+        name = "b"
+        type = "ram"
+        size = "1M"
+        block_size = 4096
+        physical_block_size = 65536
+        [[device]]
+        name = "c"
+        type = "ram"
+        size = "1M"
+        "#,
+    );
+    let e: Vec<u8> = p.devices.iter().map(|d| d.lbppb_exponent).collect();
+    assert_eq!(e, [3, 4, 0]);
+}
+
+#[test]
+fn bad_physical_block_sizes_are_refused() {
+    let dev = |pbs: &str, bs: u32| {
+        format!(
+            "[[device]]\nname = \"a\"\ntype = \"ram\"\nsize = \"1M\"\nblock_size = {bs}\nphysical_block_size = {pbs}"
+        )
+    };
+    let key = "device[0].physical_block_size";
+    assert_one(&dev("3000", 512), key, "not a power of two");
+    assert_one(&dev("0", 512), key, "not a power of two");
+    assert_one(&dev("2048", 4096), key, "smaller than the block size 4096");
+    assert_one(&dev("131072", 512), key, "larger than 65536");
+}
+
+#[test]
+fn cdrom_and_removable_devices() {
+    let p = plan(
+        r#"
+[[device]]
+name = "cd"
+type = "cdrom"
+path = "disc.iso"
+
+[[device]]
+name = "usb"
+type = "ram"
+size = "8M"
+removable = true
+"#,
+    );
+    let cd = &p.devices[0];
+    assert_eq!(cd.kind, DeviceType::Cdrom);
+    assert_eq!(
+        (cd.spec.block_size, cd.spec.read_only, cd.removable),
+        (2048, true, true)
+    );
+    assert_eq!(
+        cd.spec.backend,
+        Backend::File {
+            path: "/etc/esos/disc.iso".into(),
+            size_bytes: None
+        }
+    );
+    assert!(p.devices[1].removable && !p.devices[1].spec.read_only);
+
+    let cd = |extra: &str| format!("[[device]]\nname = \"cd\"\ntype = \"cdrom\"\n{extra}\n");
+    assert_one(&cd(""), "device[0].path", "required");
+    assert_one(
+        &cd("path = \"a.iso\"\nsize = \"1M\""),
+        "device[0].size",
+        "image's size",
+    );
+    assert_one(
+        &cd("path = \"a.iso\"\nblock_size = 512"),
+        "device[0].block_size",
+        "2048-byte blocks",
+    );
+    for (key, line) in [
+        ("read_only", "read_only = false"),
+        ("removable", "removable = false"),
+        ("thin", "thin = true"),
+    ] {
+        assert_one(
+            &cd(&format!("path = \"a.iso\"\n{line}")),
+            &format!("device[0].{key}"),
+            "cdrom",
+        );
+    }
+    // 2048-byte blocks stay a CD-ROM thing.
+    assert_one(
+        "[[device]]\nname = \"d\"\ntype = \"ram\"\nsize = \"1M\"\nblock_size = 2048\n",
+        "device[0].block_size",
+        "not 512 or 4096",
+    );
+}

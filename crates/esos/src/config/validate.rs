@@ -6,7 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use esos_block::{Backend, DeviceSpec, SUPPORTED_BLOCK_SIZES};
+use esos_block::{Backend, DeviceSpec, OPTICAL_BLOCK_SIZE, SUPPORTED_BLOCK_SIZES};
+
+/// Largest `physical_block_size` accepted: 64 KiB, beyond any real medium's physical block,
+/// so the LBPPB exponent (4 bits in READ CAPACITY(16)) always fits.
+pub const MAX_PHYSICAL_BLOCK_SIZE: u32 = 64 << 10;
+use esos_iscsi::login::chap::constant_time_eq;
 use esos_iscsi::params::TargetParams;
 use esos_iscsi::server::{Limits, PortalConfig};
 
@@ -44,6 +49,9 @@ pub const LOGIN_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
 pub const NOP_IN_INTERVAL_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 /// NOP-In answer timeout bounds (ms).
 pub const NOP_IN_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
+/// Most connections that may be in the login phase at once; each holds a task and socket
+/// buffers until it logs in or `login_timeout_ms` ends it.
+pub const MAX_LOGIN_CONNECTIONS: u32 = 65535;
 
 /// MaxRecvDataSegmentLength, MaxBurstLength and FirstBurstLength range (RFC 7143 13.12-13.14).
 pub const DATA_LENGTH_RANGE: std::ops::RangeInclusive<u64> = 512..=16_777_215;
@@ -58,6 +66,10 @@ pub const DEFAULT_PORTAL: &str = "0.0.0.0:3260";
 pub const MAX_PORTAL_GROUP: u32 = 65535;
 /// Name of the state directory next to the config file when `data_dir` is not set.
 pub const DEFAULT_STATE_DIR: &str = "esos-state";
+
+/// Slowest `sanitize_rate` accepted: below it a sanitize of a large device would take
+/// months, which is a typo rather than a policy.
+pub const MIN_SANITIZE_RATE: u64 = 1 << 20;
 
 /// Where a raw config came from: its label in messages and the directory that relative
 /// paths are resolved against.
@@ -87,6 +99,8 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Plan, ConfigError> {
         warnings: Vec::new(),
     };
     let server = v.server(&raw.server, source);
+    let (alua, alua_errors) = super::alua::validate(raw.server.alua.as_ref(), &server.portals);
+    v.errors.extend(alua_errors);
     let devices = v.devices(&raw.device, source);
     let device_index: HashMap<&str, usize> = raw
         .device
@@ -95,15 +109,18 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Plan, ConfigError> {
         .map(|(i, d)| (d.name.as_str(), i))
         .collect();
     let targets = v.targets(&raw.target, &device_index, &server.portals);
+    v.secrets_not_shared(raw);
     if v.errors.is_empty() {
         let mut plan = Plan {
             source: source.label.clone(),
             data_dir: server.data_dir,
             log_level: server.log_level,
+            metrics: server.metrics,
             portals: server.portals,
             limits: server.limits,
             params: server.params,
             discovery_chap: server.discovery_chap,
+            alua,
             devices,
             targets,
             warnings: v.warnings,
@@ -129,6 +146,7 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Plan, ConfigError> {
 struct ServerPlan {
     data_dir: PathBuf,
     log_level: Option<String>,
+    metrics: Option<SocketAddr>,
     portals: Vec<PortalConfig>,
     limits: Limits,
     params: TargetParams,
@@ -173,9 +191,20 @@ impl Validator {
                 format!("{level:?} is not a log filter: {e}"),
             );
         }
+        let metrics = raw.metrics_address.as_ref().and_then(|a| {
+            a.parse::<SocketAddr>()
+                .map_err(|e| {
+                    self.err(
+                        "server.metrics_address",
+                        format!("{a:?} is not an address:port: {e}"),
+                    )
+                })
+                .ok()
+        });
         ServerPlan {
             data_dir,
             log_level,
+            metrics,
             portals,
             limits,
             params,
@@ -232,6 +261,7 @@ impl Validator {
             max_cmds_per_session: raw.max_cmds_per_session.unwrap_or(d.max_cmds_per_session),
             nop_in_interval_ms: raw.nop_in_interval_ms.unwrap_or(d.nop_in_interval_ms),
             nop_in_timeout_ms: raw.nop_in_timeout_ms.unwrap_or(d.nop_in_timeout_ms),
+            max_login_connections: raw.max_login_connections.unwrap_or(d.max_login_connections),
         };
         let k = "server.limits";
         let sessions_ok = (1..=MAX_SESSIONS).contains(&l.max_sessions);
@@ -284,6 +314,15 @@ impl Validator {
             self.err(
                 format!("{k}.nop_in_timeout_ms"),
                 range_msg(l.nop_in_timeout_ms, &NOP_IN_TIMEOUT_MS),
+            );
+        }
+        if !(1..=MAX_LOGIN_CONNECTIONS).contains(&l.max_login_connections) {
+            self.err(
+                format!("{k}.max_login_connections"),
+                format!(
+                    "{} is not in 1..={MAX_LOGIN_CONNECTIONS}",
+                    l.max_login_connections
+                ),
             );
         }
         l
@@ -409,6 +448,40 @@ impl Validator {
         })
     }
 
+    /// RFC 7143 12.1.3: a secret that authenticates initiators must not authenticate the
+    /// target anywhere, or a peer could have one side compute the other side's proof.
+    /// `chap()` checks this within one block; this checks across all of them.
+    fn secrets_not_shared(&mut self, raw: &RawConfig) {
+        let blocks: Vec<(String, &RawChap)> =
+            raw.server
+                .discovery_chap
+                .iter()
+                .map(|c| ("server.discovery_chap".to_owned(), c))
+                .chain(
+                    raw.target.iter().enumerate().filter_map(|(i, t)| {
+                        t.chap.as_ref().map(|c| (format!("target[{i}].chap"), c))
+                    }),
+                )
+                .collect();
+        for (key, c) in &blocks {
+            let Some(mutual) = &c.mutual_secret else {
+                continue;
+            };
+            let clash = blocks.iter().find(|(k, other)| {
+                k != key && constant_time_eq(other.secret.as_bytes(), mutual.as_bytes())
+            });
+            if let Some((other_key, _)) = clash {
+                self.err(
+                    format!("{key}.mutual_secret"),
+                    format!(
+                        "must differ from {other_key}.secret: a secret that authenticates \
+                         initiators must not authenticate the target (RFC 7143 12.1.3)"
+                    ),
+                );
+            }
+        }
+    }
+
     fn chap_name(&mut self, name: &str, key: &str) {
         if name.is_empty() {
             self.err(key, "is empty");
@@ -492,13 +565,36 @@ impl Validator {
 
     fn device(&mut self, d: &RawDevice, key: &str, source: &Source) -> Option<DevicePlan> {
         let before = self.errors.len();
-        let block_size = d.block_size.unwrap_or(512);
-        if !SUPPORTED_BLOCK_SIZES.contains(&block_size) {
+        let cdrom = d.kind == DeviceType::Cdrom;
+        let block_size = d
+            .block_size
+            .unwrap_or(if cdrom { OPTICAL_BLOCK_SIZE } else { 512 });
+        if !cdrom && !SUPPORTED_BLOCK_SIZES.contains(&block_size) {
             self.err(
                 format!("{key}.block_size"),
                 format!("{block_size} is not 512 or 4096"),
             );
         }
+        let lbppb_exponent = self.physical_block_size(d, key, block_size);
+        let sanitize_rate = match &d.sanitize_rate {
+            None => 0,
+            Some(raw) => {
+                match size_value(raw) {
+                    Ok(n) if n >= MIN_SANITIZE_RATE => n,
+                    Ok(n) => {
+                        self.err(
+                        format!("{key}.sanitize_rate"),
+                        format!("{n} bytes per second is below the minimum of {MIN_SANITIZE_RATE} (1M)"),
+                    );
+                        0
+                    }
+                    Err(e) => {
+                        self.err(format!("{key}.sanitize_rate"), e);
+                        0
+                    }
+                }
+            }
+        };
         let ty = d.kind.as_str();
         let size = match &d.size {
             None => None,
@@ -522,12 +618,16 @@ impl Validator {
             },
         };
         let path = match (&d.path, d.kind) {
-            (Some(p), DeviceType::File | DeviceType::Blockdev) if p.is_empty() => {
+            (Some(p), DeviceType::File | DeviceType::Blockdev | DeviceType::Cdrom)
+                if p.is_empty() =>
+            {
                 self.err(format!("{key}.path"), "is empty");
                 None
             }
-            (Some(p), DeviceType::File | DeviceType::Blockdev) => Some(source.base_dir.join(p)),
-            (None, DeviceType::File | DeviceType::Blockdev) => {
+            (Some(p), DeviceType::File | DeviceType::Blockdev | DeviceType::Cdrom) => {
+                Some(source.base_dir.join(p))
+            }
+            (None, DeviceType::File | DeviceType::Blockdev | DeviceType::Cdrom) => {
                 self.err(
                     format!("{key}.path"),
                     format!("is required for type \"{ty}\""),
@@ -548,11 +648,18 @@ impl Validator {
                 format!("{key}.size"),
                 "is not allowed for type \"blockdev\"; the device's size is used",
             ),
+            (DeviceType::Cdrom, Some(_)) => self.err(
+                format!("{key}.size"),
+                "is not allowed for type \"cdrom\"; the image's size is used",
+            ),
             (DeviceType::Ram | DeviceType::Null, None) => self.err(
                 format!("{key}.size"),
                 format!("is required for type \"{ty}\""),
             ),
             _ => {}
+        }
+        if cdrom {
+            self.cdrom(d, key, block_size);
         }
         let overrides = self.overrides(d, key);
         if self.errors.len() != before {
@@ -566,6 +673,11 @@ impl Validator {
             DeviceType::Blockdev => Backend::BlockDev { path: path? },
             DeviceType::Ram => Backend::Ram { size_bytes: size? },
             DeviceType::Null => Backend::Null { size_bytes: size? },
+            // Opened read-only, never created; `graph` sizes it from the file.
+            DeviceType::Cdrom => Backend::File {
+                path: path?,
+                size_bytes: None,
+            },
         };
         Some(DevicePlan {
             name: d.name.clone(),
@@ -574,13 +686,59 @@ impl Validator {
             spec: DeviceSpec {
                 backend,
                 block_size,
-                read_only: d.read_only.unwrap_or(false),
+                read_only: cdrom || d.read_only.unwrap_or(false),
                 rotational: d.rotational,
             },
             write_cache: d.cache.unwrap_or(CacheMode::WriteBack) == CacheMode::WriteBack,
             thin: d.thin.unwrap_or(false),
+            removable: cdrom || d.removable.unwrap_or(false),
+            lbppb_exponent,
+            sanitize_rate,
             overrides,
         })
+    }
+
+    /// `physical_block_size`: a power of two from the logical block size up to
+    /// [`MAX_PHYSICAL_BLOCK_SIZE`]; returns log2(physical / logical) (SBC-3 5.16.2 LBPPBE).
+    fn physical_block_size(&mut self, d: &RawDevice, key: &str, block_size: u32) -> u8 {
+        let Some(pbs) = d.physical_block_size else {
+            return 0;
+        };
+        let reason = if !pbs.is_power_of_two() {
+            format!("{pbs} is not a power of two")
+        } else if pbs < block_size {
+            format!("{pbs} is smaller than the block size {block_size}")
+        } else if pbs > MAX_PHYSICAL_BLOCK_SIZE {
+            format!("{pbs} is larger than {MAX_PHYSICAL_BLOCK_SIZE}")
+        } else {
+            return (pbs / block_size.max(1)).trailing_zeros() as u8;
+        };
+        self.err(format!("{key}.physical_block_size"), reason);
+        0
+    }
+
+    /// A CD-ROM is a read-only, removable disc image with 2048-byte blocks (MMC-6 4.2.3):
+    /// settings that say otherwise are refused rather than silently ignored.
+    fn cdrom(&mut self, d: &RawDevice, key: &str, block_size: u32) {
+        if block_size != OPTICAL_BLOCK_SIZE {
+            self.err(
+                format!("{key}.block_size"),
+                format!("{block_size}: a \"cdrom\" has {OPTICAL_BLOCK_SIZE}-byte blocks"),
+            );
+        }
+        for (name, refused) in [
+            ("read_only", d.read_only == Some(false)),
+            ("removable", d.removable == Some(false)),
+            ("thin", d.thin == Some(true)),
+            ("physical_block_size", d.physical_block_size.is_some()),
+        ] {
+            if refused {
+                self.err(
+                    format!("{key}.{name}"),
+                    "cannot be set this way for type \"cdrom\" (a read-only, removable disc)",
+                );
+            }
+        }
     }
 
     fn overrides(&mut self, d: &RawDevice, key: &str) -> IdentityOverrides {
@@ -863,5 +1021,76 @@ pub fn describe_size(spec: &DeviceSpec) -> String {
         | Backend::Ram { size_bytes: n }
         | Backend::Null { size_bytes: n } => HumanSize(*n).to_string(),
         _ => "device size".into(),
+    }
+}
+
+#[cfg(test)]
+mod security_tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Plan, ConfigError> {
+        let raw = super::super::parse(text, "t.toml").expect("parses");
+        validate(&raw, &Source::file(Path::new("/etc/esos/t.toml")))
+    }
+
+    const BASE: &str = r#"
+[[device]]
+name = "d0"
+type = "ram"
+size = "1M"
+"#;
+
+    fn target(i: usize, chap: &str) -> String {
+        format!(
+            "[[target]]\nname = \"iqn.2026-11.org.esos:t{i}\"\ndefault_luns = [{{ lun = 0, device = \"d0\" }}]\nchap = {chap}\n"
+        )
+    }
+
+    #[test]
+    fn mutual_secret_reused_as_another_blocks_initiator_secret_is_refused() {
+        let a = target(
+            0,
+            r#"{ user = "u0", secret = "initiator-secret-0", mutual_user = "t0", mutual_secret = "shared-secret-000" }"#,
+        );
+        let b = target(1, r#"{ user = "u1", secret = "shared-secret-000" }"#);
+        let e = check(&format!("{BASE}{a}{b}")).unwrap_err().to_string();
+        assert!(e.contains("target[0].chap.mutual_secret"), "{e}");
+        assert!(e.contains("target[1].chap.secret"), "{e}");
+        assert!(!e.contains("shared-secret-000"), "secret leaked: {e}");
+        // Distinct secrets pass.
+        let b = target(1, r#"{ user = "u1", secret = "other-secret-0001" }"#);
+        check(&format!("{BASE}{a}{b}")).unwrap();
+    }
+
+    #[test]
+    fn discovery_secret_reused_as_mutual_secret_is_refused() {
+        let disc = r#"
+[server.discovery_chap]
+user = "d"
+secret = "discovery-secret-1"
+"#;
+        let a = target(
+            0,
+            r#"{ user = "u0", secret = "initiator-secret-0", mutual_user = "t0", mutual_secret = "discovery-secret-1" }"#,
+        );
+        let e = check(&format!("{disc}{BASE}{a}")).unwrap_err().to_string();
+        assert!(e.contains("server.discovery_chap.secret"), "{e}");
+    }
+
+    #[test]
+    fn login_connection_limit_is_bounded() {
+        let ok = check(&format!(
+            "[server.limits]\nmax_login_connections = 16\n{BASE}{}",
+            target(0, "{ user = \"u\", secret = \"0123456789abc\" }")
+        ))
+        .unwrap();
+        assert_eq!(ok.limits.max_login_connections, 16);
+        let e = check(&format!(
+            "[server.limits]\nmax_login_connections = 0\n{BASE}{}",
+            target(0, "{ user = \"u\", secret = \"0123456789abc\" }")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("server.limits.max_login_connections"), "{e}");
     }
 }

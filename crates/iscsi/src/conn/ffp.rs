@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::login::SessionKind;
 use crate::params::SessionParams;
 use crate::pdu::{self, BHS_LEN, Request, SeqNums, reject_reason};
-use crate::server::{PortalConfig, Shared};
+use crate::server::{PortalConfig, SessionEntry, SessionSnapshot, Shared};
 
 use super::login::LoggedIn;
 use super::text::{self, Asker};
@@ -107,9 +107,16 @@ struct ConnState {
     budget: tokio::sync::Semaphore,
     /// Buffer budget of the whole server.
     global_budget: Arc<tokio::sync::Semaphore>,
+    /// The session's current LUN map, for task management in the writer (the reader keeps
+    /// its own copy for the hot path and updates this one when the configuration changes).
+    luns: Mutex<LunMap>,
 }
 
 impl ConnState {
+    fn current_luns(&self) -> LunMap {
+        self.luns.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Reserves buffer budget for a transfer of `bytes`; `None` when either budget is spent.
     fn reserve(&self, bytes: u32) -> Option<u32> {
         let units = (bytes as usize).div_ceil(BUDGET_UNIT_BYTES) as u32;
@@ -257,6 +264,7 @@ pub(crate) async fn run(
     wr: PduWriter,
     portal: PortalConfig,
     local: SocketAddr,
+    peer: SocketAddr,
 ) {
     let LoggedIn {
         outcome,
@@ -265,13 +273,17 @@ pub(crate) async fn run(
         exp_cmd_sn,
     } = logged_in;
     let params = outcome.params.clone();
+    // Read before the configuration: a change racing with this login is seen at the
+    // first command.
+    let generation = shared.generation.load(Ordering::Acquire);
     let (target_name, luns) = match &outcome.kind {
         SessionKind::Discovery => (None, LunMap::default()),
         SessionKind::Normal { target_name } => {
-            let Some(t) = shared.target(target_name) else {
+            let live = shared.live();
+            let Some(t) = live.target(target_name) else {
                 return;
             };
-            let Some(m) = shared.lun_map(t, &outcome.initiator_name) else {
+            let Some(m) = crate::server::LiveConfig::lun_map(t, &outcome.initiator_name) else {
                 return;
             };
             (Some(t.name.clone()), m.clone())
@@ -300,7 +312,29 @@ pub(crate) async fn run(
         pool: Mutex::new(Vec::new()),
         budget: tokio::sync::Semaphore::new(MAX_BUFFERED_BYTES_PER_CONN / BUDGET_UNIT_BYTES),
         global_budget: shared.buffer_budget.clone(),
+        luns: Mutex::new(luns.clone()),
     });
+    let commands = Arc::new(AtomicU64::new(0));
+    let registered = Registered::new(
+        &shared,
+        SessionEntry {
+            snapshot: SessionSnapshot {
+                id: nexus.id,
+                tsih: guard.tsih,
+                initiator: outcome.initiator_name.clone(),
+                isid,
+                target: target_name.clone(),
+                portal: local,
+                peer,
+                since: std::time::SystemTime::now(),
+                params: params.clone(),
+                commands: 0,
+            },
+            portal: portal.clone(),
+            commands: commands.clone(),
+            cancel: guard.cancel.clone(),
+        },
+    );
     let mut rd = rd;
     let mut wr = wr;
     rd.header_digest = params.header_digest;
@@ -316,8 +350,8 @@ pub(crate) async fn run(
         state: state.clone(),
         params: params.clone(),
         stat_sn,
-        luns: luns.clone(),
         target_name: target_name.clone(),
+        nexus: nexus.clone(),
         inflight: HashMap::new(),
         pending_tmfs: Vec::new(),
         logout: None,
@@ -330,6 +364,9 @@ pub(crate) async fn run(
         state: state.clone(),
         params,
         luns: luns.clone(),
+        generation,
+        portal: portal.clone(),
+        commands,
         nexus: nexus.clone(),
         tx,
         make: exec,
@@ -346,6 +383,7 @@ pub(crate) async fn run(
         _ = conn_cancel.cancelled() => Ok(()),
         r = reader.run() => r,
     };
+    let closed = matches!(end, Err(ConnError::Closed));
     match end {
         Ok(()) => tracing::debug!("reader finished"),
         Err(ConnError::Closed) => tracing::info!("initiator closed the connection"),
@@ -357,10 +395,45 @@ pub(crate) async fn run(
         state.release(p.units);
     }
     drop(reader);
+    if closed {
+        // The initiator dropped the connection: the nexus is gone now, not once the
+        // commands still running finish (its reservations must not outlive it while the
+        // initiator already talks on its other sessions).
+        state.current_luns().nexus_gone(&nexus);
+    }
     let _ = writer_task.await;
-    luns.nexus_gone(&nexus);
+    drop(registered);
+    state.current_luns().nexus_gone(&nexus);
     drop(guard);
     tracing::info!(initiator = %outcome.initiator_name, "session ended");
+}
+
+/// Keeps a session listed in [`Shared::sessions`] while it runs.
+struct Registered<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl<'a> Registered<'a> {
+    fn new(shared: &'a Shared, entry: SessionEntry) -> Registered<'a> {
+        let id = entry.snapshot.id;
+        shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, entry);
+        Registered { shared, id }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 struct Reader<'a, F> {
@@ -369,6 +442,11 @@ struct Reader<'a, F> {
     state: Arc<ConnState>,
     params: SessionParams,
     luns: LunMap,
+    /// `Shared::generation` when `luns` was resolved.
+    generation: u64,
+    portal: PortalConfig,
+    /// SCSI commands received (for management's session list).
+    commands: Arc<AtomicU64>,
     nexus: Arc<Nexus>,
     tx: mpsc::Sender<Msg<F>>,
     make: fn(&LunMap, TaskMeta, Command, IoBuf) -> F,
@@ -417,6 +495,23 @@ where
     }
 
     /// Checks and advances CmdSN. `false`: drop the PDU silently (RFC 7143 3.2.2.1).
+    /// The configuration changed: move to this session's new LUN map. Sessions that are no
+    /// longer admitted are cancelled by `ServerHandle::set_live`; here such a session keeps
+    /// its old map until the cancellation ends it.
+    fn refresh_luns(&mut self) {
+        self.generation = self.shared.generation.load(Ordering::Acquire);
+        let Some(target) = &self.target_name else {
+            return;
+        };
+        let live = self.shared.live();
+        let Some(new) = live.session_map(target, &self.asker_initiator, &self.portal) else {
+            return;
+        };
+        new.remapped_from(&self.luns, &self.nexus);
+        self.luns = new.clone();
+        *self.state.luns.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();
+    }
+
     fn accept_cmd_sn(&self, cmd_sn: u32, immediate: bool) -> bool {
         if immediate {
             return true;
@@ -737,6 +832,10 @@ where
     }
 
     async fn submit(&mut self, meta: TaskMeta, cmd: Command, buf: IoBuf) -> Result<(), ConnError> {
+        if self.shared.generation.load(Ordering::Acquire) != self.generation {
+            self.refresh_luns();
+        }
+        self.commands.fetch_add(1, Ordering::Relaxed);
         let fut = (self.make)(&self.luns, meta, cmd, buf);
         self.send(Msg::Exec(meta, fut)).await
     }
@@ -918,9 +1017,11 @@ struct Writer {
     state: Arc<ConnState>,
     params: SessionParams,
     stat_sn: u32,
-    luns: LunMap,
     target_name: Option<String>,
     /// ITT → (LUN, aborted).
+    /// The session's I_T nexus: units are told which of their tasks an abort covers, and
+    /// that it ended before the Logout Response goes out.
+    nexus: Arc<Nexus>,
     inflight: HashMap<u32, (u64, bool)>,
     pending_tmfs: Vec<PendingTmf>,
     logout: Option<(u32, u8)>,
@@ -957,6 +1058,10 @@ impl Writer {
             if self.logout.is_some() && running.is_empty() {
                 if !failed {
                     let (itt, response) = self.logout.take().expect("logout present");
+                    // The I_T nexus ends with the logout: its SPC-2 reservation, prevention
+                    // and unit attentions go before the initiator hears the logout is done,
+                    // so its next command on another session finds them gone.
+                    self.state.current_luns().nexus_gone(&self.nexus);
                     let _ = self.send_logout(itt, response).await;
                 }
                 break;
@@ -1275,7 +1380,8 @@ impl Writer {
 
     fn lu(&self, raw_lun: u64) -> Option<Arc<esos_scsi::LogicalUnit>> {
         let n = esos_scsi::lun::decode(raw_lun)?;
-        self.luns
+        self.state
+            .current_luns()
             .luns()
             .find(|(l, _)| *l == n)
             .map(|(_, lu)| lu.clone())
@@ -1298,6 +1404,11 @@ impl Writer {
         let (response, waiting) = match t.function {
             tmf::ABORT_TASK => {
                 let w = self.abort_where(|itt, _| itt == t.rtt);
+                if !w.is_empty()
+                    && let Some(lu) = self.lu(t.lun)
+                {
+                    lu.abort(Some(self.nexus.id), Some(t.rtt));
+                }
                 if !w.is_empty() || found_in_reader {
                     (tmf::COMPLETE, w)
                 } else if !sn_lt(t.ref_cmd_sn, self.state.exp_cmd_sn.load(Ordering::Acquire)) {
@@ -1315,6 +1426,8 @@ impl Writer {
                         let w = self.abort_where(|_, lun| lun == t.lun);
                         if t.function == tmf::LOGICAL_UNIT_RESET {
                             lu.reset(ResetKind::LogicalUnit);
+                        } else {
+                            lu.abort(Some(self.nexus.id), None);
                         }
                         (tmf::COMPLETE, w)
                     }
@@ -1328,7 +1441,7 @@ impl Writer {
                 } else {
                     ResetKind::TargetWarm
                 };
-                for (_, lu) in self.luns.luns() {
+                for (_, lu) in self.state.current_luns().luns() {
                     lu.reset(kind);
                 }
                 (tmf::COMPLETE, w)
@@ -1364,6 +1477,7 @@ mod tests {
             pool: Mutex::new(Vec::new()),
             budget: tokio::sync::Semaphore::new(local_units),
             global_budget: Arc::new(tokio::sync::Semaphore::new(global_units)),
+            luns: Mutex::new(LunMap::default()),
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use std::io::IoSlice;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::Instrument;
@@ -51,16 +51,17 @@ pub(crate) struct Header {
     pub common: BhsCommon,
 }
 
-/// Reads PDUs: BHS, AHS, header digest, then the data segment on request.
-pub(crate) struct PduReader {
-    rd: BufReader<OwnedReadHalf>,
+/// Reads PDUs: BHS, AHS, header digest, then the data segment on request. Generic over
+/// the byte source so the fuzz target can drive the very same framing from a byte slice.
+pub(crate) struct PduReader<R = OwnedReadHalf> {
+    rd: BufReader<R>,
     pub header_digest: bool,
     pub data_digest: bool,
     ahs: Vec<u8>,
 }
 
-impl PduReader {
-    fn new(rd: OwnedReadHalf) -> PduReader {
+impl<R: AsyncRead + Unpin> PduReader<R> {
+    pub(crate) fn new(rd: R) -> PduReader<R> {
         PduReader {
             rd: BufReader::with_capacity(READ_BUFFER_BYTES, rd),
             header_digest: false,
@@ -151,18 +152,22 @@ pub(crate) struct PduWriter {
     out: Vec<u8>,
     pub header_digest: bool,
     pub data_digest: bool,
+    /// Longest one socket write may make no progress: an initiator that stops reading
+    /// (its Data-In, its responses) must not hold the connection and its buffers forever.
+    stall_timeout: std::time::Duration,
 }
 
 /// Data segments at least this long are written from the caller's buffer, not copied.
 const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
 
 impl PduWriter {
-    fn new(w: OwnedWriteHalf) -> PduWriter {
+    fn new(w: OwnedWriteHalf, stall_timeout: std::time::Duration) -> PduWriter {
         PduWriter {
             w,
             out: Vec::with_capacity(WRITE_BUFFER_BYTES),
             header_digest: false,
             data_digest: false,
+            stall_timeout,
         }
     }
 
@@ -194,7 +199,7 @@ impl PduWriter {
             IoSlice::new(data),
             IoSlice::new(&tail[..tail_len]),
         ];
-        write_all_vectored(&mut self.w, &mut parts).await?;
+        write_all_vectored(&mut self.w, &mut parts, self.stall_timeout).await?;
         self.out.clear();
         Ok(())
     }
@@ -208,7 +213,8 @@ impl PduWriter {
 
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            self.w.write_all(&self.out).await?;
+            let mut parts = [IoSlice::new(&self.out)];
+            write_all_vectored(&mut self.w, &mut parts, self.stall_timeout).await?;
             self.out.clear();
         }
         Ok(())
@@ -220,13 +226,22 @@ impl PduWriter {
 }
 
 /// Writes every byte of `parts`, in order, with as few system calls as the socket allows.
+/// Fails with `TimedOut` when one write makes no progress within `stall_timeout`.
 async fn write_all_vectored(
     w: &mut OwnedWriteHalf,
     parts: &mut [IoSlice<'_>],
+    stall_timeout: std::time::Duration,
 ) -> std::io::Result<()> {
     let mut parts = &mut parts[..];
     while parts.iter().any(|p| !p.is_empty()) {
-        let n = w.write_vectored(parts).await?;
+        let n = tokio::time::timeout(stall_timeout, w.write_vectored(parts))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "initiator took no data within the stall timeout",
+                )
+            })??;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -241,13 +256,15 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     portal: PortalConfig,
+    login_slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let local = stream.local_addr().unwrap_or(portal.addr);
     let span = tracing::info_span!("conn", %peer, portal = %portal.addr);
     async move {
         let (rd, wr) = stream.into_split();
         let mut rd = PduReader::new(rd);
-        let mut wr = PduWriter::new(wr);
+        let stall = std::time::Duration::from_millis(shared.config.limits.nop_in_timeout_ms);
+        let mut wr = PduWriter::new(wr, stall);
         let timeout = std::time::Duration::from_millis(shared.config.limits.login_timeout_ms);
         let logged_in = match tokio::time::timeout(
             timeout,
@@ -256,17 +273,25 @@ pub(crate) async fn serve(
         .await
         {
             Ok(Ok(Some(s))) => s,
-            Ok(Ok(None)) => return,
+            Ok(Ok(None)) => {
+                shared.counters.login_failed();
+                return;
+            }
             Ok(Err(e)) => {
+                shared.counters.login_failed();
                 tracing::info!(error = %e, "login ended");
                 return;
             }
             Err(_) => {
+                shared.counters.login_failed();
                 tracing::warn!(error = %ConnError::LoginTimeout, "closing connection");
                 return;
             }
         };
-        ffp::run(shared, logged_in, rd, wr, portal, local).await;
+        shared.counters.logged_in();
+        // Logged in: the connection now counts against the session limits instead.
+        drop(login_slot);
+        ffp::run(shared, logged_in, rd, wr, portal, local, peer).await;
     }
     .instrument(span)
     .await

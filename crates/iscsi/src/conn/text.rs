@@ -48,7 +48,8 @@ pub(crate) fn respond(
 }
 
 fn send_targets(shared: &Shared, asker: &Asker<'_>, value: &str, out: &mut Vec<u8>) {
-    for t in &shared.config.targets {
+    let live = shared.live();
+    for t in &live.targets {
         let wanted = match (value, asker.session_target) {
             ("All", None) => true,
             ("All", Some(_)) => true,
@@ -56,12 +57,13 @@ fn send_targets(shared: &Shared, asker: &Asker<'_>, value: &str, out: &mut Vec<u
             (name, _) => t.name.eq_ignore_ascii_case(name),
         };
         // Discovery shows only what this initiator may log in to (RFC 7143 Appendix C).
-        if !wanted || !t.enabled || shared.lun_map(t, asker.initiator).is_none() {
+        if !wanted || !t.enabled || crate::server::LiveConfig::lun_map(t, asker.initiator).is_none()
+        {
             continue;
         }
         push_pair(out, "TargetName", &t.name);
-        for p in &shared.config.portals {
-            if shared.target_on_portal(t, p) {
+        for p in &shared.portals() {
+            if crate::server::target_on_portal(t, p) {
                 push_pair(
                     out,
                     "TargetAddress",

@@ -395,3 +395,240 @@ mod tests {
         );
     }
 }
+
+/// RFC 7143 6.2 and 13 as properties: ranges, result functions per key, declarative and
+/// unknown keys, for any target settings within the RFC's bounds.
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEYS: [&str; 20] = [
+        "HeaderDigest",
+        "DataDigest",
+        "MaxRecvDataSegmentLength",
+        "MaxBurstLength",
+        "FirstBurstLength",
+        "MaxOutstandingR2T",
+        "DefaultTime2Retain",
+        "DefaultTime2Wait",
+        "MaxConnections",
+        "ErrorRecoveryLevel",
+        "iSCSIProtocolLevel",
+        "InitialR2T",
+        "ImmediateData",
+        "DataPDUInOrder",
+        "DataSequenceInOrder",
+        "IFMarker",
+        "OFMarker",
+        "IFMarkInt",
+        "OFMarkInt",
+        "TaskReporting",
+    ];
+
+    fn arb_ours() -> impl Strategy<Value = TargetParams> {
+        let len = MIN_DATA_LENGTH as u32..=MAX_DATA_LENGTH as u32;
+        (
+            (len.clone(), len.clone(), len, 1u32..=65535),
+            any::<(bool, bool, bool, bool)>(),
+            (0u32..=3600, 0u32..=3600),
+        )
+            .prop_map(
+                |((mrdsl, mbl, fbl, r2t), (imm, ir2t, hd, dd), (t2w, t2r))| TargetParams {
+                    max_recv_data_segment_length: mrdsl,
+                    max_burst_length: mbl,
+                    first_burst_length: fbl,
+                    max_outstanding_r2t: r2t,
+                    immediate_data: imm,
+                    initial_r2t: ir2t,
+                    header_digest_crc32c: hd,
+                    data_digest_crc32c: dd,
+                    default_time2wait: t2w,
+                    default_time2retain: t2r,
+                },
+            )
+    }
+
+    /// Values as initiators write them: decimal, hex, booleans, lists, and junk.
+    fn arb_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u64..70_000).prop_map(|n| n.to_string()),
+            (0u64..1 << 25).prop_map(|n| format!("{n:#x}")),
+            Just("Yes".to_owned()),
+            Just("No".to_owned()),
+            Just("CRC32C,None".to_owned()),
+            Just("None".to_owned()),
+            "[A-Za-z0-9,~.+-]{0,12}",
+        ]
+    }
+
+    fn ans(v: impl ToString) -> KeyAction {
+        KeyAction::Answer(v.to_string())
+    }
+
+    /// Every parameter within RFC 7143 13's range and, for result function minimum, at
+    /// most what we offered.
+    fn assert_in_bounds(p: &SessionParams, ours: &TargetParams) {
+        let data = MIN_DATA_LENGTH..=MAX_DATA_LENGTH;
+        let mrdsl = u64::from(p.initiator_max_recv_data_segment_length);
+        assert!(mrdsl == 8192 || data.contains(&mrdsl));
+        let mbl = u64::from(p.max_burst_length);
+        assert!(data.contains(&mbl));
+        assert!(mbl == 262_144 || p.max_burst_length <= ours.max_burst_length);
+        let fbl = u64::from(p.first_burst_length);
+        assert!(data.contains(&fbl));
+        assert!(fbl == 65_536 || p.first_burst_length <= ours.first_burst_length);
+        assert!((1..=65535).contains(&p.max_outstanding_r2t));
+        assert!(p.max_outstanding_r2t == 1 || p.max_outstanding_r2t <= ours.max_outstanding_r2t);
+        assert!(u64::from(p.default_time2wait) <= MAX_TIME2_SECONDS);
+        assert!(u64::from(p.default_time2retain) <= MAX_TIME2_SECONDS);
+        assert_eq!(p.error_recovery_level, OUR_ERROR_RECOVERY_LEVEL);
+        assert_eq!(u64::from(p.max_connections), OUR_MAX_CONNECTIONS);
+        assert!(p.data_pdu_in_order && p.data_sequence_in_order);
+        assert!(!p.header_digest || ours.header_digest_crc32c);
+        assert!(!p.data_digest || ours.data_digest_crc32c);
+    }
+
+    /// (key, minimum, maximum, our value, the negotiated field).
+    type MinimumCase = (&'static str, u64, u64, u64, fn(&SessionParams) -> u32);
+
+    proptest! {
+        /// Any sequence of known keys with any values keeps every parameter in bounds, and
+        /// every answer is a legal value for its key.
+        #[test]
+        fn results_stay_within_bounds(
+            ours in arb_ours(),
+            offers in proptest::collection::vec((0..KEYS.len(), arb_value()), 0..40),
+        ) {
+            let mut p = SessionParams::default();
+            for (k, v) in &offers {
+                let key = KEYS[*k];
+                match negotiate(key, v, &ours, &mut p, false) {
+                    KeyAction::Answer(a) => {
+                        prop_assert!(a == "Reject" || a == "Irrelevant" || !a.is_empty());
+                        if let Some(n) = parse_number(&a) {
+                            prop_assert!(n <= MAX_DATA_LENGTH, "{key}={v} -> {a}");
+                        }
+                    }
+                    KeyAction::Recorded => prop_assert_eq!(key, "MaxRecvDataSegmentLength"),
+                    KeyAction::Invalid => prop_assert_eq!(key, "MaxRecvDataSegmentLength"),
+                }
+                assert_in_bounds(&p, &ours);
+            }
+        }
+
+        /// Result function minimum (RFC 7143 13.13, 13.14, 13.17, 13.16): in range, the
+        /// answer is min(offer, ours); out of range it is Reject and nothing changes.
+        #[test]
+        fn minimum_keys(ours in arb_ours(), n: u64, small in 0u64..70_000) {
+            let cases: [MinimumCase; 4] = [
+                ("MaxBurstLength", MIN_DATA_LENGTH, MAX_DATA_LENGTH,
+                 u64::from(ours.max_burst_length), |p| p.max_burst_length),
+                ("FirstBurstLength", MIN_DATA_LENGTH, MAX_DATA_LENGTH,
+                 u64::from(ours.first_burst_length.min(ours.max_burst_length)),
+                 |p| p.first_burst_length),
+                ("MaxOutstandingR2T", 1, 65535, u64::from(ours.max_outstanding_r2t),
+                 |p| p.max_outstanding_r2t),
+                ("DefaultTime2Retain", 0, MAX_TIME2_SECONDS, u64::from(ours.default_time2retain),
+                 |p| p.default_time2retain),
+            ];
+            for (key, lo, hi, our, get) in cases {
+                for offer in [n, small, lo, hi] {
+                    let mut p = SessionParams::default();
+                    let before = p.clone();
+                    let got = negotiate(key, &offer.to_string(), &ours, &mut p, false);
+                    if (lo..=hi).contains(&offer) {
+                        let r = offer.min(our);
+                        prop_assert_eq!(got, ans(r));
+                        prop_assert_eq!(u64::from(get(&p)), r);
+                    } else {
+                        prop_assert_eq!(got, ans("Reject"));
+                        prop_assert_eq!(&p, &before);
+                    }
+                }
+            }
+        }
+
+        /// DefaultTime2Wait: result function maximum (RFC 7143 13.15).
+        #[test]
+        fn time2wait_is_maximum(ours in arb_ours(), offer in 0u64..5000) {
+            let mut p = SessionParams::default();
+            let got = negotiate("DefaultTime2Wait", &offer.to_string(), &ours, &mut p, false);
+            if offer <= MAX_TIME2_SECONDS {
+                let r = offer.max(u64::from(ours.default_time2wait));
+                prop_assert_eq!(got, ans(r));
+                prop_assert_eq!(u64::from(p.default_time2wait), r);
+            } else {
+                prop_assert_eq!(got, ans("Reject"));
+            }
+        }
+
+        /// InitialR2T is OR, ImmediateData is AND (RFC 7143 13.10, 13.11); both accept
+        /// exactly "Yes" and "No".
+        #[test]
+        fn boolean_keys(ours in arb_ours(), b: bool, junk in "[a-zA-Z]{0,4}") {
+            let v = if b { "Yes" } else { "No" };
+            let mut p = SessionParams::default();
+            let or = b || ours.initial_r2t;
+            prop_assert_eq!(negotiate("InitialR2T", v, &ours, &mut p, false), ans(if or { "Yes" } else { "No" }));
+            prop_assert_eq!(p.initial_r2t, or);
+            let and = b && ours.immediate_data;
+            prop_assert_eq!(negotiate("ImmediateData", v, &ours, &mut p, false), ans(if and { "Yes" } else { "No" }));
+            prop_assert_eq!(p.immediate_data, and);
+            if junk != "Yes" && junk != "No" {
+                let before = p.clone();
+                prop_assert_eq!(negotiate("InitialR2T", &junk, &ours, &mut p, false), ans("Reject"));
+                prop_assert_eq!(negotiate("ImmediateData", &junk, &ours, &mut p, false), ans("Reject"));
+                prop_assert_eq!(p, before);
+            }
+        }
+
+        /// MaxRecvDataSegmentLength is declarative (RFC 7143 13.12): recorded, never
+        /// answered; an illegal value fails the login.
+        #[test]
+        fn declarative_key(ours in arb_ours(), n: u32) {
+            let mut p = SessionParams::default();
+            let got = negotiate("MaxRecvDataSegmentLength", &n.to_string(), &ours, &mut p, false);
+            if (MIN_DATA_LENGTH..=MAX_DATA_LENGTH).contains(&u64::from(n)) {
+                prop_assert_eq!(got, KeyAction::Recorded);
+                prop_assert_eq!(p.initiator_max_recv_data_segment_length, n);
+            } else {
+                prop_assert_eq!(got, KeyAction::Invalid);
+                prop_assert_eq!(p, SessionParams::default());
+            }
+        }
+
+        /// Unknown and private keys are NotUnderstood and change nothing (RFC 7143 6.2.1).
+        #[test]
+        fn unknown_keys(ours in arb_ours(), key in "(X-|X#)?[A-Za-z][A-Za-z0-9.]{0,20}",
+                        v in arb_value(), discovery: bool) {
+            prop_assume!(!KEYS.contains(&key.as_str()));
+            let mut p = SessionParams::default();
+            prop_assert_eq!(negotiate(&key, &v, &ours, &mut p, discovery), ans("NotUnderstood"));
+            prop_assert_eq!(p, SessionParams::default());
+        }
+
+        /// Keys irrelevant to discovery sessions are answered Irrelevant there, whatever
+        /// the value, and change nothing.
+        #[test]
+        fn discovery_irrelevance(ours in arb_ours(), k in 0..KEYS.len(), v in arb_value()) {
+            let key = KEYS[k];
+            prop_assume!(irrelevant_in_discovery(key));
+            let mut p = SessionParams::default();
+            prop_assert_eq!(negotiate(key, &v, &ours, &mut p, true), ans("Irrelevant"));
+            prop_assert_eq!(p, SessionParams::default());
+        }
+
+        /// RFC 7143 6.1 numbers: decimal and 0x hex both parse to the value written.
+        /// Decimal stops at 19 digits (`parse_number`); every key's range is far below.
+        #[test]
+        fn numbers_round_trip(n: u64) {
+            if n < 10_000_000_000_000_000_000 {
+                prop_assert_eq!(parse_number(&n.to_string()), Some(n));
+            }
+            prop_assert_eq!(parse_number(&format!("{n:#x}")), Some(n));
+            prop_assert_eq!(parse_number(&format!("{n:#X}").replacen("0X", "0x", 1)), Some(n));
+        }
+    }
+}

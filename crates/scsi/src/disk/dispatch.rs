@@ -6,7 +6,8 @@ use esos_block::BlockDevice;
 
 use super::mode::{self, MAX_MODE_SELECT_LEN, Medium, SenseRequest};
 use super::{
-    Done, Outcome, atomic, capacity, defect, inquiry, opcodes, prefetch, provision, rw, sync, vpd,
+    Done, Outcome, atomic, capacity, defect, inquiry, opcodes, prefetch, provision, rw, sanitize,
+    sync, vpd,
 };
 use crate::cdb::Cdb;
 use crate::engine::LogicalUnit;
@@ -20,6 +21,17 @@ pub async fn execute(
     cdb: Cdb,
     mut buf: IoBuf,
 ) -> (Outcome, IoBuf) {
+    // An ejected removable medium (disk/medium.rs): one atomic load when it is there.
+    if let Err(s) = lu.medium.check(&cdb) {
+        return (Err(s.into()), buf);
+    }
+    // A sanitize that started while this command waited for its turn.
+    if let Some(out) = sanitize::gate(lu, cmd, &cdb, &mut buf) {
+        return (out, buf);
+    }
+    if let Some(out) = zero_length_write(lu, &cdb) {
+        return (out, buf);
+    }
     let out = match cdb {
         Cdb::Read(r) => return rw::read(lu, r, buf).await,
         Cdb::Write(r) => return rw::write(lu, r, false, cmd.expected_len, buf).await,
@@ -31,18 +43,16 @@ pub async fn execute(
         Cdb::SyncCache { lba, blocks, immed } => {
             sync::synchronize_cache(lu, lba, blocks, immed).await
         }
-        Cdb::TestUnitReady | Cdb::StartStopUnit { .. } => Ok(Done::NO_DATA),
-        Cdb::RequestSense { desc, alloc_len } => {
-            // SPC-4 6.29: report a pending unit attention (and clear it), else NO SENSE.
-            let sense = match lu.ua.take(cmd.nexus.id) {
-                Some(asc) => Sense::new(SenseKey::UnitAttention, asc),
-                None => Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL_SENSE),
-            };
-            let enc = sense.encode(desc);
-            buf.clear();
-            buf.extend_from_slice(enc.as_slice());
-            Ok(Done::data(buf.len(), alloc_len))
-        }
+        Cdb::TestUnitReady => Ok(Done::NO_DATA),
+        Cdb::StartStopUnit {
+            power_condition,
+            no_flush,
+            loej,
+            start,
+            ..
+        } => sync::start_stop_unit(lu, cmd, power_condition, no_flush, loej, start).await,
+        Cdb::PreventAllow { prevent } => sync::prevent_allow(lu, cmd, prevent),
+        Cdb::RequestSense { desc, alloc_len } => request_sense(lu, cmd, desc, alloc_len, &mut buf),
         Cdb::Inquiry {
             evpd,
             page,
@@ -53,7 +63,12 @@ pub async fn execute(
             Ok(Done::data(buf.len(), u32::MAX))
         }
         Cdb::ReadCapacity16 { alloc_len } => {
-            capacity::capacity16(lu.device.num_blocks(), lu.device.block_size(), &mut buf);
+            capacity::capacity16(
+                lu.device.num_blocks(),
+                lu.device.block_size(),
+                lu.settings.lbppb_exponent,
+                &mut buf,
+            );
             provision::capacity16_bits(lu, &mut buf);
             Ok(Done::data(buf.len(), alloc_len))
         }
@@ -116,10 +131,51 @@ pub async fn execute(
             opcode,
             sa,
             alloc_len,
-        } => opcodes::report_opcodes(rctd, options, opcode, sa, alloc_len, &mut buf),
+        } => {
+            let stpg = lu.settings.alua.mode().explicit();
+            opcodes::report_opcodes(rctd, options, opcode, sa, alloc_len, stpg, &mut buf)
+        }
+        Cdb::ReportTargetPortGroups {
+            extended,
+            alloc_len,
+        } => {
+            lu.settings.alua.report(&cmd.nexus, extended, &mut buf);
+            Ok(Done::data(buf.len(), alloc_len))
+        }
+        Cdb::SetTargetPortGroups { param_len } => set_target_port_groups(lu, cmd, param_len, &buf),
         Cdb::ReportTmfs { repd, alloc_len } => opcodes::report_tmfs(repd, alloc_len, &mut buf),
+        // Run by the LUN map, which has the copy targets (disk/xcopy.rs).
+        Cdb::ExtendedCopy { .. } => Err(Sense::illegal(Asc::INTERNAL_TARGET_FAILURE).into()),
+        Cdb::ReceiveCopyResults {
+            action,
+            list_id,
+            alloc_len,
+        } => super::xcopy::receive_copy_results(lu, cmd, action, list_id, alloc_len, &mut buf),
+        Cdb::Sanitize(s) => sanitize::sanitize(lu, cmd, s, &buf).await,
+        // Decoded only for CD-ROM units.
+        Cdb::Mmc(_) => Err(Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE).into()),
     };
     (out, buf)
+}
+
+/// REQUEST SENSE (SPC-4 6.29): a pending unit attention (cleared), else the NOT READY
+/// of an ejected medium, else NO SENSE.
+pub(crate) fn request_sense(
+    lu: &LogicalUnit,
+    cmd: &Command,
+    desc: bool,
+    alloc_len: u32,
+    buf: &mut IoBuf,
+) -> Outcome {
+    let sense = match lu.ua.take(cmd.nexus.id) {
+        Some(asc) => Sense::new(SenseKey::UnitAttention, asc),
+        None if !lu.medium.present() => lu.medium.absent_sense(),
+        None => Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL_SENSE),
+    };
+    let enc = sense.encode(desc);
+    buf.clear();
+    buf.extend_from_slice(enc.as_slice());
+    Ok(Done::data(buf.len(), alloc_len))
 }
 
 fn medium(lu: &LogicalUnit) -> Medium {
@@ -130,7 +186,26 @@ fn medium(lu: &LogicalUnit) -> Medium {
     }
 }
 
-fn inquiry_cmd(
+/// A write command with a TRANSFER LENGTH of 0 on a write-protected unit: it writes no
+/// block, which "shall not be considered an error" (SBC-3 5.31), and write protection
+/// refuses only writes to the medium (SBC-3 4.x), so only its range is checked. Writable
+/// units take the usual path.
+fn zero_length_write(lu: &LogicalUnit, cdb: &Cdb) -> Option<Outcome> {
+    let r = match cdb {
+        Cdb::Write(r)
+        | Cdb::WriteVerify(r)
+        | Cdb::OrWrite(r)
+        | Cdb::WriteAtomic(r)
+        | Cdb::CompareAndWrite(r) => r,
+        _ => return None,
+    };
+    if r.blocks != 0 || !(lu.write_protected() || lu.mode.swp()) {
+        return None;
+    }
+    Some(rw::check(lu, r).map(|_| Done::NO_DATA))
+}
+
+pub(crate) fn inquiry_cmd(
     lu: &LogicalUnit,
     cmd: &Command,
     evpd: bool,
@@ -147,11 +222,44 @@ fn inquiry_cmd(
             rotational: lu.device.rotational(),
         };
         vpd::page(page, inp, buf)?;
+        if page == vpd::DEVICE_ID {
+            vpd::append_port_group(buf, lu.settings.alua.group_id(&cmd.nexus));
+        }
         provision::fill_vpd(lu, page, buf);
+    } else if lu.settings.removable {
+        inquiry::standard_as(
+            &lu.settings.identity,
+            0x00,
+            true,
+            &inquiry::VERSION_DESCRIPTORS,
+            buf,
+        );
     } else {
         inquiry::standard(Some(&lu.settings.identity), buf);
     }
+    if !evpd {
+        // TPGS: who may change ALUA states (SPC-4 6.6.2).
+        buf[5] |= lu.settings.alua.mode().tpgs() << 4;
+    }
     Ok(Done::data(buf.len(), alloc_len))
+}
+
+/// SET TARGET PORT GROUPS (SPC-4 6.39): only with explicit ALUA (TPGS 10b or 11b).
+fn set_target_port_groups(lu: &LogicalUnit, cmd: &Command, param_len: u32, buf: &IoBuf) -> Outcome {
+    if !lu.settings.alua.mode().explicit() {
+        return Err(Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE).into());
+    }
+    if param_len > crate::alua::MAX_STPG_PARAM_LEN {
+        return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
+    }
+    rw::check_data_out(cmd.expected_len, buf, u64::from(param_len))?;
+    lu.settings
+        .alua
+        .set_explicit(&buf[..param_len as usize], Some(lu), cmd.nexus.id)?;
+    Ok(Done {
+        data_in: 0,
+        transfer: u64::from(param_len),
+    })
 }
 
 /// MODE SELECT (SPC-4 6.9): validate the whole list, apply it, and tell the other

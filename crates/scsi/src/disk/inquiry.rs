@@ -7,7 +7,13 @@ use crate::Identity;
 pub const STANDARD_LEN: usize = 96;
 
 /// Version descriptors (SPC-4 table 148): SAM-5, SPC-4, SBC-3, iSCSI (no version claimed).
-const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0460, 0x04C0, 0x0960];
+pub const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0460, 0x04C0, 0x0960];
+
+/// The same for a CD/DVD unit: SAM-5, SPC-4, MMC-6, iSCSI (no version claimed).
+pub const MMC_VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0460, 0x04E0, 0x0960];
+
+/// Peripheral device type of a CD/DVD device (SPC-4 table 141).
+pub const PERIPHERAL_CDROM: u8 = 0x05;
 
 /// Peripheral qualifier 3, device type 1Fh: "no logical unit at this LUN" (SPC-4 6.6.2).
 pub const PERIPHERAL_NONE: u8 = 0x7F;
@@ -18,6 +24,23 @@ pub fn ascii_field(dst: &mut [u8], s: &str) {
     dst.fill(b' ');
     for (d, c) in dst.iter_mut().zip(s.bytes()) {
         *d = if (0x20..=0x7E).contains(&c) { c } else { b' ' };
+    }
+}
+
+/// Standard INQUIRY data of a mapped unit of another device type than a disk, or of a
+/// removable one: RMB (SPC-4 6.6.2) says the medium can be removed.
+pub fn standard_as(
+    identity: &Identity,
+    device_type: u8,
+    removable: bool,
+    descriptors: &[u16; 4],
+    out: &mut Vec<u8>,
+) {
+    standard(Some(identity), out);
+    out[0] = device_type & 0x1F;
+    out[1] = if removable { 0x80 } else { 0 };
+    for (i, v) in descriptors.iter().enumerate() {
+        out[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
     }
 }
 
@@ -42,6 +65,10 @@ pub fn standard(identity: Option<&Identity>, out: &mut Vec<u8>) {
     ascii_field(&mut d[32..36], revision);
     for (i, v) in VERSION_DESCRIPTORS.iter().enumerate() {
         d[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
+    }
+    if identity.is_some() {
+        // 3PC: the unit is a copy manager for EXTENDED COPY (disk/xcopy.rs).
+        d[5] |= 0x08;
     }
 }
 
@@ -74,5 +101,15 @@ mod tests {
         );
         standard(None, &mut out);
         assert_eq!(out[0], 0x7F);
+        standard_as(
+            &id,
+            PERIPHERAL_CDROM,
+            true,
+            &MMC_VERSION_DESCRIPTORS,
+            &mut out,
+        );
+        assert_eq!((out[0], out[1], out[2]), (0x05, 0x80, 6));
+        assert_eq!(&out[62..64], &[0x04, 0xE0]);
+        assert_eq!(&out[8..16], b"ESOS    ");
     }
 }

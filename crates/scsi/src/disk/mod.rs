@@ -2,17 +2,20 @@
 //!
 //! Folder map: `inquiry.rs` standard INQUIRY, `vpd.rs` VPD pages, `mode.rs` MODE SENSE /
 //! MODE SELECT, `capacity.rs` READ CAPACITY, `rw.rs` READ / WRITE / VERIFY / WRITE AND
-//! VERIFY, `sync.rs` SYNCHRONIZE CACHE; `dispatch.rs` routes a decoded CDB to them.
+//! VERIFY, `sync.rs` SYNCHRONIZE CACHE and START STOP UNIT / PREVENT ALLOW MEDIUM REMOVAL
+//! over the removable-medium state in `medium.rs`; `dispatch.rs` routes a decoded CDB to them.
 //! `atomic.rs` COMPARE AND WRITE / ORWRITE / WRITE ATOMIC (serialised by `range_lock.rs`),
 //! `prefetch.rs` PRE-FETCH, `defect.rs` READ DEFECT DATA, `opcodes.rs` the table of
 //! supported commands behind REPORT SUPPORTED OPERATION CODES.
 //! `provision.rs` UNMAP / WRITE SAME / GET LBA STATUS and the thin-provisioning fields.
+//! `xcopy.rs` EXTENDED COPY / RECEIVE COPY RESULTS (the copy manager, VAAI XCOPY).
 
 pub mod atomic;
 pub mod capacity;
 pub mod defect;
 pub mod dispatch;
 pub mod inquiry;
+pub mod medium;
 pub mod mode;
 pub mod opcodes;
 pub mod pr;
@@ -20,8 +23,10 @@ pub mod prefetch;
 pub mod provision;
 pub mod range_lock;
 pub mod rw;
+pub mod sanitize;
 pub mod sync;
 pub mod vpd;
+pub mod xcopy;
 
 use crate::Residual;
 use crate::sense::Sense;

@@ -56,6 +56,7 @@ pub const TABLE: &[OpRow] = &[
     row(&[0x17, 0, 0, 0, 0, 0]),
     row(&[op::MODE_SENSE_6, 0x08, FF, FF, FF, 0]),
     row(&[op::START_STOP_UNIT, 0x01, 0, 0x0F, 0xF7, 0]),
+    row(&[op::PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 0x03, 0]),
     row(&[op::READ_CAPACITY_10, 0, FF, FF, FF, FF, 0, 0, 0x01, 0]),
     row(&[op::READ_10, 0x18, FF, FF, FF, FF, 0, FF, FF, 0]),
     row(&[op::WRITE_10, 0x18, FF, FF, FF, FF, 0, FF, FF, 0]),
@@ -68,6 +69,11 @@ pub const TABLE: &[OpRow] = &[
     row(&[0x41, 0x08, FF, FF, FF, FF, 0, FF, FF, 0]),
     // UNMAP (SBC-3 5.28).
     row(&[0x42, 0, 0, 0, 0, 0, 0, FF, FF, 0]),
+    // SANITIZE (SBC-4 5.30): OVERWRITE, BLOCK ERASE, EXIT FAILURE MODE with IMMED and
+    // AUSE; no CRYPTOGRAPHIC ERASE.
+    sa_row(&[op::SANITIZE, 0xA1, 0, 0, 0, 0, 0, FF, FF, 0]),
+    sa_row(&[op::SANITIZE, 0xA2, 0, 0, 0, 0, 0, FF, FF, 0]),
+    sa_row(&[op::SANITIZE, 0xBF, 0, 0, 0, 0, 0, FF, FF, 0]),
     row(&[op::MODE_SELECT_10, 0x11, 0, 0, 0, 0, 0, FF, FF, 0]),
     // RESERVE(10) / RELEASE(10) (SPC-2 7.22, 7.18).
     row(&[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
@@ -89,6 +95,29 @@ pub const TABLE: &[OpRow] = &[
     sa_row(&[0x5F, 0x05, FF, 0, 0, FF, FF, FF, FF, 0]),
     sa_row(&[0x5F, 0x06, FF, 0, 0, FF, FF, FF, FF, 0]),
     sa_row(&[0x5F, 0x07, FF, 0, 0, FF, FF, FF, FF, 0]),
+    // EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-4 6.3, 6.18).
+    sa_row(&[
+        op::EXTENDED_COPY,
+        0x00,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]),
+    sa_row(&[0x84, 0x00, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
+    sa_row(&[0x84, 0x01, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
+    sa_row(&[0x84, 0x03, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
+    sa_row(&[0x84, 0x04, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
     row(&[
         op::READ_16,
         0x18,
@@ -293,6 +322,21 @@ pub const TABLE: &[OpRow] = &[
         0,
     ]),
     row(&[op::REPORT_LUNS, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
+    // REPORT TARGET PORT GROUPS (SPC-4 6.27): PARAMETER DATA FORMAT in byte 1.
+    sa_row(&[
+        op::MAINTENANCE_IN,
+        0xE0 | op::SA_REPORT_TARGET_PORT_GROUPS,
+        0,
+        0,
+        0,
+        0,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]),
     sa_row(&[
         op::MAINTENANCE_IN,
         op::SA_REPORT_SUPPORTED_OPCODES,
@@ -311,6 +355,21 @@ pub const TABLE: &[OpRow] = &[
         op::MAINTENANCE_IN,
         op::SA_REPORT_SUPPORTED_TMFS,
         0x80,
+        0,
+        0,
+        0,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]),
+    // SET TARGET PORT GROUPS (SPC-4 6.39); hidden while ALUA is implicit only.
+    sa_row(&[
+        op::MAINTENANCE_OUT,
+        op::SA_SET_TARGET_PORT_GROUPS,
+        0,
         0,
         0,
         0,
@@ -392,15 +451,19 @@ fn timeouts(out: &mut IoBuf) {
 
 /// REPORT SUPPORTED OPERATION CODES: options 000b all commands, 001b one opcode without
 /// service actions, 010b one opcode and service action, 011b either (SPC-4 table 300).
+/// `stpg` is false while ALUA is implicit only: SET TARGET PORT GROUPS is then not
+/// supported (SPC-4 6.39).
 pub fn report_opcodes(
     rctd: bool,
     options: u8,
     opcode: u8,
     sa: u16,
     alloc_len: u32,
+    stpg: bool,
     out: &mut IoBuf,
 ) -> Outcome {
     out.clear();
+    let supported = || supported().filter(move |r| stpg || r.opcode != op::MAINTENANCE_OUT);
     if options == 0 {
         out.extend_from_slice(&[0; 4]);
         for r in supported() {
@@ -467,7 +530,7 @@ mod tests {
 
     fn report(rctd: bool, options: u8, opcode: u8, sa: u16) -> Result<Vec<u8>, Sense> {
         let mut out = Vec::new();
-        report_opcodes(rctd, options, opcode, sa, u32::MAX, &mut out).map_err(|f| f.sense)?;
+        report_opcodes(rctd, options, opcode, sa, u32::MAX, true, &mut out).map_err(|f| f.sense)?;
         Ok(out)
     }
 

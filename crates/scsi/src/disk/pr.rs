@@ -182,7 +182,9 @@ fn access(cdb: &[u8]) -> Access {
         | opc::RESERVE_6
         | opc::RESERVE_10
         | opc::RELEASE_6
-        | opc::RELEASE_10 => Access::Always,
+        | opc::RELEASE_10
+        // RECEIVE COPY RESULTS only reports on copies this nexus ran (SPC-4 table 62).
+        | 0x84 => Access::Always,
         op::SERVICE_ACTION_IN_16 if sa == op::SA_READ_CAPACITY_16 => Access::Always,
         op::READ_6
         | op::READ_10

@@ -47,7 +47,7 @@ pub(crate) fn thin(lu: &LogicalUnit) -> bool {
 }
 
 /// LBPRZ: unmapped blocks read as zeros.
-fn lbprz(lu: &LogicalUnit) -> bool {
+pub(crate) fn lbprz(lu: &LogicalUnit) -> bool {
     thin(lu) && lu.device.discard_zeroes()
 }
 
@@ -71,25 +71,39 @@ pub fn capacity16_bits(lu: &LogicalUnit, data: &mut [u8]) {
     }
 }
 
+/// Logical blocks per physical block (SBC-3 5.16.2 LBPPB), from the LU settings.
+fn lbppb(lu: &LogicalUnit) -> u32 {
+    1u32 << lu.settings.lbppb_exponent.min(15)
+}
+
 /// Fills the provisioning fields of the VPD pages that `vpd.rs` lays out: Block Limits
-/// (SBC-3 6.5.3) gets WSNZ and the WRITE SAME limit always, the UNMAP limits when thin;
+/// (SBC-3 6.5.3) gets the WRITE SAME limit and the physical-block granularity always, the
+/// UNMAP limits when thin (WSNZ stays 0: a NUMBER OF LOGICAL BLOCKS of 0 is accepted);
 /// Logical Block Provisioning (SBC-3 6.5.4) gets LBPU, LBPWS, LBPWS10, LBPRZ and the
 /// provisioning type when thin. Pages shorter than expected are left alone.
 pub fn fill_vpd(lu: &LogicalUnit, page: u8, out: &mut [u8]) {
     match page {
         super::vpd::BLOCK_LIMITS if out.len() >= 44 => {
-            // WSNZ: a NUMBER OF LOGICAL BLOCKS of 0 ("to the end") is refused, so one
-            // command never covers more than the limit below.
-            out[4] |= 0x01;
+            // OPTIMAL TRANSFER LENGTH GRANULARITY: at least one physical block, so
+            // initiators avoid read-modify-write of partial physical blocks.
+            let otlg = u16::from_be_bytes([out[6], out[7]]);
+            let pb = u16::try_from(lbppb(lu)).unwrap_or(u16::MAX);
+            out[6..8].copy_from_slice(&otlg.max(pb).to_be_bytes());
             out[36..44].copy_from_slice(&u64::from(max_write_same_blocks(lu)).to_be_bytes());
             if thin(lu) {
                 out[20..24].copy_from_slice(&max_unmap_blocks(lu).to_be_bytes());
                 out[24..28].copy_from_slice(&MAX_UNMAP_DESCRIPTORS.to_be_bytes());
                 // OPTIMAL UNMAP GRANULARITY: a 4 KiB filesystem block, below which a hole
                 // punch only zeroes.
-                let gran = (4096 / lu.device.block_size()).max(1);
+                let gran = (4096 / lu.device.block_size()).max(1).max(lbppb(lu));
                 out[28..32].copy_from_slice(&gran.to_be_bytes());
             }
+        }
+        super::vpd::BLOCK_CHARACTERISTICS if out.len() >= 8 => {
+            // WABEREQ 01b: after a SANITIZE BLOCK ERASE, reads of blocks not written
+            // since succeed (they return zeros, disk/sanitize.rs); WACEREQ 00b, as
+            // CRYPTOGRAPHIC ERASE is not supported (SBC-4 6.6.2).
+            out[7] = (out[7] & 0x0F) | 0x40;
         }
         super::vpd::LB_PROVISIONING if out.len() >= 8 && thin(lu) => {
             // LBPU, LBPWS, LBPWS10; LBPRZ 001b; ANC_SUP 0 (no anchored state); DP 0.
@@ -134,7 +148,6 @@ pub async fn unmap(
         // ANC_SUP 0 (SBC-3 5.28.1).
         return Err(Sense::invalid_cdb_field(1, Some(0)).into());
     }
-    check_writable(lu)?;
     if param_len == 0 {
         return Ok(Done::NO_DATA);
     }
@@ -148,6 +161,11 @@ pub async fn unmap(
     check_data_out(cmd.expected_len, buf, u64::from(param_len))?;
     let list = &buf[..param_len as usize];
     let ranges = parse_unmap_list(list, lu.device.num_blocks(), max_unmap_blocks(lu))?;
+    // Write protection refuses changes to the medium; descriptors of 0 blocks change
+    // nothing, so a list of only those succeeds even then.
+    if !ranges.is_empty() {
+        check_writable(lu)?;
+    }
     let bs = u64::from(lu.device.block_size());
     let mut released = Ok(());
     let mut first_lba = 0;
@@ -220,6 +238,9 @@ pub async fn write_same(
 }
 
 async fn write_same_inner(lu: &LogicalUnit, cmd: &Command, ws: WriteSame, buf: &IoBuf) -> Outcome {
+    // A write-protected unit refuses every WRITE SAME as a write first (SBC-3 4.11; what
+    // libiscsi's ReadOnlySBC expects even when the UNMAP bit is set on a non-thin unit).
+    check_writable(lu)?;
     if ws.anchor {
         // ANC_SUP 0; ANCHOR without UNMAP is invalid in any case (SBC-3 5.40).
         return Err(Sense::invalid_cdb_field(1, Some(4)).into());
@@ -227,14 +248,10 @@ async fn write_same_inner(lu: &LogicalUnit, cmd: &Command, ws: WriteSame, buf: &
     if ws.unmap && !thin(lu) {
         return Err(Sense::invalid_cdb_field(1, Some(3)).into());
     }
-    if ws.blocks == 0 || ws.blocks > max_write_same_blocks(lu) {
-        // WSNZ 1 and MAXIMUM WRITE SAME LENGTH (SBC-3 6.5.3).
-        return Err(Sense::invalid_cdb_field(ws.len_byte, None).into());
-    }
-    let end = ws.lba.checked_add(u64::from(ws.blocks));
-    if end.is_none_or(|e| e > lu.device.num_blocks()) {
-        return Err(Sense::illegal(Asc::LBA_OUT_OF_RANGE).into());
-    }
+    let ws = WriteSame {
+        blocks: write_same_blocks(lu, &ws)?,
+        ..ws
+    };
     check_writable(lu)?;
     let bs = u64::from(lu.device.block_size());
     let transfer = if ws.ndob { 0 } else { bs };
@@ -257,8 +274,11 @@ async fn write_same_inner(lu: &LogicalUnit, cmd: &Command, ws: WriteSame, buf: &
     let (offset, len) = (ws.lba * bs, u64::from(ws.blocks) * bs);
     // Ordered against COMPARE AND WRITE / ORWRITE on the same blocks.
     let _range = lu.ranges.write(ws.lba, u64::from(ws.blocks)).await;
-    let r = if zeros && ws.unmap && lbprz(lu) {
-        // SBC-3 4.7.3.4.2: unmapped blocks read as zeros, which is the data asked for.
+    let r = if ws.unmap && lbprz(lu) {
+        // UNMAP set: the initiator asks for the blocks to be deallocated, and SBC-3
+        // (4.7.3.4, 5.43) lets the device server unmap them instead of writing the block;
+        // with LBPRZ they then read as zeros, whatever the Data-Out block held (what
+        // LIO does, and what libiscsi's WriteSame10.UnmapUntilEnd checks).
         lu.device.discard(offset, len).await
     } else if zeros && !thin(lu) {
         // Fully provisioned: allocation is not reported, so zeroing need not send data.
@@ -272,6 +292,34 @@ async fn write_same_inner(lu: &LogicalUnit, cmd: &Command, ws: WriteSame, buf: &
         data_in: 0,
         transfer,
     })
+}
+
+/// The number of blocks a WRITE SAME covers, checked against MAXIMUM WRITE SAME LENGTH and
+/// the capacity. A NUMBER OF LOGICAL BLOCKS of 0 means "from the LBA to the last LBA"
+/// (SBC-3 5.41, WSNZ 0); when that is more than the limit the CDB is refused, as for an
+/// explicit count (SBC-3 6.5.3).
+fn write_same_blocks(lu: &LogicalUnit, ws: &WriteSame) -> Result<u32, Fail> {
+    let num_blocks = lu.device.num_blocks();
+    let max = max_write_same_blocks(lu);
+    let too_long = || Sense::invalid_cdb_field(ws.len_byte, None).into();
+    let out_of_range = || Sense::illegal(Asc::LBA_OUT_OF_RANGE).into();
+    if ws.blocks == 0 {
+        if ws.lba >= num_blocks {
+            return Err(out_of_range());
+        }
+        return u32::try_from(num_blocks - ws.lba)
+            .ok()
+            .filter(|&n| n <= max)
+            .ok_or_else(too_long);
+    }
+    if ws.blocks > max {
+        return Err(too_long());
+    }
+    let end = ws.lba.checked_add(u64::from(ws.blocks));
+    if end.is_none_or(|e| e > num_blocks) {
+        return Err(out_of_range());
+    }
+    Ok(ws.blocks)
 }
 
 /// Writes `block` (empty means zeros) over `[offset, offset + len)` from one bounded buffer.
@@ -376,6 +424,10 @@ mod tests {
     const CHUNK_BLOCKS: u64 = 2048;
 
     fn lu(thin: bool, read_only: bool) -> Arc<LogicalUnit> {
+        lu_with(thin, read_only, 0)
+    }
+
+    fn lu_with(thin: bool, read_only: bool, lbppb_exponent: u8) -> Arc<LogicalUnit> {
         let spec = DeviceSpec {
             backend: Backend::Ram {
                 size_bytes: BLOCKS * BS as u64,
@@ -399,7 +451,9 @@ mod tests {
             thin,
             kind: crate::LuKind::Disk,
             removable: false,
-            lbppb_exponent: 0,
+            lbppb_exponent,
+            sanitize_rate: 0,
+            alua: Default::default(),
         };
         LogicalUnit::new(Device::open(&spec).unwrap(), settings)
     }
@@ -411,7 +465,10 @@ mod tests {
 
     impl T {
         async fn new(thin: bool, read_only: bool) -> T {
-            let lu = lu(thin, read_only);
+            T::with(lu(thin, read_only)).await
+        }
+
+        async fn with(lu: Arc<LogicalUnit>) -> T {
             let t = T {
                 map: LunMap::new(vec![(0, lu)]),
                 nx: Arc::new(Nexus {
@@ -558,7 +615,8 @@ mod tests {
             good(&r);
             assert_eq!(data[14] & 0xC0, if thin { 0xC0 } else { 0 }, "thin {thin}");
             let b0 = t.vpd(0xB0).await;
-            assert_eq!(b0[4] & 1, 1, "WSNZ");
+            assert_eq!(b0[4] & 1, 0, "WSNZ");
+            assert_eq!(u16::from_be_bytes([b0[6], b0[7]]), 8, "4 KiB granularity");
             let ws = u64::from_be_bytes(b0[36..44].try_into().unwrap());
             assert_eq!(ws, 4096, "bounded by the maximum transfer length");
             let max_lba = u32::from_be_bytes(b0[20..24].try_into().unwrap());
@@ -685,16 +743,17 @@ mod tests {
             assert_eq!(b, &block[..], "block {i}");
         }
         assert!(got[(n as usize + 1) * BS..].iter().all(|&b| b == 0));
-        // UNMAP with zeros deallocates a whole chunk; with data it writes.
+        // UNMAP deallocates, with a zero block or any other: the blocks read as zeros.
         t.write(2 * CHUNK_BLOCKS, pattern(4, 5)).await;
         let ws = enc::write_same(true, 2 * CHUNK_BLOCKS, CHUNK_BLOCKS as u32, 0x08);
         good(&t.run(&ws, 512, vec![0; BS]).await.0);
         assert!(t.read(2 * CHUNK_BLOCKS, 4).await.iter().all(|&b| b == 0));
         let st = t.lba_status(2 * CHUNK_BLOCKS).await.unwrap();
         assert_eq!(st[0].2, STATUS_DEALLOCATED, "{st:?}");
+        t.write(2 * CHUNK_BLOCKS, block.clone()).await;
         let ws = enc::write_same(true, 2 * CHUNK_BLOCKS, 2, 0x08);
         good(&t.run(&ws, 512, block.clone()).await.0);
-        assert_eq!(t.read(2 * CHUNK_BLOCKS, 1).await, block);
+        assert!(t.read(2 * CHUNK_BLOCKS, 2).await.iter().all(|&b| b == 0));
         // NDOB writes zeros without a data-out buffer.
         let (r, _) = t
             .run(&enc::write_same(false, 100, 2, 0x01), 0, Vec::new())
@@ -707,7 +766,6 @@ mod tests {
             let t = &t;
             async move { t.run(&cdb, len as u32, vec![0; len]).await.0 }
         };
-        check(&bad(enc::write_same(true, 0, 0, 0), BS).await, 5, 0x24, 0);
         let max = 4096;
         check(
             &bad(enc::write_same(false, 0, max + 1, 0), BS).await,
@@ -747,6 +805,107 @@ mod tests {
             bad(enc::write_same(true, 0, 1, 0), 2 * BS).await.status,
             Status::Good
         );
+    }
+
+    #[tokio::test]
+    async fn write_same_zero_blocks_runs_to_the_end() {
+        let t = T::new(true, false).await;
+        t.write(BLOCKS - 12, pattern(12, 6)).await;
+        let block = pattern(1, 8);
+        // 0 blocks from BLOCKS - 10: the last ten blocks, nothing before them.
+        let (r, _) = t
+            .run(
+                &enc::write_same(false, BLOCKS - 10, 0, 0),
+                512,
+                block.clone(),
+            )
+            .await;
+        good(&r);
+        let got = t.read(BLOCKS - 12, 12).await;
+        assert_eq!(got[..2 * BS], pattern(12, 6)[..2 * BS]);
+        for b in got[2 * BS..].chunks_exact(BS) {
+            assert_eq!(b, &block[..]);
+        }
+        // With UNMAP and zeros the tail is released and reads back as zeros.
+        let (r, _) = t
+            .run(
+                &enc::write_same(true, BLOCKS - 4, 0, 0x08),
+                512,
+                vec![0; BS],
+            )
+            .await;
+        good(&r);
+        assert!(t.read(BLOCKS - 4, 4).await.iter().all(|&b| b == 0));
+        // From LBA 0 the rest (8192 blocks) exceeds MAXIMUM WRITE SAME LENGTH (4096).
+        let (r, _) = t
+            .run(&enc::write_same(false, 0, 0, 0), 512, block.clone())
+            .await;
+        check(&r, 5, 0x24, 0);
+        assert_eq!(r.sense.as_slice()[15..18], [0xC0, 0, 10]);
+        // Exactly the limit from the end is fine; an LBA past the last one is out of range.
+        let (r, _) = t
+            .run(
+                &enc::write_same(true, BLOCKS - 4096, 0, 0),
+                512,
+                block.clone(),
+            )
+            .await;
+        good(&r);
+        for lba in [BLOCKS, BLOCKS + 1, u64::from(u32::MAX)] {
+            let (r, _) = t
+                .run(&enc::write_same(true, lba, 0, 0), 512, block.clone())
+                .await;
+            check(&r, 5, 0x21, 0);
+        }
+        // Write protected: refused, nothing written.
+        let ro = T::new(true, true).await;
+        let (r, _) = ro
+            .run(&enc::write_same(false, BLOCKS - 1, 0, 0), 512, block)
+            .await;
+        check(&r, 7, 0x27, 0);
+    }
+
+    #[tokio::test]
+    async fn physical_block_size_shows_in_capacity_and_block_limits() {
+        let t = T::with(lu_with(true, false, 4)).await;
+        let mut cdb = [0u8; 16];
+        cdb[0] = op::SERVICE_ACTION_IN_16;
+        cdb[1] = 0x10;
+        cdb[13] = 32;
+        let (r, data) = t.run(&cdb, 32, Vec::new()).await;
+        good(&r);
+        // LBPPBE 4 (8 KiB physical blocks), LOWEST ALIGNED LBA 0, LBPME + LBPRZ.
+        assert_eq!(data[13], 4);
+        assert_eq!((data[14], data[15]), (0xC0, 0));
+        let b0 = t.vpd(0xB0).await;
+        assert_eq!(
+            u16::from_be_bytes([b0[6], b0[7]]),
+            16,
+            "transfer granularity"
+        );
+        assert_eq!(u32::from_be_bytes(b0[28..32].try_into().unwrap()), 16);
+    }
+
+    #[tokio::test]
+    async fn zero_length_writes_on_a_read_only_unit_only_check_the_range() {
+        let ro = T::new(false, true).await;
+        for len in [10, 16] {
+            let cdb = crate::cdb::encode::rw(true, len, 0, 0, false, false);
+            good(&ro.run(&cdb, 0, Vec::new()).await.0);
+            let cdb = crate::cdb::encode::rw(true, len, BLOCKS + 1, 0, false, false);
+            check(&ro.run(&cdb, 0, Vec::new()).await.0, 5, 0x21, 0);
+            let cdb = crate::cdb::encode::rw(true, len, 0, 1, false, false);
+            check(&ro.run(&cdb, 512, vec![0; BS]).await.0, 7, 0x27, 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn zero_block_unmap_is_not_a_write() {
+        let ro = T::new(true, true).await;
+        good(&ro.unmap(&[(0, 0), (BLOCKS, 0)]).await);
+        check(&ro.unmap(&[(0, 0), (5, 1)]).await, 7, 0x27, 0);
+        // The range is still checked.
+        check(&ro.unmap(&[(BLOCKS + 1, 0)]).await, 5, 0x21, 0);
     }
 
     #[tokio::test]

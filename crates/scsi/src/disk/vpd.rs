@@ -6,15 +6,17 @@ use crate::{Identity, Nexus};
 pub const SUPPORTED_PAGES: u8 = 0x00;
 pub const UNIT_SERIAL: u8 = 0x80;
 pub const DEVICE_ID: u8 = 0x83;
+pub const THIRD_PARTY_COPY: u8 = 0x8F;
 pub const BLOCK_LIMITS: u8 = 0xB0;
 pub const BLOCK_CHARACTERISTICS: u8 = 0xB1;
 pub const LB_PROVISIONING: u8 = 0xB2;
 
 /// Page codes in ascending order (SPC-4 7.8.13 requires the order).
-const PAGES: [u8; 6] = [
+const PAGES: [u8; 7] = [
     SUPPORTED_PAGES,
     UNIT_SERIAL,
     DEVICE_ID,
+    THIRD_PARTY_COPY,
     BLOCK_LIMITS,
     BLOCK_CHARACTERISTICS,
     LB_PROVISIONING,
@@ -51,6 +53,7 @@ pub fn page(page: u8, inp: VpdInput<'_>, out: &mut Vec<u8>) -> Result<(), Sense>
             );
         }
         DEVICE_ID => device_id(inp, out),
+        THIRD_PARTY_COPY => super::xcopy::third_party_copy_vpd(out),
         BLOCK_LIMITS => block_limits(inp, out),
         BLOCK_CHARACTERISTICS => {
             let mut p = [0u8; 0x3C];
@@ -112,6 +115,17 @@ fn device_id(inp: VpdInput<'_>, out: &mut Vec<u8>) {
     designator(out, 0x03, 0x80 | 0x10 | 0x08, &v, 4);
 }
 
+/// Appends the target port group designator (SPC-4 7.8.6.8: binary, PIV, association
+/// target port, type 5) to a Device Identification page in `out` and fixes its length.
+/// Kept apart from [`page`] because the group comes from the ALUA table (`alua.rs`).
+pub fn append_port_group(out: &mut Vec<u8>, group: u16) {
+    let mut tpg = [0u8; 4];
+    tpg[2..4].copy_from_slice(&group.to_be_bytes());
+    designator(out, 0x01, 0x80 | 0x10 | 0x05, &tpg, 1);
+    let len = (out.len() - 4) as u16;
+    out[2..4].copy_from_slice(&len.to_be_bytes());
+}
+
 /// SBC-3 6.5.3, page length 3Ch.
 fn block_limits(inp: VpdInput<'_>, out: &mut Vec<u8>) {
     let mut p = [0u8; 0x3C];
@@ -168,6 +182,7 @@ mod tests {
         let (id, nx) = (ident(), nexus());
         let mut out = Vec::new();
         page(DEVICE_ID, input(&id, &nx), &mut out).unwrap();
+        append_port_group(&mut out, 9);
         assert_eq!(
             usize::from(u16::from_be_bytes([out[2], out[3]])),
             out.len() - 4
@@ -187,6 +202,7 @@ mod tests {
         assert_eq!((seen[3].0, seen[3].1), (0x53, 0x98));
         assert_eq!(seen[3].2.len() % 4, 0);
         assert!(seen[3].2.starts_with(b"iqn.x:t,t,0x0001\0"));
+        assert_eq!(seen[4], (0x51, 0x95, vec![0, 0, 0, 9]));
     }
 
     #[test]

@@ -33,6 +33,8 @@ fn settings(read_only: bool, wce: bool) -> LuSettings {
         kind: crate::LuKind::Disk,
         removable: false,
         lbppb_exponent: 0,
+        sanitize_rate: 0,
+        alua: Default::default(),
     }
 }
 
@@ -324,7 +326,7 @@ async fn vpd_pages_through_inquiry() {
     .await;
     good(&r);
     let pages = list[4..r.data_in_len as usize].to_vec();
-    assert_eq!(pages, [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
+    assert_eq!(pages, [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]);
     for p in pages {
         let (r, d) = run(
             &map,

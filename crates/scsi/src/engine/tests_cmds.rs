@@ -58,6 +58,8 @@ fn lu_on(backend: Backend, read_only: bool) -> Arc<LogicalUnit> {
         kind: crate::LuKind::Disk,
         removable: false,
         lbppb_exponent: 0,
+        sanitize_rate: 0,
+        alua: Default::default(),
     };
     LogicalUnit::new(Device::open(&spec).unwrap(), settings)
 }

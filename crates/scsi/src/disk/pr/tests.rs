@@ -27,6 +27,8 @@ fn settings(pr_state: Option<PathBuf>) -> LuSettings {
         kind: crate::LuKind::Disk,
         removable: false,
         lbppb_exponent: 0,
+        sanitize_rate: 0,
+        alua: Default::default(),
     }
 }
 

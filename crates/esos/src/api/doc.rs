@@ -1,0 +1,194 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+//!
+//! The manager's answer types are plain `Serialize` structs; their schemas are described
+//! here by mirror types, and a test checks each mirror has exactly the fields the real type
+//! serialises, so the document cannot drift from the answers.
+
+use std::sync::OnceLock;
+
+use utoipa::{OpenApi, ToSchema};
+
+use super::handlers;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "esos management API",
+        description = "Devices, targets, initiator groups, LUN maps, CHAP, portals, sessions \
+            and the whole config of a running esos daemon. Every change is validated as a \
+            complete config, applied live and persisted; errors are `{\"error\": msg}` with \
+            400 (bad input, names the field), 404 (no such object), 409 (conflict or in \
+            use) or 500 (internal)."
+    ),
+    paths(
+        handlers::list_devices,
+        handlers::get_device,
+        handlers::add_device,
+        handlers::remove_device,
+        handlers::resize_device,
+        handlers::list_targets,
+        handlers::get_target,
+        handlers::add_target,
+        handlers::remove_target,
+        handlers::enable_target,
+        handlers::disable_target,
+        handlers::set_chap,
+        handlers::clear_chap,
+        handlers::add_group,
+        handlers::remove_group,
+        handlers::add_initiators,
+        handlers::remove_initiators,
+        handlers::map_default_lun,
+        handlers::unmap_default_lun,
+        handlers::map_group_lun,
+        handlers::unmap_group_lun,
+        handlers::add_portal,
+        handlers::remove_portal,
+        handlers::list_sessions,
+        handlers::close_session,
+        handlers::get_stats,
+        handlers::get_metrics,
+        handlers::get_config,
+        handlers::put_config,
+        handlers::openapi,
+    ),
+    components(schemas(
+        DeviceInfoDoc,
+        TargetInfoDoc,
+        GroupInfoDoc,
+        LunInfoDoc,
+        SessionInfoDoc,
+        ApplyReportDoc,
+        crate::manager::DeviceStats,
+        handlers::SizeBody,
+        super::error::ErrorBody,
+    ))
+)]
+struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn openapi_json() -> String {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"openapi: {e}\"}}"))
+    })
+    .clone()
+}
+
+/// One device (see `manager::DeviceInfo`).
+#[derive(ToSchema)]
+#[schema(as = DeviceInfo)]
+#[allow(dead_code)]
+pub struct DeviceInfoDoc {
+    name: String,
+    /// file | blockdev | ram | null
+    kind: String,
+    path: Option<String>,
+    size_bytes: u64,
+    block_size: u32,
+    read_only: bool,
+    thin: bool,
+    write_cache: bool,
+    serial: String,
+    /// NAA designator, 32 hex digits.
+    naa: String,
+    /// Where it is exported: "target/lun" or "target/group/lun".
+    exports: Vec<String>,
+}
+
+/// One target (see `manager::TargetInfo`).
+#[derive(ToSchema)]
+#[schema(as = TargetInfo)]
+#[allow(dead_code)]
+pub struct TargetInfoDoc {
+    name: String,
+    alias: Option<String>,
+    enabled: bool,
+    portals: Vec<String>,
+    chap: bool,
+    groups: Vec<GroupInfoDoc>,
+    /// LUN map for initiators in no group; null refuses them.
+    default_luns: Option<Vec<LunInfoDoc>>,
+    sessions: u32,
+}
+
+#[derive(ToSchema)]
+#[schema(as = GroupInfo)]
+#[allow(dead_code)]
+pub struct GroupInfoDoc {
+    name: String,
+    initiators: Vec<String>,
+    luns: Vec<LunInfoDoc>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = LunInfo)]
+#[allow(dead_code)]
+pub struct LunInfoDoc {
+    lun: u64,
+    device: String,
+}
+
+/// One logged-in session (see `manager::SessionInfo`).
+#[derive(ToSchema)]
+#[schema(as = SessionInfo)]
+#[allow(dead_code)]
+pub struct SessionInfoDoc {
+    /// Handle for `DELETE /sessions/{id}`.
+    id: u64,
+    tsih: u16,
+    initiator: String,
+    /// 12 hex digits.
+    isid: String,
+    /// null for discovery sessions.
+    target: Option<String>,
+    portal: String,
+    peer: String,
+    since_unix: u64,
+    header_digest: bool,
+    data_digest: bool,
+    /// MaxRecvDataSegmentLength the initiator declared (what the target may send).
+    initiator_max_recv_data_segment_length: u32,
+    /// MaxRecvDataSegmentLength the target declared (what the initiator may send).
+    target_max_recv_data_segment_length: u32,
+    max_burst_length: u32,
+    first_burst_length: u32,
+    immediate_data: bool,
+    initial_r2t: bool,
+    /// SCSI commands received.
+    commands: u64,
+}
+
+/// What a change did (see `manager::ApplyReport`).
+#[derive(ToSchema)]
+#[schema(as = ApplyReport)]
+#[allow(dead_code)]
+pub struct ApplyReportDoc {
+    devices_added: Vec<String>,
+    devices_removed: Vec<String>,
+    devices_changed: Vec<String>,
+    targets_added: Vec<String>,
+    targets_removed: Vec<String>,
+    targets_changed: Vec<String>,
+    /// The set of listening portals changed.
+    portals_changed: bool,
+    sessions_closed: u32,
+    /// Config file written; null when the daemon runs without one.
+    persisted_to: Option<String>,
+    warnings: Vec<String>,
+}
+
+/// Property names of the mirror schema `name` in the generated document.
+#[cfg(test)]
+pub fn schema_fields(name: &str) -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&openapi_json()).expect("the document is JSON");
+    let mut v: Vec<String> = doc["components"]["schemas"][name]["properties"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}

@@ -1,0 +1,196 @@
+//! The management REST API: JSON over HTTP/1.1 on a unix socket, under `/api/v1`.
+//!
+//! Reads come straight from the [`Manager`]. Every change is a config edit: take the running
+//! text ([`Manager::export`]), change one thing ([`crate::edit`]), hand the whole new text to
+//! [`Manager::apply`], which validates, applies live and persists. Edits run one at a time
+//! so two concurrent changes cannot lose each other. The OpenAPI document is served at
+//! `/api/v1/openapi.json`.
+//!
+//! The socket is the access control: it is created mode 0600 in the daemon's data
+//! directory, so only its owner (root) can manage the daemon.
+
+mod doc;
+mod error;
+mod handlers;
+mod socket;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+
+use crate::manager::{ApplyError, ApplyReport, DeviceInfo, Manager, SessionInfo, TargetInfo};
+
+pub use doc::openapi_json;
+pub use error::ApiError;
+pub use handlers::{Applied, Initiators, LunRequest, PortalRequest};
+pub use socket::{Bound, ServeError, SocketGuard, bind_socket};
+
+/// Largest request body: a whole config for `PUT /config`, so the config file's own limit.
+pub const MAX_BODY_BYTES: usize = crate::config::MAX_CONFIG_BYTES as usize;
+
+/// Requests served at once; an admin tool needs few, and a runaway script can't pile up.
+pub const MAX_CONCURRENT_REQUESTS: usize = 64;
+
+/// File name of the API socket in the daemon's data directory.
+pub const SOCKET_NAME: &str = "esos.sock";
+
+/// A future of an apply, boxed so [`Control`] can be a trait object.
+pub type ApplyFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ApplyReport, ApplyError>> + Send + 'a>>;
+
+/// What the API needs from the live object model. [`Manager`] is the real one; tests use
+/// an in-memory implementation that validates with the same config code.
+pub trait Control: Send + Sync + 'static {
+    fn export(&self) -> String;
+    fn apply<'a>(&'a self, text: &'a str, dry_run: bool, force: bool) -> ApplyFuture<'a>;
+    fn devices(&self) -> Vec<DeviceInfo>;
+    fn targets(&self) -> Vec<TargetInfo>;
+    fn sessions(&self) -> Vec<SessionInfo>;
+    fn close_session(&self, id: u64) -> bool;
+    fn stats(&self) -> Vec<crate::manager::DeviceStats>;
+    /// Prometheus text exposition.
+    fn metrics(&self) -> String;
+}
+
+impl Control for Manager {
+    fn export(&self) -> String {
+        Manager::export(self)
+    }
+    fn apply<'a>(&'a self, text: &'a str, dry_run: bool, force: bool) -> ApplyFuture<'a> {
+        Box::pin(Manager::apply(self, text, dry_run, force))
+    }
+    fn devices(&self) -> Vec<DeviceInfo> {
+        Manager::devices(self)
+    }
+    fn targets(&self) -> Vec<TargetInfo> {
+        Manager::targets(self)
+    }
+    fn sessions(&self) -> Vec<SessionInfo> {
+        Manager::sessions(self)
+    }
+    fn close_session(&self, id: u64) -> bool {
+        Manager::close_session(self, id)
+    }
+    fn stats(&self) -> Vec<crate::manager::DeviceStats> {
+        Manager::stats(self)
+    }
+    fn metrics(&self) -> String {
+        crate::metrics::render_for(self)
+    }
+}
+
+/// Shared by every handler.
+pub(crate) struct AppState {
+    control: Arc<dyn Control>,
+    /// Held from `export` to the end of `apply`: a read-modify-write of the config text.
+    edit_lock: tokio::sync::Mutex<()>,
+}
+
+/// The `/api/v1` router over `control`.
+pub fn router(control: Arc<dyn Control>) -> Router {
+    use handlers as h;
+    let state = Arc::new(AppState {
+        control,
+        edit_lock: tokio::sync::Mutex::new(()),
+    });
+    let api = Router::new()
+        .route("/devices", get(h::list_devices).post(h::add_device))
+        .route(
+            "/devices/{name}",
+            get(h::get_device).delete(h::remove_device),
+        )
+        .route("/devices/{name}/size", put(h::resize_device))
+        .route("/targets", get(h::list_targets).post(h::add_target))
+        .route(
+            "/targets/{name}",
+            get(h::get_target).delete(h::remove_target),
+        )
+        .route("/targets/{name}/enable", post(h::enable_target))
+        .route("/targets/{name}/disable", post(h::disable_target))
+        .route(
+            "/targets/{name}/chap",
+            put(h::set_chap).delete(h::clear_chap),
+        )
+        .route("/targets/{name}/luns", post(h::map_default_lun))
+        .route("/targets/{name}/luns/{lun}", delete(h::unmap_default_lun))
+        .route("/targets/{name}/groups", post(h::add_group))
+        .route("/targets/{name}/groups/{group}", delete(h::remove_group))
+        .route(
+            "/targets/{name}/groups/{group}/initiators",
+            post(h::add_initiators).delete(h::remove_initiators),
+        )
+        .route(
+            "/targets/{name}/groups/{group}/luns",
+            post(h::map_group_lun),
+        )
+        .route(
+            "/targets/{name}/groups/{group}/luns/{lun}",
+            delete(h::unmap_group_lun),
+        )
+        .route("/portals", post(h::add_portal))
+        .route("/portals/{address}", delete(h::remove_portal))
+        .route("/sessions", get(h::list_sessions))
+        .route("/sessions/{id}", delete(h::close_session))
+        .route("/config", get(h::get_config).put(h::put_config))
+        .route("/stats", get(h::get_stats))
+        .route("/metrics", get(h::get_metrics))
+        .route("/openapi.json", get(h::openapi))
+        .with_state(state);
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(h::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_REQUESTS,
+        ))
+}
+
+/// Serves the API on the unix socket `socket` until `shutdown` completes, then removes the
+/// socket. A stale socket left by a dead daemon is replaced; one a live daemon answers on
+/// is refused ([`ServeError::InUse`]).
+///
+/// The daemon calls it beside the iSCSI server, e.g.
+/// `tokio::spawn(api::serve(manager.clone(), data_dir.join(api::SOCKET_NAME), stop))`.
+pub async fn serve(
+    manager: Arc<Manager>,
+    socket: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_control(manager, socket, shutdown).await
+}
+
+/// [`serve`] over any [`Control`].
+pub async fn serve_control(
+    control: Arc<dyn Control>,
+    socket: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let bound = socket::bind_socket(&socket).await?;
+    serve_on(control, bound, shutdown).await
+}
+
+/// Serves on a socket bound beforehand with [`bind_socket`] (so a daemon can refuse to
+/// start when its API socket is taken), then removes the socket.
+pub async fn serve_on(
+    control: Arc<dyn Control>,
+    bound: Bound,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let Bound { listener, guard } = bound;
+    let path = guard.path().to_owned();
+    tracing::info!(socket = %path.display(), "management API listening");
+    let result = axum::serve(listener, router(control))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServeError::Io { path, source });
+    guard.remove();
+    result
+}

@@ -1,0 +1,739 @@
+//! The live object model: the running configuration, changed as a whole-file diff.
+//!
+//! Every change — `esos config apply`, an API call, a CLI verb — ends as a new config text
+//! handed to [`Manager::apply`]: parsed and validated like a file at start-up, compared with
+//! the running plan, applied to the running server (devices opened or closed, LUN maps and
+//! targets swapped, sessions re-checked) and then written atomically to the config file.
+//! Nothing is half-applied: validation and device opening happen before the first change
+//! is visible, and a failure leaves the running state and the file as they were.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use esos_block::Backend;
+use esos_iscsi::server::{LiveConfig, ServerHandle};
+use esos_scsi::LogicalUnit;
+use serde::Serialize;
+
+use crate::config::{self, LunPlan, Plan, Source};
+use crate::graph;
+use crate::identity::{self, IdentityStore};
+
+/// Why a change was refused. The message names the offending field or object.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The new text does not parse or validate (line, column and key in the message).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A device of the new config cannot be opened or checked.
+    #[error(transparent)]
+    Device(#[from] crate::graph::GraphError),
+    /// A change that cannot be made live (e.g. a portal address, the data directory).
+    #[error("{field}: {reason}")]
+    NotLive { field: String, reason: String },
+    /// Removing or changing something still in use, without `force`.
+    #[error("{object}: in use ({reason}); use force to do it anyway")]
+    InUse { object: String, reason: String },
+    /// The change was applied but the config file could not be written.
+    #[error("applied, but {path} could not be written: {source}")]
+    Persist {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What an apply changed (empty lists: nothing to do; applying is idempotent).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub devices_added: Vec<String>,
+    pub devices_removed: Vec<String>,
+    pub devices_changed: Vec<String>,
+    pub targets_added: Vec<String>,
+    pub targets_removed: Vec<String>,
+    pub targets_changed: Vec<String>,
+    /// The set of listening portals changed.
+    pub portals_changed: bool,
+    /// Sessions logged out because the new config no longer allows them.
+    pub sessions_closed: u32,
+    /// Written config file, `None` when the daemon runs without one (changes are live only).
+    pub persisted_to: Option<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// One device as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceInfo {
+    pub name: String,
+    /// file | blockdev | ram | null (and later kinds)
+    pub kind: String,
+    pub path: Option<String>,
+    pub size_bytes: u64,
+    pub block_size: u32,
+    pub read_only: bool,
+    pub thin: bool,
+    pub write_cache: bool,
+    pub serial: String,
+    /// NAA designator as 32 hex digits.
+    pub naa: String,
+    /// Where it is exported: "target/lun" or "target/group/lun".
+    pub exports: Vec<String>,
+}
+
+/// One target as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    pub name: String,
+    pub alias: Option<String>,
+    pub enabled: bool,
+    pub portals: Vec<String>,
+    pub chap: bool,
+    pub groups: Vec<GroupInfo>,
+    /// LUN → device for initiators in no group; `None` refuses them.
+    pub default_luns: Option<Vec<LunInfo>>,
+    pub sessions: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupInfo {
+    pub name: String,
+    pub initiators: Vec<String>,
+    pub luns: Vec<LunInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LunInfo {
+    pub lun: u64,
+    pub device: String,
+}
+
+/// I/O counters of one device since the daemon started (or since it was added).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeviceStats {
+    pub name: String,
+    pub read_commands: u64,
+    pub write_commands: u64,
+    /// Every other command (INQUIRY, SYNCHRONIZE CACHE, UNMAP, ...).
+    pub other_commands: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    /// Commands that ended in CHECK CONDITION.
+    pub errors: u64,
+    /// Commands admitted and not yet completed.
+    pub in_flight: u64,
+    /// Sums of completion latencies, microseconds (divide by the command count for a mean).
+    pub read_latency_us: u64,
+    pub write_latency_us: u64,
+}
+
+/// One logged-in session.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    /// Handle for [`Manager::close_session`]; unique for the life of the daemon.
+    pub id: u64,
+    /// TSIH the target assigned (RFC 7143 11.12.6).
+    pub tsih: u16,
+    pub initiator: String,
+    /// ISID as 12 hex digits.
+    pub isid: String,
+    /// `None` for discovery sessions.
+    pub target: Option<String>,
+    /// Local portal address the session came in on.
+    pub portal: String,
+    /// Initiator's address.
+    pub peer: String,
+    /// Seconds since the Unix epoch when the session reached full feature phase.
+    pub since_unix: u64,
+    pub header_digest: bool,
+    pub data_digest: bool,
+    /// Largest data segment the initiator accepts (we send at most this per PDU).
+    pub initiator_max_recv_data_segment_length: u32,
+    /// Largest data segment esos accepts from the initiator.
+    pub target_max_recv_data_segment_length: u32,
+    pub max_burst_length: u32,
+    pub first_burst_length: u32,
+    pub immediate_data: bool,
+    pub initial_r2t: bool,
+    /// SCSI commands received.
+    pub commands: u64,
+}
+
+/// The daemon's live state. Share it as `Arc<Manager>`; every method is safe to call from
+/// any task; changes are serialised.
+pub struct Manager {
+    state: Mutex<State>,
+    /// Held across a whole apply so two changes never interleave.
+    apply_lock: tokio::sync::Mutex<()>,
+    server: ServerHandle,
+    /// The file changes are written to; `None` when the daemon runs a built-in or
+    /// command-line configuration (changes are then live only).
+    config_path: Option<PathBuf>,
+}
+
+struct State {
+    plan: Plan,
+    /// The configuration text `plan` came from.
+    text: String,
+    /// One unit per device, by device name.
+    units: HashMap<String, Arc<LogicalUnit>>,
+    identities: IdentityStore,
+}
+
+/// What a running daemon hands the manager at start.
+pub struct Running {
+    pub plan: Plan,
+    pub text: String,
+    pub config_path: Option<PathBuf>,
+    /// Index-aligned with `plan.devices`.
+    pub units: Vec<Arc<LogicalUnit>>,
+    pub identities: IdentityStore,
+    pub server: ServerHandle,
+}
+
+impl Manager {
+    pub fn new(r: Running) -> Manager {
+        let units = r
+            .plan
+            .devices
+            .iter()
+            .zip(r.units)
+            .map(|(d, u)| (d.name.clone(), u))
+            .collect();
+        Manager {
+            state: Mutex::new(State {
+                plan: r.plan,
+                text: r.text,
+                units,
+                identities: r.identities,
+            }),
+            apply_lock: tokio::sync::Mutex::new(()),
+            server: r.server,
+            config_path: r.config_path,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The running config as TOML: the admin's file text, comments and layout intact.
+    pub fn export(&self) -> String {
+        self.state().text.clone()
+    }
+
+    /// The file changes are persisted to, if any.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
+    /// Validates `text` as a complete config and, unless `dry_run`, applies the difference
+    /// to the running daemon and writes it to the config file (temp file, fsync, rename,
+    /// directory fsync; the previous file kept as `<file>.prev`). `force` allows removing
+    /// devices and targets that logged-in sessions use.
+    pub async fn apply(
+        &self,
+        text: &str,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<ApplyReport, ApplyError> {
+        let _serial = self.apply_lock.lock().await;
+        if self.config_path.is_none() && self.state().text.is_empty() {
+            return Err(ApplyError::NotLive {
+                field: "(config)".into(),
+                reason: "the daemon serves a command-line configuration; start it with \
+                         --config FILE (or with no arguments) to change it live"
+                    .into(),
+            });
+        }
+        let source = match &self.config_path {
+            Some(p) => Source::file(p),
+            None => Source {
+                label: "applied config".into(),
+                base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            },
+        };
+        if text.len() as u64 > config::MAX_CONFIG_BYTES {
+            return Err(ApplyError::NotLive {
+                field: "(config)".into(),
+                reason: format!(
+                    "text is {} bytes; at most {}",
+                    text.len(),
+                    config::MAX_CONFIG_BYTES
+                ),
+            });
+        }
+        let raw = config::parse(text, &source.label)?;
+        let new = config::validate(&raw, &source)?;
+
+        let (old, old_units) = {
+            let st = self.state();
+            (st.plan.clone(), st.units.clone())
+        };
+        static_unchanged(&old, &new)?;
+        let mut report = diff(&old, &new)?;
+        report.warnings = new.warnings.clone();
+        self.check_in_use(&old, &new, &report, force)?;
+
+        // Devices that are new: checked and opened before anything changes.
+        let added: Vec<usize> = new
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !old_units.contains_key(&d.name))
+            .map(|(i, _)| i)
+            .collect();
+        let mut only_added = new.clone();
+        only_added.devices = added.iter().map(|&i| new.devices[i].clone()).collect();
+        graph::preflight(&only_added)?;
+        if dry_run {
+            return Ok(report);
+        }
+        let mut opened = Vec::with_capacity(added.len());
+        {
+            let mut st = self.state();
+            for &i in &added {
+                let identity = st
+                    .identities
+                    .resolve(&new.devices[i], &mut identity::os_random);
+                let unit = graph::open_unit(&new, i, identity)?;
+                opened.push((new.devices[i].name.clone(), unit));
+            }
+            // Initiators must never see an identity that a restart would not reproduce.
+            st.identities.save().map_err(|e| ApplyError::Persist {
+                path: new.data_dir.join("identity.toml"),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        }
+        let mut units: HashMap<String, Arc<LogicalUnit>> = new
+            .devices
+            .iter()
+            .filter_map(|d| old_units.get(&d.name).map(|u| (d.name.clone(), u.clone())))
+            .collect();
+        units.extend(opened);
+        let ordered: Vec<Arc<LogicalUnit>> =
+            new.devices.iter().map(|d| units[&d.name].clone()).collect();
+        // Grown devices: the capacity changes before the new configuration shows it.
+        for name in &report.devices_changed {
+            let (Some(o), Some(d)) = (
+                old.devices.iter().find(|d| &d.name == name),
+                new.devices.iter().find(|d| &d.name == name),
+            ) else {
+                continue;
+            };
+            if let Some(size) = resized(o, d) {
+                units[name].grow(size).map_err(|e| ApplyError::NotLive {
+                    field: format!("device {name:?}.size"),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        let server_config = graph::server_config(&new, &ordered);
+        // Portals first: new targets may name a new portal. Binding is the last step that
+        // can fail; after it every change is applied.
+        if old.portals != new.portals {
+            report.sessions_closed +=
+                self.server
+                    .set_portals(new.portals.clone())
+                    .await
+                    .map_err(|e| ApplyError::NotLive {
+                        field: "server.portal".into(),
+                        reason: e.to_string(),
+                    })?;
+            report.portals_changed = true;
+        }
+        report.sessions_closed += self.server.set_live(LiveConfig {
+            targets: server_config.targets,
+            discovery_chap: server_config.discovery_chap,
+        });
+
+        // Removed devices: make what was written to them durable before they close.
+        for name in &report.devices_removed {
+            if let Some(u) = old_units.get(name)
+                && let Err(e) = u.flush().await
+            {
+                tracing::error!(device = %name, error = %e, "flush of a removed device failed");
+                report
+                    .warnings
+                    .push(format!("device {name:?}: flush on removal failed: {e}"));
+            }
+        }
+        {
+            let mut st = self.state();
+            st.plan = new;
+            st.text = text.to_owned();
+            st.units = units;
+        }
+        match &self.config_path {
+            Some(path) => {
+                identity::write_atomic(path, text.as_bytes()).map_err(|source| {
+                    ApplyError::Persist {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                report.persisted_to = Some(path.clone());
+            }
+            None => report.warnings.push(
+                "the daemon runs without a config file: the change is live only and a restart \
+                 forgets it (start with --config FILE to keep changes)"
+                    .into(),
+            ),
+        }
+        tracing::info!(?report, "configuration applied");
+        Ok(report)
+    }
+
+    /// Refuses to take away what logged-in sessions use, unless forced.
+    fn check_in_use(
+        &self,
+        old: &Plan,
+        new: &Plan,
+        report: &ApplyReport,
+        force: bool,
+    ) -> Result<(), ApplyError> {
+        if force {
+            return Ok(());
+        }
+        let sessions = self.server.sessions();
+        for s in &sessions {
+            let Some(tname) = &s.target else { continue };
+            let Some(t) = old
+                .targets
+                .iter()
+                .find(|t| t.name.eq_ignore_ascii_case(tname))
+            else {
+                continue;
+            };
+            let still = new
+                .targets
+                .iter()
+                .any(|n| n.name.eq_ignore_ascii_case(tname) && n.enabled);
+            if !still {
+                return Err(ApplyError::InUse {
+                    object: format!("target {:?}", t.name),
+                    reason: format!("session of {} is logged in", s.initiator),
+                });
+            }
+            if let Some(luns) = luns_of(t, &s.initiator) {
+                for &(lun, d) in luns {
+                    let name = &old.devices[d].name;
+                    if report.devices_removed.contains(name) {
+                        return Err(ApplyError::InUse {
+                            object: format!("device {name:?}"),
+                            reason: format!(
+                                "LUN {lun} of {} seen by logged-in session of {}",
+                                t.name, s.initiator
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        let st = self.state();
+        st.plan
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let unit = st.units.get(&d.name);
+                let id = unit.map(|u| u.settings().identity.clone());
+                let path = match &d.spec.backend {
+                    Backend::File { path, .. } | Backend::BlockDev { path } => {
+                        Some(path.display().to_string())
+                    }
+                    _ => None,
+                };
+                DeviceInfo {
+                    name: d.name.clone(),
+                    kind: d.kind.as_str().into(),
+                    path,
+                    size_bytes: unit.map_or(0, |u| u.capacity_bytes()),
+                    block_size: d.spec.block_size,
+                    read_only: d.spec.read_only,
+                    thin: d.thin,
+                    write_cache: d.write_cache,
+                    serial: id.as_ref().map(|i| i.serial.clone()).unwrap_or_default(),
+                    naa: id.map(|i| hex(&i.naa)).unwrap_or_default(),
+                    exports: exports_of(&st.plan, i),
+                }
+            })
+            .collect()
+    }
+
+    pub fn targets(&self) -> Vec<TargetInfo> {
+        let sessions = self.server.sessions();
+        let st = self.state();
+        let luns = |l: &LunPlan| {
+            l.iter()
+                .map(|&(lun, d)| LunInfo {
+                    lun,
+                    device: st.plan.devices[d].name.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        st.plan
+            .targets
+            .iter()
+            .map(|t| TargetInfo {
+                name: t.name.clone(),
+                alias: t.alias.clone(),
+                enabled: t.enabled,
+                portals: t.portals.iter().map(|p| p.to_string()).collect(),
+                chap: t.chap.is_some(),
+                groups: t
+                    .groups
+                    .iter()
+                    .map(|g| GroupInfo {
+                        name: g.name.clone(),
+                        initiators: g.initiators.clone(),
+                        luns: luns(&g.luns),
+                    })
+                    .collect(),
+                default_luns: t.default_luns.as_ref().map(luns),
+                sessions: sessions
+                    .iter()
+                    .filter(|s| {
+                        s.target
+                            .as_deref()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(&t.name))
+                    })
+                    .count() as u32,
+            })
+            .collect()
+    }
+
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.server
+            .sessions()
+            .into_iter()
+            .map(|s| SessionInfo {
+                id: s.id,
+                tsih: s.tsih,
+                initiator: s.initiator,
+                isid: hex(&s.isid),
+                target: s.target,
+                portal: s.portal.to_string(),
+                peer: s.peer.to_string(),
+                since_unix: s
+                    .since
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                header_digest: s.params.header_digest,
+                data_digest: s.params.data_digest,
+                initiator_max_recv_data_segment_length: s
+                    .params
+                    .initiator_max_recv_data_segment_length,
+                target_max_recv_data_segment_length: s.params.target_max_recv_data_segment_length,
+                max_burst_length: s.params.max_burst_length,
+                first_burst_length: s.params.first_burst_length,
+                immediate_data: s.params.immediate_data,
+                initial_r2t: s.params.initial_r2t,
+                commands: s.commands,
+            })
+            .collect()
+    }
+
+    /// Every device's I/O counters.
+    pub fn stats(&self) -> Vec<DeviceStats> {
+        self.units()
+            .into_iter()
+            .map(|(name, lu)| {
+                let s = lu.stats().snapshot();
+                let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+                DeviceStats {
+                    name,
+                    read_commands: s.read.commands,
+                    write_commands: s.write.commands,
+                    other_commands: s.other.commands,
+                    read_bytes: s.read.bytes,
+                    write_bytes: s.write.bytes,
+                    errors: s.errors,
+                    in_flight: s.in_flight,
+                    read_latency_us: us(s.read.latency_sum),
+                    write_latency_us: us(s.write.latency_sum),
+                }
+            })
+            .collect()
+    }
+
+    /// Login outcomes since start.
+    pub fn login_counts(&self) -> esos_iscsi::server::LoginCounts {
+        self.server.login_counts()
+    }
+
+    /// Logs out session `id` (from [`SessionInfo::id`]); false when no such session.
+    pub fn close_session(&self, id: u64) -> bool {
+        self.server.close_session(id)
+    }
+
+    /// Every device's unit, by name (for the flush at shutdown).
+    pub fn units(&self) -> Vec<(String, Arc<LogicalUnit>)> {
+        let st = self.state();
+        st.plan
+            .devices
+            .iter()
+            .filter_map(|d| st.units.get(&d.name).map(|u| (d.name.clone(), u.clone())))
+            .collect()
+    }
+
+    /// The daemon's data directory (identities, reservations, the API socket).
+    pub fn data_dir(&self) -> PathBuf {
+        self.state().plan.data_dir.clone()
+    }
+}
+
+/// The LUNs `initiator` sees on target `t` (group first, then the default LUNs).
+fn luns_of<'a>(t: &'a config::TargetPlan, initiator: &str) -> Option<&'a LunPlan> {
+    t.groups
+        .iter()
+        .find(|g| {
+            g.initiators
+                .iter()
+                .any(|i| i.eq_ignore_ascii_case(initiator))
+        })
+        .map(|g| &g.luns)
+        .or(t.default_luns.as_ref())
+}
+
+/// "target/lun" and "target/group/lun" for every place device `index` is mapped.
+fn exports_of(plan: &Plan, index: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &plan.targets {
+        for &(lun, _) in t.default_luns.iter().flatten().filter(|(_, d)| *d == index) {
+            out.push(format!("{}/{lun}", t.name));
+        }
+        for g in &t.groups {
+            for &(lun, _) in g.luns.iter().filter(|(_, d)| *d == index) {
+                out.push(format!("{}/{}/{lun}", t.name, g.name));
+            }
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Settings the running server cannot change without a restart.
+fn static_unchanged(old: &Plan, new: &Plan) -> Result<(), ApplyError> {
+    let not_live = |field: &str, what: &str| ApplyError::NotLive {
+        field: field.into(),
+        reason: format!("{what} cannot change while the daemon runs; restart it to apply"),
+    };
+    if old.data_dir != new.data_dir {
+        return Err(not_live("server.data_dir", "the data directory"));
+    }
+    if old.limits != new.limits {
+        return Err(not_live("server.limits", "session limits"));
+    }
+    if old.alua != new.alua {
+        // Live units share the ALUA table they were built with (graph::port_groups).
+        return Err(not_live(
+            "server.alua",
+            "ALUA target port groups (derived from the portal groups when [server.alua] is absent)",
+        ));
+    }
+    if old.metrics != new.metrics {
+        return Err(not_live("server.metrics_address", "the metrics listener"));
+    }
+    if old.params != new.params {
+        return Err(not_live("server.iscsi", "iSCSI negotiation defaults"));
+    }
+    Ok(())
+}
+
+/// The new size when `new` differs from `old` only by a larger size (file and null
+/// devices; a block device's size comes from the device and is re-read).
+fn resized(old: &config::DevicePlan, new: &config::DevicePlan) -> Option<u64> {
+    let size = match (&old.spec.backend, &new.spec.backend) {
+        (
+            Backend::File {
+                path: a,
+                size_bytes: Some(x),
+            },
+            Backend::File {
+                path: b,
+                size_bytes: Some(y),
+            },
+        ) if a == b && y > x => *y,
+        (Backend::Null { size_bytes: x }, Backend::Null { size_bytes: y }) if y != x => *y,
+        _ => return None,
+    };
+    let mut same = new.clone();
+    same.spec.backend = old.spec.backend.clone();
+    (same == *old).then_some(size)
+}
+
+/// Names of what `new` adds, removes and changes relative to `old`.
+fn diff(old: &Plan, new: &Plan) -> Result<ApplyReport, ApplyError> {
+    let mut r = ApplyReport::default();
+    for d in &new.devices {
+        match old.devices.iter().find(|o| o.name == d.name) {
+            None => r.devices_added.push(d.name.clone()),
+            Some(o) if o != d && resized(o, d).is_some() => r.devices_changed.push(d.name.clone()),
+            Some(o) if o != d => {
+                return Err(ApplyError::NotLive {
+                    field: format!("device {:?}", d.name),
+                    reason: "of an existing device only the size can change live (it grows); \
+                             for other settings remove it and add it under a new name, or \
+                             restart the daemon"
+                        .into(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    for o in &old.devices {
+        if !new.devices.iter().any(|d| d.name == o.name) {
+            r.devices_removed.push(o.name.clone());
+        }
+    }
+    let device_name = |p: &Plan, l: &LunPlan| -> Vec<(u64, String)> {
+        l.iter()
+            .map(|&(n, d)| (n, p.devices[d].name.clone()))
+            .collect()
+    };
+    let shape = |p: &Plan, t: &config::TargetPlan| {
+        (
+            t.alias.clone(),
+            t.enabled,
+            t.portals.clone(),
+            t.chap.clone(),
+            t.groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.name.clone(),
+                        g.initiators.clone(),
+                        device_name(p, &g.luns),
+                    )
+                })
+                .collect::<Vec<_>>(),
+            t.default_luns.as_ref().map(|l| device_name(p, l)),
+        )
+    };
+    for t in &new.targets {
+        match old.targets.iter().find(|o| o.name == t.name) {
+            None => r.targets_added.push(t.name.clone()),
+            Some(o) if shape(old, o) != shape(new, t) => r.targets_changed.push(t.name.clone()),
+            Some(_) => {}
+        }
+    }
+    for o in &old.targets {
+        if !new.targets.iter().any(|t| t.name == o.name) {
+            r.targets_removed.push(o.name.clone());
+        }
+    }
+    if old.discovery_chap != new.discovery_chap {
+        r.targets_changed.push("(discovery)".into());
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! The manager against a real (in-process) iSCSI server with RAM devices.
+
+use std::path::Path;
+
+use super::*;
+
+fn text(port_line: &str, extra_device: bool, lun1: bool) -> String {
+    let mut t = format!(
+        r#"# admin's comment, kept verbatim
+[server]
+data_dir = "state"
+
+[[server.portal]]
+{port_line}
+
+[[device]]
+name = "a"
+type = "ram"
+size = "1M"
+"#
+    );
+    if extra_device {
+        t.push_str("\n[[device]]\nname = \"b\"\ntype = \"ram\"\nsize = \"2M\"\n");
+    }
+    t.push_str("\n[[target]]\nname = \"iqn.2026-11.org.esos:t\"\n");
+    if lun1 {
+        t.push_str("default_luns = [{ lun = 0, device = \"a\" }, { lun = 1, device = \"b\" }]\n");
+    } else {
+        t.push_str("default_luns = [{ lun = 0, device = \"a\" }]\n");
+    }
+    t
+}
+
+async fn start(dir: &Path) -> Manager {
+    let file = dir.join("esos.toml");
+    let t = text("address = \"127.0.0.1:0\"", false, false);
+    std::fs::write(&file, &t).unwrap();
+    let plan = config::load(&file).unwrap();
+    std::fs::create_dir_all(&plan.data_dir).unwrap();
+    let mut store = IdentityStore::load(&plan.data_dir).unwrap();
+    let ids = plan
+        .devices
+        .iter()
+        .map(|d| store.resolve(d, &mut identity::os_random))
+        .collect();
+    store.save().unwrap();
+    let units = graph::open_units(&plan, ids).unwrap();
+    let server = esos_iscsi::server::Server::bind(graph::server_config(&plan, &units))
+        .await
+        .unwrap();
+    let m = Manager::new(Running {
+        plan,
+        text: t,
+        config_path: Some(file),
+        units,
+        identities: store,
+        server: server.handle(),
+    });
+    // The server object can go: the handle keeps the shared state, and nothing here logs in.
+    drop(server);
+    m
+}
+
+#[tokio::test]
+async fn apply_adds_and_removes_live_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(dir.path()).await;
+    let file = dir.path().join("esos.toml");
+
+    // Same text: nothing to do.
+    let same = m.export();
+    let r = m.apply(&same, false, false).await.unwrap();
+    assert!(
+        r.devices_added.is_empty() && r.targets_changed.is_empty(),
+        "{r:?}"
+    );
+
+    // Dry run: reported, not applied, not written.
+    let grown = text("address = \"127.0.0.1:0\"", true, true);
+    let r = m.apply(&grown, true, false).await.unwrap();
+    assert_eq!(r.devices_added, ["b"]);
+    assert_eq!(m.devices().len(), 1);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), same);
+
+    let r = m.apply(&grown, false, false).await.unwrap();
+    assert_eq!(r.devices_added, ["b"]);
+    assert_eq!(r.targets_changed, ["iqn.2026-11.org.esos:t"]);
+    assert_eq!(r.persisted_to.as_deref(), Some(file.as_path()));
+    let devs = m.devices();
+    assert_eq!(devs.len(), 2);
+    assert_eq!(devs[1].size_bytes, 2 << 20);
+    assert_eq!(devs[1].exports, ["iqn.2026-11.org.esos:t/1"]);
+    assert_eq!(devs[1].naa.len(), 32);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), grown);
+    assert!(m.export().starts_with("# admin's comment, kept verbatim"));
+    // The identity of the new device is stored before initiators can see it.
+    let ids = std::fs::read_to_string(dir.path().join("state/identity.toml")).unwrap();
+    assert!(ids.contains(&devs[1].serial), "{ids}");
+
+    // And back: the device goes away.
+    let r = m.apply(&same, false, false).await.unwrap();
+    assert_eq!(r.devices_removed, ["b"]);
+    assert_eq!(m.devices().len(), 1);
+    assert_eq!(m.targets()[0].default_luns.as_ref().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn refusals_leave_everything_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(dir.path()).await;
+    let before = m.export();
+
+    let e = m
+        .apply("[[device]]\nname = 3\n", false, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApplyError::Config(_)), "{e}");
+    assert!(e.to_string().contains("name"), "{e}");
+
+    // An address this machine does not have (TEST-NET-1) cannot be bound.
+    let foreign = text("address = \"192.0.2.1:3260\"", false, false);
+    let e = m.apply(&foreign, false, false).await.unwrap_err();
+    assert!(e.to_string().contains("server.portal"), "{e}");
+    assert!(e.to_string().contains("192.0.2.1:3260"), "{e}");
+
+    let resized = before.replace("size = \"1M\"", "size = \"4M\"");
+    let e = m.apply(&resized, false, false).await.unwrap_err();
+    assert!(e.to_string().contains("device \"a\""), "{e}");
+
+    let missing_dir = text("address = \"127.0.0.1:0\"", true, true).replace(
+        "type = \"ram\"\nsize = \"2M\"",
+        "type = \"file\"\npath = \"/nonexistent-dir/b.img\"\nsize = \"2M\"",
+    );
+    let e = m.apply(&missing_dir, false, false).await.unwrap_err();
+    assert!(e.to_string().contains("nonexistent-dir"), "{e}");
+
+    assert_eq!(m.export(), before);
+    assert_eq!(m.devices().len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("esos.toml")).unwrap(),
+        before
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_what_the_units_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Arc::new(start(dir.path()).await);
+    let (_, lu) = m.units().remove(0);
+    let map = esos_scsi::LunMap::new(vec![(0, lu)]);
+    let nexus = Arc::new(esos_scsi::Nexus {
+        id: 1,
+        initiator_port: "iqn.i,i,0x1".into(),
+        target_port: "iqn.t,t,0x1".into(),
+        relative_port: 1,
+        port_group: 1,
+    });
+    let mut cdb = [0u8; esos_scsi::MAX_CDB_LEN];
+    // READ(10) of 8 blocks at LBA 0 (the first one only reports the power-on unit
+    // attention, at admission: not counted), then one beyond the end (a counted error).
+    for lba in [0u8, 0, 0xFF] {
+        cdb[..10].copy_from_slice(&[0x28, 0, lba, 0, 0, 0, 0, 0, 8, 0]);
+        let cmd = esos_scsi::Command {
+            nexus: nexus.clone(),
+            lun: 0,
+            cdb,
+            cdb_len: 10,
+            attr: esos_scsi::TaskAttr::Simple,
+            tag: 1,
+            expected_len: 4096,
+            data_out: false,
+        };
+        map.submit(cmd, Vec::new()).await;
+    }
+    let text = crate::metrics::render(&m);
+    assert!(
+        text.contains(r#"esos_device_commands_total{device="a",direction="read"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"esos_device_transferred_bytes_total{device="a",direction="read"} 4096"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"esos_device_errors_total{device="a"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"esos_device_latency_seconds_count{device="a",direction="read"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains("esos_logins_total 0"), "{text}");
+    assert!(
+        text.contains(r#"esos_sessions{target="iqn.2026-11.org.esos:t"} 0"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn portals_are_added_and_removed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(dir.path()).await;
+    let one = m.export();
+    let two = text(
+        // Same portal group: a new group would change the ALUA port groups derived from
+        // them, which needs a restart.
+        "address = \"127.0.0.1:0\"\n\n[[server.portal]]\naddress = \"127.0.0.2:0\"\ngroup = 1",
+        false,
+        false,
+    );
+    let r = m.apply(&two, false, false).await.unwrap();
+    assert!(r.portals_changed, "{r:?}");
+    let bound = m.server.portals();
+    assert_eq!(bound.len(), 2, "{bound:?}");
+    let is_second = |p: &&esos_iscsi::server::PortalConfig| p.addr.ip().to_string() == "127.0.0.2";
+    let second = bound.iter().find(is_second).unwrap().addr;
+    assert_ne!(second.port(), 0);
+    std::net::TcpStream::connect(second).expect("the new portal accepts connections");
+
+    // Re-applying keeps the same listeners (port 0 is not re-bound).
+    let r = m.apply(&two, false, false).await.unwrap();
+    assert!(!r.portals_changed, "{r:?}");
+    assert_eq!(
+        m.server.portals().iter().find(is_second).unwrap().addr,
+        second
+    );
+
+    let r = m.apply(&one, false, false).await.unwrap();
+    assert!(r.portals_changed, "{r:?}");
+    assert_eq!(m.server.portals().len(), 1);
+}
+
+#[tokio::test]
+async fn a_file_device_grows_live_and_never_shrinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(dir.path()).await;
+    let with = |size: &str| {
+        text("address = \"127.0.0.1:0\"", true, true).replace(
+            "name = \"b\"\ntype = \"ram\"\nsize = \"2M\"",
+            &format!("name = \"b\"\ntype = \"file\"\npath = \"b.img\"\nsize = \"{size}\""),
+        )
+    };
+    m.apply(&with("2M"), false, false).await.unwrap();
+    let (_, lu) = m.units().into_iter().find(|(n, _)| n == "b").unwrap();
+    // A nexus that has seen the unit gets CAPACITY DATA HAS CHANGED after the growth.
+    let map = esos_scsi::LunMap::new(vec![(0, lu.clone())]);
+    let nexus = Arc::new(esos_scsi::Nexus {
+        id: 7,
+        initiator_port: "iqn.i,i,0x1".into(),
+        target_port: "iqn.t,t,0x1".into(),
+        relative_port: 1,
+        port_group: 1,
+    });
+    let tur = |nexus: &Arc<esos_scsi::Nexus>| esos_scsi::Command {
+        nexus: nexus.clone(),
+        lun: 0,
+        cdb: [0; esos_scsi::MAX_CDB_LEN],
+        cdb_len: 6,
+        attr: esos_scsi::TaskAttr::Simple,
+        tag: 1,
+        expected_len: 0,
+        data_out: false,
+    };
+    let (r, _) = map.submit(tur(&nexus), Vec::new()).await;
+    assert_eq!(r.sense.as_slice()[12], 0x29, "power on first");
+
+    let r = m.apply(&with("8M"), false, false).await.unwrap();
+    assert_eq!(r.devices_changed, ["b"]);
+    assert_eq!(lu.capacity_bytes(), 8 << 20);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("b.img")).unwrap().len(),
+        8 << 20
+    );
+    let (r, _) = map.submit(tur(&nexus), Vec::new()).await;
+    assert_eq!(
+        (r.sense.as_slice()[12], r.sense.as_slice()[13]),
+        (0x2A, 0x09),
+        "capacity data has changed"
+    );
+
+    let e = m.apply(&with("4M"), false, false).await.unwrap_err();
+    assert!(e.to_string().contains("device \"b\""), "{e}");
+    assert_eq!(lu.capacity_bytes(), 8 << 20);
+}

@@ -1,0 +1,957 @@
+//! Drawing: a pure function of the [`App`] into a ratatui frame, laid out for 80×24 (tab
+//! bar, body, status line, key hints) and growing with the terminal. Selected rows carry
+//! a `>` marker as well as a colour, so they show in a plain-text screen capture too.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{
+    Block, Cell, Clear, List, ListItem, ListState, Paragraph, Row, Table, TableState, Tabs, Wrap,
+};
+
+use super::app::{App, Level, Modal, Picker, TABS, Tab};
+use super::form::{FieldKind, Form};
+use super::model::{Alua, human_bytes};
+
+const SELECTED: &str = "> ";
+
+fn selected_style() -> Style {
+    Style::default()
+        .fg(Color::Black)
+        .bg(Color::Cyan)
+        .add_modifier(Modifier::BOLD)
+}
+
+fn header_style() -> Style {
+    Style::default()
+        .fg(Color::Yellow)
+        .add_modifier(Modifier::BOLD)
+}
+
+fn dim() -> Style {
+    Style::default().fg(Color::DarkGray)
+}
+
+/// Lines the status line may grow to, so a long refusal is read whole.
+const MAX_STATUS_LINES: u16 = 3;
+
+pub fn render(app: &App, f: &mut Frame) {
+    let status_line = status_line(app);
+    let width = usize::from(f.area().width.max(1));
+    // Word wrapping may need a line more than the characters alone.
+    let status_lines = match status_line.width().div_ceil(width) {
+        0 | 1 => 1,
+        n => (n + 1).min(usize::from(MAX_STATUS_LINES)),
+    };
+    let [tabs, body, status, hints] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(status_lines as u16),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    render_tabs(app, f, tabs);
+    match app.tab {
+        Tab::Dashboard => dashboard(app, f, body),
+        Tab::Devices => devices(app, f, body),
+        Tab::Targets => targets(app, f, body),
+        Tab::Hosts => hosts(app, f, body),
+        Tab::PortGroups => port_groups(app, f, body),
+        Tab::System => system(app, f, body),
+    }
+    f.render_widget(
+        Paragraph::new(status_line).wrap(Wrap { trim: false }),
+        status,
+    );
+    f.render_widget(Paragraph::new(hint_line(app)).style(dim()), hints);
+    if let Some(m) = &app.modal {
+        render_modal(m, f, body);
+    }
+}
+
+fn render_tabs(app: &App, f: &mut Frame, area: Rect) {
+    let titles = TABS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{} {}", i + 1, t.title()));
+    let selected = TABS.iter().position(|t| *t == app.tab);
+    f.render_widget(
+        Tabs::new(titles)
+            .select(selected)
+            .highlight_style(selected_style())
+            .divider("|"),
+        area,
+    );
+}
+
+fn status_line(app: &App) -> Line<'static> {
+    if let Some(a) = &app.busy {
+        Line::styled(
+            format!("working: {}...", a.what()),
+            Style::default().fg(Color::Yellow),
+        )
+    } else if let Some((level, text)) = &app.status {
+        let color = match level {
+            Level::Info => Color::Gray,
+            Level::Ok => Color::Green,
+            Level::Error => Color::Red,
+        };
+        let prefix = if *level == Level::Error {
+            "error: "
+        } else {
+            ""
+        };
+        Line::styled(format!("{prefix}{text}"), Style::default().fg(color))
+    } else if app.connected.is_none() {
+        Line::styled(format!("connecting to {}", app.socket), dim())
+    } else {
+        Line::styled("press ? for help", dim())
+    }
+}
+
+fn hint_line(app: &App) -> String {
+    let tab = match (&app.modal, app.tab) {
+        (Some(Modal::Form(_)), _) => "Tab/↑↓ field  ←→/space choose  Enter submit  Esc cancel",
+        (Some(Modal::Confirm { .. }), _) => "y yes  n/Esc no",
+        (Some(Modal::Pick(_)), _) => "↑↓ choose  Enter select  Esc cancel",
+        (Some(_), _) => "Esc close",
+        (None, Tab::Dashboard) => "↑↓ session  x log out",
+        (None, Tab::Devices) => "a add  d remove  Enter info",
+        (None, Tab::Targets) => "a add  d remove  e enable/disable  m map  u unmap",
+        (None, Tab::Hosts) => "←→ target  a group  i initiator  m map  u unmap  d remove",
+        (None, Tab::PortGroups) => "read-only: set in the config file",
+        (None, Tab::System) => "↑↓ scroll config",
+    };
+    if app.modal.is_some() {
+        tab.to_owned()
+    } else {
+        format!("{tab}  ? help  q quit")
+    }
+}
+
+fn block(title: &str) -> Block<'_> {
+    Block::bordered().title(Span::styled(format!(" {title} "), header_style()))
+}
+
+fn header(cells: &[&'static str]) -> Row<'static> {
+    Row::new(cells.iter().copied().map(Cell::from)).style(header_style())
+}
+
+/// A table with a selected row (marker and colour), scrolled to keep it visible.
+fn selectable(f: &mut Frame, area: Rect, table: Table<'_>, selected: Option<usize>) {
+    let table = table
+        .row_highlight_style(selected_style())
+        .highlight_symbol(SELECTED);
+    let mut state = TableState::default().with_selected(selected);
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn empty(f: &mut Frame, area: Rect, b: Block<'_>, text: &str) {
+    f.render_widget(
+        Paragraph::new(text.to_owned())
+            .style(dim())
+            .wrap(Wrap { trim: true })
+            .block(b),
+        area,
+    );
+}
+
+fn mb(bytes_per_s: f64) -> String {
+    format!("{:.1}", bytes_per_s / 1e6)
+}
+
+fn dashboard(app: &App, f: &mut Frame, area: Rect) {
+    let [top, mid, bottom] = Layout::vertical([
+        Constraint::Length(6),
+        Constraint::Min(5),
+        Constraint::Length(6),
+    ])
+    .areas(area);
+    let s = &app.snapshot;
+
+    let b = block("Targets");
+    if s.targets.is_empty() {
+        empty(
+            f,
+            top,
+            b,
+            "No target yet: add one on the Targets tab (3, then a).",
+        );
+    } else {
+        let rows = s.targets.iter().map(|t| {
+            Row::new([
+                t.name.clone(),
+                if t.enabled { "enabled" } else { "disabled" }.into(),
+                t.sessions.to_string(),
+                t.lun_count().to_string(),
+            ])
+        });
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Min(20),
+                Constraint::Length(8),
+                Constraint::Length(8),
+                Constraint::Length(4),
+            ],
+        )
+        .header(header(&["Target", "State", "Sessions", "LUNs"]))
+        .block(b);
+        f.render_widget(table, top);
+    }
+
+    let b = block("Devices: I/O per second (updated every second)");
+    if s.devices.is_empty() {
+        empty(
+            f,
+            mid,
+            b,
+            "No device yet: add one on the Devices tab (2, then a).",
+        );
+    } else {
+        let rows = s.devices.iter().map(|d| {
+            let r = app.rate_of(&d.name);
+            let st = s.stats.iter().find(|x| x.name == d.name);
+            let num = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            Row::new([
+                d.name.clone(),
+                num(r.map(|r| format!("{:.0}", r.iops))),
+                num(r.map(|r| mb(r.read_bytes_per_s))),
+                num(r.map(|r| mb(r.write_bytes_per_s))),
+                num(st.map(|x| x.in_flight.to_string())),
+                num(st.map(|x| x.errors.to_string())),
+            ])
+        });
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Min(16),
+                Constraint::Length(7),
+                Constraint::Length(9),
+                Constraint::Length(10),
+                Constraint::Length(9),
+                Constraint::Length(6),
+            ],
+        )
+        .header(header(&[
+            "Device",
+            "IOPS",
+            "Read MB/s",
+            "Write MB/s",
+            "In flight",
+            "Errors",
+        ]))
+        .block(b);
+        f.render_widget(table, mid);
+    }
+
+    let b = block("Sessions");
+    if s.sessions.is_empty() {
+        empty(f, bottom, b, "No initiator logged in.");
+    } else {
+        let rows = s.sessions.iter().map(|x| {
+            Row::new([
+                x.id.to_string(),
+                x.initiator.clone(),
+                x.target.clone().unwrap_or_else(|| "(discovery)".into()),
+                x.peer.clone(),
+            ])
+        });
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Length(4),
+                Constraint::Percentage(35),
+                Constraint::Percentage(35),
+                Constraint::Min(10),
+            ],
+        )
+        .header(header(&["Id", "Initiator", "Target", "Peer"]))
+        .block(b);
+        selectable(f, bottom, table, Some(app.sel.session));
+    }
+}
+
+fn devices(app: &App, f: &mut Frame, area: Rect) {
+    let s = &app.snapshot;
+    let b = block("Devices");
+    if s.devices.is_empty() {
+        empty(f, area, b, "No device yet. Press a to add one.");
+        return;
+    }
+    let rows = s.devices.iter().map(|d| {
+        let mut flags = Vec::new();
+        if d.thin {
+            flags.push("thin");
+        }
+        if d.read_only {
+            flags.push("ro");
+        }
+        if !d.write_cache {
+            flags.push("wt");
+        }
+        Row::new([
+            d.name.clone(),
+            d.kind.clone(),
+            human_bytes(d.size_bytes),
+            d.block_size.to_string(),
+            flags.join(","),
+            if d.exports.is_empty() {
+                "-".into()
+            } else {
+                d.exports.join(" ")
+            },
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(14),
+            Constraint::Length(8),
+            Constraint::Length(6),
+            Constraint::Length(4),
+            Constraint::Length(8),
+            Constraint::Min(10),
+        ],
+    )
+    .header(header(&[
+        "Name",
+        "Type",
+        "Size",
+        "BS",
+        "Flags",
+        "Exported as",
+    ]))
+    .block(b);
+    selectable(f, area, table, Some(app.sel.device));
+}
+
+fn targets(app: &App, f: &mut Frame, area: Rect) {
+    let s = &app.snapshot;
+    let [list, detail] = Layout::vertical([Constraint::Min(4), Constraint::Length(9)]).areas(area);
+    let b = block("Targets");
+    if s.targets.is_empty() {
+        empty(f, area, b, "No target yet. Press a to add one.");
+        return;
+    }
+    let rows = s.targets.iter().map(|t| {
+        Row::new([
+            t.name.clone(),
+            if t.enabled { "enabled" } else { "disabled" }.into(),
+            t.sessions.to_string(),
+            t.lun_count().to_string(),
+            if t.chap { "yes" } else { "no" }.into(),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(20),
+            Constraint::Length(8),
+            Constraint::Length(4),
+            Constraint::Length(4),
+            Constraint::Length(4),
+        ],
+    )
+    .header(header(&["Name", "State", "Sess", "LUNs", "CHAP"]))
+    .block(b);
+    selectable(f, list, table, Some(app.sel.target));
+
+    let Some(t) = app.selected_target() else {
+        return;
+    };
+    let mut lines = vec![
+        Line::from(format!("alias    {}", t.alias.as_deref().unwrap_or("-"))),
+        Line::from(format!(
+            "portals  {}",
+            if t.portals.is_empty() {
+                "every portal".into()
+            } else {
+                t.portals.join(" ")
+            }
+        )),
+    ];
+    let luns = |l: &[super::model::Lun]| {
+        if l.is_empty() {
+            "none".to_owned()
+        } else {
+            l.iter()
+                .map(|x| format!("{}:{}", x.lun, x.device))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    lines.push(Line::from(match &t.default_luns {
+        Some(l) => format!("default  {}", luns(l)),
+        None => "default  (initiators in no group are refused)".to_owned(),
+    }));
+    for g in &t.groups {
+        lines.push(Line::from(format!(
+            "group {}: {} initiator(s), LUNs {}",
+            g.name,
+            g.initiators.len(),
+            luns(&g.luns)
+        )));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block("Selected target")),
+        detail,
+    );
+}
+
+fn hosts(app: &App, f: &mut Frame, area: Rect) {
+    let Some(t) = app.selected_target() else {
+        empty(
+            f,
+            area,
+            block("Hosts & groups"),
+            "No target yet: add one on the Targets tab (3, then a).",
+        );
+        return;
+    };
+    let [head, list, detail] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(4),
+        Constraint::Length(8),
+    ])
+    .areas(area);
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled("Target ", dim()),
+            Span::styled(t.name.clone(), header_style()),
+            Span::styled(
+                format!(
+                    "  ({} of {}, ←→)",
+                    app.sel.target + 1,
+                    app.snapshot.targets.len()
+                ),
+                dim(),
+            ),
+        ])),
+        head,
+    );
+    let rows = app.host_rows();
+    let table_rows = rows.iter().map(|r| {
+        Row::new([
+            r.group.unwrap_or("(default LUNs)").to_owned(),
+            match r.group {
+                None => "initiators in no group".to_owned(),
+                Some(_) => r.initiators.join(", "),
+            },
+            r.luns
+                .iter()
+                .map(|l| format!("{}:{}", l.lun, l.device))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ])
+    });
+    let table = Table::new(
+        table_rows,
+        [
+            Constraint::Length(16),
+            Constraint::Percentage(50),
+            Constraint::Min(10),
+        ],
+    )
+    .header(header(&["Group", "Initiators", "LUNs"]))
+    .block(block("Hosts & groups"));
+    selectable(f, list, table, Some(app.sel.host));
+
+    let Some(r) = rows.get(app.sel.host) else {
+        return;
+    };
+    let [ini, luns] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(detail);
+    let items: Vec<ListItem> = match r.group {
+        None => vec![ListItem::new(Span::styled(
+            "any initiator not in a group",
+            dim(),
+        ))],
+        Some(_) => r
+            .initiators
+            .iter()
+            .map(|i| ListItem::new(i.clone()))
+            .collect(),
+    };
+    f.render_widget(List::new(items).block(block("Initiators")), ini);
+    let items: Vec<ListItem> = if r.luns.is_empty() {
+        vec![ListItem::new(Span::styled("none (m maps one)", dim()))]
+    } else {
+        r.luns
+            .iter()
+            .map(|l| ListItem::new(format!("LUN {:<4} {}", l.lun, l.device)))
+            .collect()
+    };
+    f.render_widget(List::new(items).block(block("LUNs")), luns);
+}
+
+fn port_groups(app: &App, f: &mut Frame, area: Rect) {
+    let [main, note] = Layout::vertical([Constraint::Min(4), Constraint::Length(4)]).areas(area);
+    f.render_widget(
+        Paragraph::new(
+            "ALUA target port groups are set in the config file ([server.alua], see \
+             docs/configuration.md) and take effect at the next start; initiators may \
+             change states with SET TARGET PORT GROUPS in explicit mode.",
+        )
+        .style(dim())
+        .wrap(Wrap { trim: true }),
+        note,
+    );
+    let b = block("ALUA target port groups (read-only)");
+    match &app.alua {
+        None => empty(f, main, b, "Reading the running config..."),
+        Some(Err(e)) => empty(f, main, b, e),
+        Some(Ok(a)) => alua_table(a, f, main, b),
+    }
+}
+
+fn alua_table(a: &Alua, f: &mut Frame, area: Rect, b: Block<'_>) {
+    let portals_of = |tags: &[u64]| {
+        a.portals
+            .iter()
+            .filter(|(_, g)| tags.contains(&u64::from(*g)))
+            .map(|(addr, _)| addr.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (mode, rows): (String, Vec<Row>) = match &a.mode {
+        Some(m) if !a.groups.is_empty() => (
+            m.clone(),
+            a.groups
+                .iter()
+                .map(|g| {
+                    Row::new([
+                        g.id.to_string(),
+                        g.state.clone(),
+                        g.portal_groups
+                            .iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        portals_of(&g.portal_groups),
+                    ])
+                })
+                .collect(),
+        ),
+        _ => {
+            // Implicit ALUA: each portal group is its own active/optimized port group.
+            let mut tags: Vec<u32> = a.portals.iter().map(|(_, g)| *g).collect();
+            tags.sort_unstable();
+            tags.dedup();
+            (
+                "implicit (no [server.alua])".into(),
+                tags.iter()
+                    .map(|t| {
+                        Row::new([
+                            t.to_string(),
+                            "active-optimized".into(),
+                            t.to_string(),
+                            portals_of(&[u64::from(*t)]),
+                        ])
+                    })
+                    .collect(),
+            )
+        }
+    };
+    let [m, t] = Layout::vertical([Constraint::Length(1), Constraint::Min(2)]).areas(b.inner(area));
+    f.render_widget(b, area);
+    f.render_widget(Paragraph::new(format!("mode: {mode}")), m);
+    f.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(6),
+                Constraint::Length(22),
+                Constraint::Length(13),
+                Constraint::Min(10),
+            ],
+        )
+        .header(header(&["Group", "State", "Portal groups", "Portals"])),
+        t,
+    );
+}
+
+fn system(app: &App, f: &mut Frame, area: Rect) {
+    let [info, config, log] = Layout::vertical([
+        Constraint::Length(6),
+        Constraint::Min(3),
+        Constraint::Length(6),
+    ])
+    .areas(area);
+    let state = match app.connected {
+        None => "connecting".to_owned(),
+        Some(true) => "connected".to_owned(),
+        Some(false) => "unreachable".to_owned(),
+    };
+    let s = &app.snapshot;
+    let lines = vec![
+        Line::from(format!("socket   {} ({state})", app.socket)),
+        Line::from(format!(
+            "config   {}",
+            app.config_path
+                .as_deref()
+                .unwrap_or("every change is written to the daemon's config file at once")
+        )),
+        Line::from(format!(
+            "esos     {} (this TUI; the API does not report the daemon's version)",
+            env!("CARGO_PKG_VERSION")
+        )),
+        Line::from(format!(
+            "objects  {} device(s), {} target(s), {} session(s)",
+            s.devices.len(),
+            s.targets.len(),
+            s.sessions.len()
+        )),
+    ];
+    f.render_widget(Paragraph::new(lines).block(block("System")), info);
+
+    let text = s.config.as_deref().unwrap_or("");
+    let total = text.lines().count();
+    let title = format!(
+        "Running config (esos config export), line {} of {total}",
+        (app.sel.config_scroll + 1).min(total)
+    );
+    let scroll = u16::try_from(app.sel.config_scroll).unwrap_or(u16::MAX);
+    f.render_widget(
+        Paragraph::new(Text::raw(text))
+            .scroll((scroll, 0))
+            .block(block(&title)),
+        config,
+    );
+
+    let visible = usize::from(log.height.saturating_sub(2));
+    let items: Vec<ListItem> = app
+        .log
+        .iter()
+        .skip(app.log.len().saturating_sub(visible))
+        .map(|l| ListItem::new(l.clone()))
+        .collect();
+    f.render_widget(List::new(items).block(block("Recent activity (UTC)")), log);
+}
+
+// --- modals ------------------------------------------------------------------------------
+
+/// The keys, as the help screen lists them.
+pub const HELP: &[(&str, &str)] = &[
+    ("1-6 Tab S-Tab", "switch tab"),
+    (
+        "↑↓ j k PgUp PgDn",
+        "select in a list (Home/End: first/last)",
+    ),
+    ("r", "refresh now (the screen also updates every second)"),
+    ("? F1", "this help"),
+    ("q Esc Ctrl-C", "quit (Esc closes a dialog first)"),
+    ("Dashboard  x", "log out the selected session"),
+    ("Devices    a d Enter", "add, remove, show details"),
+    ("Targets    a d e", "add, remove, enable/disable"),
+    (
+        "Targets    m u",
+        "map a device (next free LUN), unmap a LUN",
+    ),
+    ("Hosts      ←→", "choose the target"),
+    ("Hosts      a i d", "add group, add initiator, remove group"),
+    ("Hosts      m u", "map a device to / unmap from the group"),
+    ("System     ↑↓", "scroll the running config"),
+    ("Forms", "Tab ↑↓ field, ←→ space choose, Enter ok"),
+    ("Dialogs", "y confirms a removal; n or Esc cancels"),
+];
+
+fn popup(f: &mut Frame, within: Rect, width: u16, height: u16, title: &str) -> Rect {
+    let w = width.min(within.width);
+    let h = height.min(within.height);
+    let area = Rect {
+        x: within.x + (within.width - w) / 2,
+        y: within.y + (within.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    f.render_widget(Clear, area);
+    let b = block(title).border_style(Style::default().fg(Color::Cyan));
+    let inner = b.inner(area);
+    f.render_widget(b, area);
+    inner
+}
+
+fn render_modal(m: &Modal, f: &mut Frame, body: Rect) {
+    match m {
+        Modal::Help => {
+            let inner = popup(f, body, 78, HELP.len() as u16 + 2, "Help: keys");
+            let rows = HELP
+                .iter()
+                .map(|(k, v)| Row::new([Cell::from(*k).style(header_style()), Cell::from(*v)]));
+            f.render_widget(
+                Table::new(rows, [Constraint::Length(21), Constraint::Min(10)]),
+                inner,
+            );
+        }
+        Modal::Info { title, lines } => {
+            let inner = popup(f, body, 76, lines.len() as u16 + 2, title);
+            let text: Vec<Line> = lines.iter().map(|l| Line::from(l.clone())).collect();
+            f.render_widget(Paragraph::new(text), inner);
+        }
+        Modal::Confirm { message, .. } => {
+            let inner = popup(f, body, 64, 7, "Confirm");
+            let text = vec![
+                Line::from(message.clone()),
+                Line::from(""),
+                Line::styled("y: yes, do it    n / Esc: no", header_style()),
+            ];
+            f.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), inner);
+        }
+        Modal::Pick(p) => picker(p, f, body),
+        Modal::Form(form) => render_form(form, f, body),
+    }
+}
+
+fn picker(p: &Picker, f: &mut Frame, body: Rect) {
+    let height = (p.items.len() as u16).saturating_add(2).min(body.height);
+    let inner = popup(f, body, 70, height, &p.title);
+    let items: Vec<ListItem> = p
+        .items
+        .iter()
+        .map(|(l, _)| ListItem::new(l.clone()))
+        .collect();
+    let mut state = ListState::default().with_selected(Some(p.selected));
+    f.render_stateful_widget(
+        List::new(items)
+            .highlight_style(selected_style())
+            .highlight_symbol(SELECTED),
+        inner,
+        &mut state,
+    );
+}
+
+fn render_form(form: &Form, f: &mut Frame, body: Rect) {
+    let inner = popup(f, body, 74, form.fields.len() as u16 + 4, &form.title);
+    let label_width = 12;
+    let value_width = usize::from(inner.width).saturating_sub(label_width + 3);
+    let mut lines = Vec::new();
+    for (i, field) in form.fields.iter().enumerate() {
+        let focused = i == form.focus;
+        let marker = if focused { SELECTED } else { "  " };
+        let mut spans = vec![Span::raw(format!("{marker}{:<label_width$}", field.label))];
+        let shown = match field.kind {
+            FieldKind::Text => {
+                // The end of a long value, where typing happens.
+                let n = field.value.chars().count();
+                let tail: String = field
+                    .value
+                    .chars()
+                    .skip(n.saturating_sub(value_width.saturating_sub(1)))
+                    .collect();
+                if focused { format!("{tail}_") } else { tail }
+            }
+            FieldKind::Choice(_) | FieldKind::Toggle => format!("< {} >", field.value),
+        };
+        let style = if focused {
+            selected_style()
+        } else {
+            Style::default()
+        };
+        spans.push(Span::styled(shown, style));
+        if field.value.is_empty() || field.kind != FieldKind::Text {
+            spans.push(Span::styled(format!("  {}", field.hint), dim()));
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::styled(
+        "Enter: create    Esc: cancel    Tab: next field",
+        dim(),
+    ));
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::tui::model::{Device, Lun, Snapshot, Target};
+
+    fn screen(app: &App) -> String {
+        let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        t.draw(|f| render(app, f)).unwrap();
+        let buf = t.backend().buffer();
+        let mut out = String::new();
+        for y in 0..buf.area.height {
+            for x in 0..buf.area.width {
+                out.push_str(buf[(x, y)].symbol());
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn key(app: &mut App, code: KeyCode) {
+        app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            devices: vec![Device {
+                name: "scratch".into(),
+                kind: "ram".into(),
+                size_bytes: 64 << 20,
+                block_size: 512,
+                thin: true,
+                write_cache: true,
+                exports: vec!["iqn.2026-11.org.esos:lab/0".into()],
+                ..Device::default()
+            }],
+            targets: vec![Target {
+                name: "iqn.2026-11.org.esos:lab".into(),
+                enabled: true,
+                default_luns: Some(vec![Lun {
+                    lun: 0,
+                    device: "scratch".into(),
+                }]),
+                sessions: 2,
+                ..Target::default()
+            }],
+            config: Some("[server]\n[[server.portal]]\naddress = \"127.0.0.1:3260\"\n".into()),
+            ..Snapshot::default()
+        }
+    }
+
+    fn app() -> App {
+        let mut a = App::new("/var/lib/esos/esos.sock");
+        a.on_poll(Ok(snapshot()), Instant::now());
+        a
+    }
+
+    #[test]
+    fn dashboard_fits_80x24() {
+        let s = screen(&app());
+        assert!(s.contains("1 Dashboard"), "{s}");
+        assert!(s.contains("6 System"), "{s}");
+        assert!(s.contains("iqn.2026-11.org.esos:lab"), "{s}");
+        assert!(s.contains("enabled"), "{s}");
+        assert!(s.contains("scratch"), "{s}");
+        assert!(s.contains("No initiator logged in."), "{s}");
+        assert!(s.contains("? help  q quit"), "{s}");
+    }
+
+    #[test]
+    fn devices_tab_lists_and_marks_the_selection() {
+        let mut a = app();
+        key(&mut a, KeyCode::Char('2'));
+        let s = screen(&a);
+        let row = s.lines().find(|l| l.contains("scratch")).unwrap();
+        assert!(row.contains("> scratch"), "{row}");
+        assert!(row.contains("64M") && row.contains("thin"), "{row}");
+        assert!(row.contains("iqn.2026-11.org.esos:lab/0"), "{row}");
+    }
+
+    #[test]
+    fn help_lists_every_tab_key() {
+        let mut a = app();
+        key(&mut a, KeyCode::Char('?'));
+        let s = screen(&a);
+        assert!(s.contains("Help: keys"), "{s}");
+        for k in [
+            "Dashboard  x",
+            "Devices    a d Enter",
+            "Hosts      m u",
+            "System",
+        ] {
+            assert!(s.contains(k), "{k} missing:\n{s}");
+        }
+    }
+
+    #[test]
+    fn form_and_confirmation_render() {
+        let mut a = app();
+        key(&mut a, KeyCode::Char('2'));
+        key(&mut a, KeyCode::Char('a'));
+        key(&mut a, KeyCode::Tab);
+        for c in "db1".chars() {
+            key(&mut a, KeyCode::Char(c));
+        }
+        let s = screen(&a);
+        assert!(s.contains("Add device"), "{s}");
+        assert!(s.contains("< file >"), "{s}");
+        assert!(s.contains("> Name") && s.contains("db1_"), "{s}");
+        key(&mut a, KeyCode::Esc);
+        key(&mut a, KeyCode::Char('d'));
+        let s = screen(&a);
+        assert!(s.contains("Remove device scratch?"), "{s}");
+        assert!(s.contains("y: yes"), "{s}");
+    }
+
+    #[test]
+    fn errors_show_in_the_status_line() {
+        let mut a = app();
+        a.on_done(
+            &crate::tui::action::Action::RemoveDevice("scratch".into()),
+            Err("device \"scratch\": mapped in iqn.2026-11.org.esos:lab".into()),
+        );
+        let s = screen(&a);
+        let status = s.lines().nth(22).unwrap();
+        assert!(
+            status.starts_with("error: device \"scratch\": mapped"),
+            "{status}"
+        );
+
+        // A message longer than the screen is wide wraps instead of being cut.
+        let long = format!("{}END", "word ".repeat(20));
+        a.on_done(
+            &crate::tui::action::Action::RemoveDevice("scratch".into()),
+            Err(long),
+        );
+        let s = screen(&a);
+        let lines: Vec<&str> = s.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("error: word"))
+            .unwrap();
+        assert!(lines[at + 1].contains("END"), "{s}");
+        assert!(s.lines().nth(23).unwrap().contains("q quit"), "{s}");
+    }
+
+    #[test]
+    fn every_tab_renders_in_80x24_and_smaller() {
+        let mut a = app();
+        for tab in ['1', '2', '3', '4', '5', '6'] {
+            key(&mut a, KeyCode::Char(tab));
+            let s = screen(&a);
+            assert_eq!(s.lines().count(), 24);
+            // A tiny terminal must not panic either.
+            let mut t = Terminal::new(TestBackend::new(20, 5)).unwrap();
+            t.draw(|f| render(&a, f)).unwrap();
+            key(&mut a, KeyCode::Char('?'));
+            t.draw(|f| render(&a, f)).unwrap();
+            key(&mut a, KeyCode::Esc);
+        }
+    }
+
+    #[test]
+    fn port_groups_and_system_show_the_config() {
+        let mut a = app();
+        key(&mut a, KeyCode::Char('5'));
+        let s = screen(&a);
+        assert!(s.contains("implicit (no [server.alua])"), "{s}");
+        assert!(s.contains("127.0.0.1:3260"), "{s}");
+        key(&mut a, KeyCode::Char('6'));
+        let s = screen(&a);
+        assert!(s.contains("/var/lib/esos/esos.sock (connected)"), "{s}");
+        assert!(s.contains("[[server.portal]]"), "{s}");
+        assert!(s.contains("connected to /var/lib/esos/esos.sock"), "{s}");
+    }
+
+    #[test]
+    fn hosts_tab_shows_the_default_map() {
+        let mut a = app();
+        key(&mut a, KeyCode::Char('4'));
+        let s = screen(&a);
+        assert!(s.contains("> (default LUNs)"), "{s}");
+        assert!(s.contains("LUN 0    scratch"), "{s}");
+    }
+}

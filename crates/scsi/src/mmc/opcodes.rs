@@ -1,0 +1,239 @@
+//! REPORT SUPPORTED OPERATION CODES (SPC-4 6.35) for a CD/DVD unit: its own command set,
+//! encoded the same way as the disk's (`disk/opcodes.rs`).
+
+use super::cdb::{
+    GET_CONFIGURATION, GET_EVENT_STATUS_NOTIFICATION, MECHANISM_STATUS, READ_DISC_INFORMATION,
+    READ_TOC, READ_TRACK_INFORMATION,
+};
+use crate::IoBuf;
+use crate::cdb::op;
+use crate::disk::opcodes::{OpRow, RECOMMENDED_TIMEOUT_S};
+use crate::disk::{Done, Outcome};
+use crate::sense::Sense;
+
+const FF: u8 = 0xFF;
+
+const fn row(usage: &'static [u8]) -> OpRow {
+    OpRow {
+        opcode: usage[0],
+        sa: None,
+        usage,
+    }
+}
+
+const fn sa_row(usage: &'static [u8]) -> OpRow {
+    OpRow {
+        opcode: usage[0],
+        sa: Some((usage[1] & 0x1F) as u16),
+        usage,
+    }
+}
+
+/// Every command of the unit, ascending by (opcode, service action).
+pub const TABLE: &[OpRow] = &[
+    row(&[op::TEST_UNIT_READY, 0, 0, 0, 0, 0]),
+    row(&[op::REQUEST_SENSE, 0x01, 0, 0, FF, 0]),
+    row(&[op::READ_6, 0x1F, FF, FF, FF, 0]),
+    row(&[op::INQUIRY, 0x01, FF, FF, FF, 0]),
+    row(&[op::MODE_SENSE_6, 0x08, FF, FF, FF, 0]),
+    row(&[op::START_STOP_UNIT, 0x01, 0, 0x0F, 0xF7, 0]),
+    row(&[op::PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 0x03, 0]),
+    row(&[op::READ_CAPACITY_10, 0, FF, FF, FF, FF, 0, 0, 0x01, 0]),
+    row(&[op::READ_10, 0x18, FF, FF, FF, FF, 0, FF, FF, 0]),
+    row(&[READ_TOC, 0x02, 0x0F, 0, 0, 0, FF, FF, FF, 0xC0]),
+    row(&[GET_CONFIGURATION, 0x03, FF, FF, 0, 0, 0, FF, FF, 0]),
+    row(&[
+        GET_EVENT_STATUS_NOTIFICATION,
+        0x01,
+        0,
+        0,
+        FF,
+        0,
+        0,
+        FF,
+        FF,
+        0,
+    ]),
+    row(&[READ_DISC_INFORMATION, 0, 0, 0, 0, 0, 0, FF, FF, 0]),
+    row(&[READ_TRACK_INFORMATION, 0x03, FF, FF, FF, FF, 0, FF, FF, 0]),
+    row(&[op::MODE_SENSE_10, 0x18, FF, FF, 0, 0, 0, FF, FF, 0]),
+    row(&[
+        op::READ_16,
+        0x18,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]),
+    sa_row(&[
+        op::SERVICE_ACTION_IN_16,
+        op::SA_READ_CAPACITY_16,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]),
+    row(&[op::REPORT_LUNS, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
+    sa_row(&[
+        op::MAINTENANCE_IN,
+        op::SA_REPORT_SUPPORTED_OPCODES,
+        0x87,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]),
+    sa_row(&[
+        op::MAINTENANCE_IN,
+        op::SA_REPORT_SUPPORTED_TMFS,
+        0x80,
+        0,
+        0,
+        0,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]),
+    row(&[op::READ_12, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
+    row(&[MECHANISM_STATUS, 0, 0, 0, 0, 0, 0, 0, FF, FF, 0, 0]),
+];
+
+fn timeouts(out: &mut IoBuf) {
+    out.extend_from_slice(&[0x00, 0x0A, 0, 0]);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&RECOMMENDED_TIMEOUT_S.to_be_bytes());
+}
+
+/// REPORTING OPTIONS 000b all commands, 001b one opcode without service actions, 010b one
+/// with, 011b either (SPC-4 table 300).
+pub fn report_opcodes(
+    rctd: bool,
+    options: u8,
+    opcode: u8,
+    sa: u16,
+    alloc_len: u32,
+    out: &mut IoBuf,
+) -> Outcome {
+    out.clear();
+    if options == 0 {
+        out.extend_from_slice(&[0; 4]);
+        for r in TABLE {
+            let [sa_hi, sa_lo] = r.sa.unwrap_or(0).to_be_bytes();
+            let flags = (if rctd { 0x02 } else { 0 }) | u8::from(r.sa.is_some());
+            let [len_hi, len_lo] = (r.usage.len() as u16).to_be_bytes();
+            out.extend_from_slice(&[r.opcode, 0, sa_hi, sa_lo, 0, flags, len_hi, len_lo]);
+            if rctd {
+                timeouts(out);
+            }
+        }
+        let len = (out.len() - 4) as u32;
+        out[0..4].copy_from_slice(&len.to_be_bytes());
+        return Ok(Done::data(out.len(), alloc_len));
+    }
+    let mut rows = TABLE.iter().filter(|r| r.opcode == opcode).peekable();
+    let found = match (options, rows.peek().map(|r| r.sa.is_some())) {
+        (_, None) => None,
+        (1, Some(true)) | (2, Some(false)) => {
+            return Err(Sense::invalid_cdb_field(3, None).into());
+        }
+        (_, Some(false)) => rows.next(),
+        (_, Some(true)) => rows.find(|r| r.sa == Some(sa)),
+    };
+    match found {
+        Some(r) => {
+            out.extend_from_slice(&[0, if rctd { 0x83 } else { 0x03 }]);
+            out.extend_from_slice(&(r.usage.len() as u16).to_be_bytes());
+            out.extend_from_slice(r.usage);
+            if rctd {
+                timeouts(out);
+            }
+        }
+        None => out.extend_from_slice(&[0, 0x01, 0, 0]),
+    }
+    Ok(Done::data(out.len(), alloc_len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdb::{Cdb, group_len};
+
+    #[test]
+    fn table_is_sorted_and_every_row_decodes() {
+        assert!(
+            TABLE
+                .windows(2)
+                .all(|w| (w[0].opcode, w[0].sa) < (w[1].opcode, w[1].sa))
+        );
+        for r in TABLE {
+            assert_eq!(Some(r.usage.len()), group_len(r.opcode), "{r:?}");
+            let mut c = vec![0u8; r.usage.len()];
+            c[0] = r.opcode;
+            if let Some(sa) = r.sa {
+                c[1] = sa as u8;
+            }
+            if r.opcode == GET_EVENT_STATUS_NOTIFICATION {
+                c[1] = 1;
+            }
+            match super::super::decode(&c) {
+                Ok(_) => {}
+                Err(s) => assert_ne!(
+                    s.asc,
+                    crate::sense::Asc::INVALID_COMMAND_OPERATION_CODE,
+                    "{r:?}"
+                ),
+            }
+        }
+        // And every opcode the unit decodes has a row.
+        for opcode in 0..=u8::MAX {
+            let Some(len) = group_len(opcode) else {
+                continue;
+            };
+            let mut c = vec![0u8; len];
+            c[0] = opcode;
+            c[1] = 1;
+            if matches!(super::super::decode(&c), Ok(Cdb::Mmc(_)) | Ok(Cdb::Read(_))) {
+                assert!(TABLE.iter().any(|r| r.opcode == opcode), "{opcode:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_command_and_all() {
+        let mut out = Vec::new();
+        report_opcodes(false, 1, READ_TOC, 0, 512, &mut out).unwrap();
+        assert_eq!(&out[..5], &[0, 0x03, 0, 10, READ_TOC]);
+        report_opcodes(false, 1, op::WRITE_10, 0, 512, &mut out).unwrap();
+        assert_eq!(out, [0, 1, 0, 0]);
+        report_opcodes(true, 0, 0, 0, u32::MAX, &mut out).unwrap();
+        assert_eq!(out.len(), 4 + 20 * TABLE.len());
+    }
+}

@@ -1,0 +1,258 @@
+//! The text UI end to end: `esos tui` runs in an 80×24 tmux pane against the real daemon;
+//! keys go in with `send-keys`, the screen comes back with `capture-pane`, and every change
+//! made on screen is checked again in the daemon's state through the CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use esos_e2e::daemon::{Ctx, Daemon};
+use esos_e2e::{paths, tools};
+
+const TARGET: &str = "iqn.2026-11.org.esos.test:tui";
+/// Longest wait for text to appear on the TUI's screen (it polls the daemon every second).
+const SCREEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the API socket after the portal accepts connections.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the TUI to exit after `q`.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn config(ctx: &Ctx) -> String {
+    format!(
+        r#"[server]
+data_dir = "{dir}/data"
+
+[[server.portal]]
+address = "127.0.0.1:{port}"
+
+[[device]]
+name = "d0"
+type = "ram"
+size = "8M"
+
+[[target]]
+name = "{TARGET}"
+default_luns = [{{ lun = 0, device = "d0" }}]
+"#,
+        dir = ctx.dir.display(),
+        port = ctx.port
+    )
+}
+
+fn socket_of(d: &Daemon) -> PathBuf {
+    let socket = d.dir().join("data").join("esos.sock");
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < SOCKET_TIMEOUT,
+            "no API socket at {}\n{}",
+            socket.display(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    socket
+}
+
+/// `esos --socket S ARGS...`; its stdout, asserting success.
+#[track_caller]
+fn esos(d: &Daemon, socket: &Path, args: &[&str]) -> String {
+    let out = Command::new(paths::esos_bin())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("ESOS_SOCKET")
+        .output()
+        .expect("run esos");
+    assert!(
+        out.status.success(),
+        "esos {args:?}: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A private tmux server (its own `-L` socket) running one 80×24 session. Dropping it
+/// kills that server, whether the test passed or not.
+struct Tmux {
+    server: String,
+}
+
+impl Tmux {
+    /// Starts `command` (a shell command line) in a detached 80×24 session, without a
+    /// status bar (the pane gets every row) and kept after the command exits (so its exit
+    /// status can be read).
+    fn start(dir: &Path, command: &str) -> Tmux {
+        tools::require("tmux");
+        static N: AtomicU32 = AtomicU32::new(0);
+        let server = format!(
+            "esos-tui-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let conf = dir.join("tmux.conf");
+        std::fs::write(&conf, "set -g status off\nset -g remain-on-exit on\n")
+            .expect("write tmux.conf");
+        let t = Tmux { server };
+        let out = t.run(&[
+            "-f",
+            &conf.to_string_lossy(),
+            "new-session",
+            "-d",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "-s",
+            "tui",
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.server)
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    /// Key names as tmux knows them (`Enter`, `Tab`, `Right`) or single characters.
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "tui"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success(), "send-keys {keys:?}");
+    }
+
+    /// Text typed as is.
+    fn type_text(&self, text: &str) {
+        assert!(
+            self.run(&["send-keys", "-t", "tui", "-l", text])
+                .status
+                .success(),
+            "send-keys -l {text:?}"
+        );
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "tui"]).stdout).into_owned()
+    }
+
+    fn display(&self, format: &str) -> String {
+        let out = self.run(&["display-message", "-p", "-t", "tui", format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Waits (bounded) until `text` is on screen; returns the screen.
+    #[track_caller]
+    fn wait_for(&self, text: &str, d: &Daemon) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < SCREEN_TIMEOUT,
+                "{text:?} not on screen within {SCREEN_TIMEOUT:?}:\n{s}\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn tui_adds_a_device_and_maps_it() {
+    let d = Daemon::with_config(TARGET, config);
+    let socket = socket_of(&d);
+    let command = format!(
+        "exec '{}' tui --socket '{}'",
+        paths::esos_bin().display(),
+        socket.display()
+    );
+    let t = Tmux::start(d.dir(), &command);
+    assert_eq!(t.display("#{pane_width}x#{pane_height}"), "80x24");
+
+    // The dashboard shows the daemon's target once the first poll answered.
+    let s = t.wait_for(TARGET, &d);
+    assert!(s.contains("1 Dashboard") && s.contains("6 System"), "{s}");
+    assert!(s.contains("? help"), "{s}");
+
+    // Devices tab: add a 16 MiB RAM device through the form.
+    t.keys(&["2"]);
+    t.wait_for("Exported as", &d);
+    t.keys(&["a"]);
+    t.wait_for("Add device", &d);
+    t.keys(&["Right", "Right"]);
+    t.wait_for("< ram >", &d);
+    t.keys(&["Tab"]);
+    t.type_text("tuidisk");
+    t.keys(&["Tab", "Tab"]);
+    t.type_text("16M");
+    t.keys(&["Enter"]);
+    t.wait_for("device tuidisk added", &d);
+    let s = t.wait_for("tuidisk        ram", &d);
+    assert!(s.contains("16M"), "{s}");
+    let shown = esos(&d, &socket, &["--json", "device", "show", "tuidisk"]);
+    assert!(shown.contains("\"size_bytes\": 16777216"), "{shown}");
+
+    // Targets tab: map it; the picker offers only devices not yet mapped.
+    t.keys(&["3"]);
+    t.wait_for("Selected target", &d);
+    t.keys(&["m"]);
+    let s = t.wait_for("Map a device", &d);
+    assert!(s.contains("> tuidisk"), "{s}");
+    assert!(!s.contains("> d0"), "d0 is already mapped:\n{s}");
+    t.keys(&["Enter"]);
+    t.wait_for(&format!("tuidisk mapped at lun 1 of {TARGET}"), &d);
+    t.wait_for("0:d0 1:tuidisk", &d);
+    let shown = esos(&d, &socket, &["--json", "device", "show", "tuidisk"]);
+    assert!(shown.contains(&format!("\"{TARGET}/1\"")), "{shown}");
+
+    // Removal asks first: `n` keeps the device.
+    t.keys(&["2", "Home", "d"]);
+    t.wait_for("Remove device d0?", &d);
+    t.keys(&["n"]);
+    t.wait_for("cancelled", &d);
+    // `y` sends it, and the daemon's refusal (d0 is mapped) reaches the status line.
+    t.keys(&["d"]);
+    t.wait_for("Remove device d0?", &d);
+    t.keys(&["y"]);
+    let s = t.wait_for("error: device \"d0\"", &d);
+    assert!(s.contains("in use"), "{s}");
+    let devices = esos(&d, &socket, &["--json", "device", "list"]);
+    assert!(
+        devices.contains("\"d0\"") && devices.contains("\"tuidisk\""),
+        "{devices}"
+    );
+
+    // q quits cleanly (exit status 0) and gives the terminal back.
+    t.keys(&["q"]);
+    let start = Instant::now();
+    while t.display("#{pane_dead}") != "1" {
+        assert!(
+            start.elapsed() < EXIT_TIMEOUT,
+            "esos tui did not exit after q:\n{}",
+            t.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(t.display("#{pane_dead_status}"), "0", "{}", t.screen());
+}
