@@ -306,6 +306,12 @@ fn control(cdb: &[u8], byte: usize) -> Result<(), Sense> {
     reserved(cdb, byte, 0xC0)
 }
 
+/// True for the READ opcodes, whose handler overwrites the whole data-in buffer (so the
+/// transport's scratch bytes need not be cleared first).
+pub fn is_read(opcode: u8) -> bool {
+    matches!(opcode, op::READ_6 | op::READ_10 | op::READ_12 | op::READ_16)
+}
+
 /// Decodes `cdb` (exactly the bytes that arrived). Unknown opcodes give
 /// INVALID COMMAND OPERATION CODE, bad fields INVALID FIELD IN CDB with a field pointer.
 pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {

@@ -308,7 +308,10 @@ impl LunMap {
     /// Admits one command. Transports call this synchronously in command order (iSCSI
     /// CmdSN order); the returned futures may then be polled concurrently and in any order,
     /// and the engine still honours SIMPLE / ORDERED / HEAD OF QUEUE semantics.
-    /// `buf` carries the data-out bytes for writes and comes back holding data-in.
+    /// `buf` carries the data-out bytes for writes and comes back holding data-in. For a
+    /// command without data-out its content is ignored, but its initialised bytes are kept
+    /// as scratch space for READ: a pooled buffer then needs no zero fill before the device
+    /// overwrites it, which is a memset of the whole transfer saved per read.
     pub fn submit(
         &self,
         cmd: Command,
@@ -373,6 +376,10 @@ impl LunMap {
     fn admit(&self, cmd: Command, mut buf: IoBuf) -> Job {
         let cdb_len = usize::from(cmd.cdb_len).min(crate::MAX_CDB_LEN);
         let opcode = cmd.cdb[0];
+        if !cmd.data_out && !cdb::is_read(opcode) {
+            // Handlers that build data-in start from an empty buffer.
+            buf.clear();
+        }
         let fixed = |s: Sense| s.encode(false);
 
         // REPORT LUNS works on any LUN, mapped or not (SPC-4 6.33).

@@ -165,6 +165,15 @@ impl ConnState {
         b
     }
 
+    /// A pooled buffer as it is, for a command without data-out (see `LunMap::submit`).
+    fn take_scratch(&self) -> IoBuf {
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
     fn put_buf(&self, b: IoBuf) {
         if b.capacity() == 0 || b.capacity() > MAX_POOLED_CAPACITY {
             return;
@@ -668,7 +677,8 @@ where
             data_out: c.write,
         };
         if !c.write || c.edtl == 0 {
-            let buf = self.state.take_buf(0);
+            // Kept at its old length: the engine reuses the bytes as READ scratch space.
+            let buf = self.state.take_scratch();
             return self.submit(meta, cmd, buf).await;
         }
         if len > 0 && !self.params.immediate_data {

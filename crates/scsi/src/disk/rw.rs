@@ -66,7 +66,8 @@ pub async fn read(lu: &LogicalUnit, r: BlockRange, mut buf: IoBuf) -> (Outcome, 
     if bytes == 0 {
         return (Ok(Done::NO_DATA), buf);
     }
-    // `check` bounded `bytes` by the maximum transfer, which fits in u32.
+    // `check` bounded `bytes` by the maximum transfer, which fits in u32. Only growth is
+    // zero-filled: the device overwrites every byte (zeros past a file's end included).
     buf.resize(bytes as usize, 0);
     let (res, buf) = lu.device.read(offset(lu, r.lba), buf).await;
     match res {

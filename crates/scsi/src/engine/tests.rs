@@ -771,3 +771,32 @@ async fn report_luns_lists_mapped_luns_and_clears_luns_changed() {
     good(&run(&map, cmd(&nx, 0, &tur(), 0, false), Vec::new()).await.0);
     assert_eq!(map.luns().map(|(n, _)| n).collect::<Vec<_>>(), vec![0, 300]);
 }
+
+/// Transports hand non-write commands a pooled buffer as it is: READ must overwrite every
+/// byte it returns, and other commands must not append to the stale bytes.
+#[tokio::test]
+async fn stale_scratch_buffers_never_leak() {
+    let (map, _lu, nx) = setup(false, true).await;
+    let data: Vec<u8> = (0..2 * BS).map(|i| (i % 251) as u8).collect();
+    good(&write(&map, &nx, 10, 4, data.clone(), false).await);
+    for stale_len in [0, BS, 2 * BS, 8 * BS] {
+        let rd = encode::rw(false, 10, 4, 2, false, false);
+        let (r, got) = run(
+            &map,
+            cmd(&nx, 0, &rd, (2 * BS) as u32, false),
+            vec![0xEE; stale_len],
+        )
+        .await;
+        good(&r);
+        assert_eq!(r.data_in_len as usize, 2 * BS);
+        assert_eq!(&got[..2 * BS], &data[..], "stale length {stale_len}");
+    }
+    let inq = [op::INQUIRY, 0, 0, 0, 96, 0];
+    let (r, clean) = run(&map, cmd(&nx, 0, &inq, 96, false), Vec::new()).await;
+    good(&r);
+    let (r2, dirty) = run(&map, cmd(&nx, 0, &inq, 96, false), vec![0xEE; 4096]).await;
+    good(&r2);
+    assert_eq!(r.data_in_len, r2.data_in_len);
+    let n = r.data_in_len as usize;
+    assert_eq!(&clean[..n], &dirty[..n]);
+}
