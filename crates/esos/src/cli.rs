@@ -83,6 +83,13 @@ pub enum Command {
         #[command(subcommand)]
         command: PortalCommand,
     },
+    /// ALUA target port groups: list them, change a state live.
+    PortGroup {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: PortGroupCommand,
+    },
     /// Logged-in iSCSI sessions.
     Session {
         #[command(flatten)]
@@ -291,6 +298,15 @@ pub enum PortalCommand {
     },
     /// Remove a listening address.
     Remove { address: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortGroupCommand {
+    /// List target port groups with their access states.
+    List,
+    /// Change a group's access state: active-optimized, active-non-optimized, standby or
+    /// unavailable (every initiator gets ASYMMETRIC ACCESS STATE CHANGED).
+    Set { id: u16, state: String },
 }
 
 #[derive(Debug, Subcommand)]

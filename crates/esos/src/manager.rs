@@ -126,6 +126,30 @@ pub struct DeviceStats {
     pub write_latency_us: u64,
 }
 
+/// One ALUA target port group as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PortGroupInfo {
+    pub id: u16,
+    /// active-optimized | active-non-optimized | standby | unavailable | transitioning
+    pub state: String,
+    /// Portal group tags (relative target port identifiers) in the group.
+    pub portal_groups: Vec<u16>,
+    /// implicit | explicit | both: who may change states (SET TARGET PORT GROUPS needs
+    /// explicit); the management API always may.
+    pub mode: String,
+}
+
+/// Why a port group state change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PortGroupError {
+    #[error("no target port group {0}")]
+    NotFound(u16),
+    #[error("state: {0:?} is not active-optimized, active-non-optimized, standby or unavailable")]
+    BadState(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// One logged-in session.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
@@ -558,6 +582,61 @@ impl Manager {
                 }
             })
             .collect()
+    }
+
+    /// ALUA target port groups with their current states.
+    pub fn port_groups(&self) -> Vec<PortGroupInfo> {
+        let plan = self.state().plan.clone();
+        let Ok(table) = graph::port_groups(&plan) else {
+            return Vec::new();
+        };
+        let mode = match plan.alua.mode {
+            esos_scsi::alua::AluaMode::Implicit => "implicit",
+            esos_scsi::alua::AluaMode::Explicit => "explicit",
+            esos_scsi::alua::AluaMode::Both => "both",
+        };
+        table
+            .states()
+            .into_iter()
+            .map(|(id, state)| PortGroupInfo {
+                id,
+                state: state.as_str().into(),
+                portal_groups: plan
+                    .alua
+                    .groups
+                    .iter()
+                    .find(|g| g.id == id)
+                    .map(|g| g.ports.clone())
+                    .unwrap_or_default(),
+                mode: mode.into(),
+            })
+            .collect()
+    }
+
+    /// Changes a target port group's access state live (an implicit ALUA transition:
+    /// every nexus of every unit gets ASYMMETRIC ACCESS STATE CHANGED). Saved in the data
+    /// directory like SET TARGET PORT GROUPS, so it survives a restart.
+    pub fn set_port_group_state(&self, id: u16, state: &str) -> Result<(), PortGroupError> {
+        use esos_scsi::alua::AccessState;
+        let state = match state {
+            "active-optimized" => AccessState::ActiveOptimized,
+            "active-non-optimized" => AccessState::ActiveNonOptimized,
+            "standby" => AccessState::Standby,
+            "unavailable" => AccessState::Unavailable,
+            other => return Err(PortGroupError::BadState(other.into())),
+        };
+        let plan = self.state().plan.clone();
+        let table = graph::port_groups(&plan).map_err(|e| PortGroupError::Failed(e.to_string()))?;
+        table.set_state(id, state).map_err(|e| match e {
+            esos_scsi::alua::AluaError::NoSuchGroup(id) => PortGroupError::NotFound(id),
+            other => PortGroupError::Failed(other.to_string()),
+        })?;
+        tracing::info!(
+            group = id,
+            state = state.as_str(),
+            "ALUA port group state changed"
+        );
+        Ok(())
     }
 
     /// Login outcomes since start.

@@ -47,6 +47,8 @@ use super::handlers;
         handlers::list_sessions,
         handlers::close_session,
         handlers::get_stats,
+        handlers::list_port_groups,
+        handlers::set_port_group_state,
         handlers::get_metrics,
         handlers::get_config,
         handlers::put_config,
@@ -61,6 +63,8 @@ use super::handlers;
         ApplyReportDoc,
         crate::manager::DeviceStats,
         handlers::SizeBody,
+        handlers::StateBody,
+        crate::manager::PortGroupInfo,
         super::error::ErrorBody,
     ))
 )]

@@ -530,6 +530,51 @@ pub async fn remove_portal(
     Ok(applied(&q, r, None, false))
 }
 
+// --- ALUA target port groups -----------------------------------------------------------
+
+#[utoipa::path(get, path = "/api/v1/port-groups", tag = "port groups",
+    responses((status = 200, body = [crate::manager::PortGroupInfo])))]
+pub async fn list_port_groups(State(s): St) -> Json<Vec<crate::manager::PortGroupInfo>> {
+    Json(s.control.port_groups())
+}
+
+/// Body of `PUT /port-groups/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateBody {
+    /// active-optimized | active-non-optimized | standby | unavailable
+    pub state: String,
+}
+
+#[utoipa::path(put, path = "/api/v1/port-groups/{id}", tag = "port groups",
+    params(("id" = u16, Path, description = "target port group id")),
+    request_body = StateBody,
+    responses((status = 204, description = "changed; every nexus gets ASYMMETRIC ACCESS STATE CHANGED"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_port_group_state(
+    State(s): St,
+    P(id): P<String>,
+    Body(b): Body<StateBody>,
+) -> Result<StatusCode, ApiError> {
+    let id: u16 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("id: {id:?} is not a port group id")))?;
+    let _serial = s.edit_lock.lock().await;
+    match s.control.set_port_group_state(id, &b.state) {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ crate::manager::PortGroupError::NotFound(_)) => {
+            Err(ApiError::not_found(e.to_string()))
+        }
+        Err(e @ crate::manager::PortGroupError::BadState(_)) => {
+            Err(ApiError::bad_request(e.to_string()))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
+    }
+}
+
 // --- statistics -----------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/api/v1/stats", tag = "statistics",

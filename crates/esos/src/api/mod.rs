@@ -56,6 +56,12 @@ pub trait Control: Send + Sync + 'static {
     fn sessions(&self) -> Vec<SessionInfo>;
     fn close_session(&self, id: u64) -> bool;
     fn stats(&self) -> Vec<crate::manager::DeviceStats>;
+    fn port_groups(&self) -> Vec<crate::manager::PortGroupInfo>;
+    fn set_port_group_state(
+        &self,
+        id: u16,
+        state: &str,
+    ) -> Result<(), crate::manager::PortGroupError>;
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
 }
@@ -81,6 +87,16 @@ impl Control for Manager {
     }
     fn stats(&self) -> Vec<crate::manager::DeviceStats> {
         Manager::stats(self)
+    }
+    fn port_groups(&self) -> Vec<crate::manager::PortGroupInfo> {
+        Manager::port_groups(self)
+    }
+    fn set_port_group_state(
+        &self,
+        id: u16,
+        state: &str,
+    ) -> Result<(), crate::manager::PortGroupError> {
+        Manager::set_port_group_state(self, id, state)
     }
     fn metrics(&self) -> String {
         crate::metrics::render_for(self)
@@ -141,6 +157,8 @@ pub fn router(control: Arc<dyn Control>) -> Router {
         .route("/sessions/{id}", delete(h::close_session))
         .route("/config", get(h::get_config).put(h::put_config))
         .route("/stats", get(h::get_stats))
+        .route("/port-groups", get(h::list_port_groups))
+        .route("/port-groups/{id}", put(h::set_port_group_state))
         .route("/metrics", get(h::get_metrics))
         .route("/openapi.json", get(h::openapi))
         .with_state(state);

@@ -131,6 +131,16 @@ impl Control for Fake {
     fn stats(&self) -> Vec<crate::manager::DeviceStats> {
         Vec::new()
     }
+    fn port_groups(&self) -> Vec<crate::manager::PortGroupInfo> {
+        Vec::new()
+    }
+    fn set_port_group_state(
+        &self,
+        id: u16,
+        _state: &str,
+    ) -> Result<(), crate::manager::PortGroupError> {
+        Err(crate::manager::PortGroupError::NotFound(id))
+    }
     fn metrics(&self) -> String {
         "# EOF\n".into()
     }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     ChapCommand, ClientArgs, Command, ConfigCommand, DeviceCommand, GlobalClientArgs, GroupCommand,
-    LunCommand, PortalCommand, SessionCommand, TargetCommand,
+    LunCommand, PortGroupCommand, PortalCommand, SessionCommand, TargetCommand,
 };
 use crate::client::{Answer, Client, ClientError, segment};
 
@@ -81,6 +81,10 @@ pub fn run(cmd: Command, global: &GlobalClientArgs) -> Option<ExitCode> {
         Command::Session { conn, command } => {
             let conn = o(conn);
             call(&conn, |c| session(c, &conn, command))
+        }
+        Command::PortGroup { conn, command } => {
+            let conn = o(conn);
+            call(&conn, |c| port_group(c, &conn, command))
         }
         Command::Tui(args) => {
             let conn = o(ClientArgs {
@@ -506,6 +510,35 @@ async fn session(c: Client, conn: &Opts, cmd: SessionCommand) -> Result<Outcome,
                     println!("{}", json!({ "closed": id }));
                 } else {
                     println!("session {id} logged out");
+                }
+                Outcome::Ok
+            } else {
+                Outcome::Refused(a.error_message())
+            }
+        }
+    })
+}
+
+async fn port_group(c: Client, conn: &Opts, cmd: PortGroupCommand) -> Result<Outcome, ClientError> {
+    Ok(match cmd {
+        PortGroupCommand::List => show(
+            conn,
+            &c.get("/api/v1/port-groups").await?,
+            print::port_groups,
+        ),
+        PortGroupCommand::Set { id, state } => {
+            let a = c
+                .send_json(
+                    Method::PUT,
+                    &format!("/api/v1/port-groups/{id}"),
+                    &json!({ "state": state }),
+                )
+                .await?;
+            if a.is_success() {
+                if conn.json {
+                    println!("{}", json!({ "id": id, "state": state }));
+                } else {
+                    println!("port group {id} is {state}");
                 }
                 Outcome::Ok
             } else {

@@ -200,6 +200,24 @@ pub fn target(t: &Value) -> String {
     out
 }
 
+pub fn port_groups(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            let ports: Vec<String> = x["portal_groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            vec![s(&x["id"]), s(&x["state"]), ports.join(","), s(&x["mode"])]
+        })
+        .collect();
+    table(&["ID", "STATE", "PORTAL GROUPS", "MODE"], &rows)
+}
+
 pub fn sessions(v: &Value) -> String {
     let rows: Vec<Vec<String>> = v
         .as_array()

@@ -282,3 +282,73 @@ async fn a_file_device_grows_live_and_never_shrinks() {
     assert!(e.to_string().contains("device \"b\""), "{e}");
     assert_eq!(lu.capacity_bytes(), 8 << 20);
 }
+
+#[tokio::test]
+async fn port_group_states_change_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(dir.path()).await;
+    let groups = m.port_groups();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(
+        (
+            groups[0].id,
+            groups[0].state.as_str(),
+            groups[0].portal_groups.as_slice()
+        ),
+        (1, "active-optimized", &[1u16][..])
+    );
+    let (_, lu) = m.units().remove(0);
+    let map = esos_scsi::LunMap::new(vec![(0, lu)]);
+    let nexus = Arc::new(esos_scsi::Nexus {
+        id: 9,
+        initiator_port: "iqn.i,i,0x1".into(),
+        target_port: "iqn.t,t,0x1".into(),
+        relative_port: 1,
+        port_group: 1,
+    });
+    let read = |nexus: &Arc<esos_scsi::Nexus>| {
+        let mut cdb = [0u8; esos_scsi::MAX_CDB_LEN];
+        cdb[..10].copy_from_slice(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        esos_scsi::Command {
+            nexus: nexus.clone(),
+            lun: 0,
+            cdb,
+            cdb_len: 10,
+            attr: esos_scsi::TaskAttr::Simple,
+            tag: 1,
+            expected_len: 512,
+            data_out: false,
+        }
+    };
+    map.submit(read(&nexus), Vec::new()).await; // power-on unit attention
+    m.set_port_group_state(1, "standby").unwrap();
+    assert_eq!(m.port_groups()[0].state, "standby");
+    let (r, _) = map.submit(read(&nexus), Vec::new()).await;
+    let s = r.sense.as_slice();
+    assert_eq!(
+        (s[12], s[13]),
+        (0x2A, 0x06),
+        "state changed is reported first"
+    );
+    let (r, _) = map.submit(read(&nexus), Vec::new()).await;
+    let s = r.sense.as_slice();
+    assert_eq!(
+        (s[2] & 0x0F, s[12], s[13]),
+        (0x02, 0x04, 0x0B),
+        "standby refuses READ"
+    );
+
+    assert!(matches!(
+        m.set_port_group_state(7, "standby"),
+        Err(PortGroupError::NotFound(7))
+    ));
+    assert!(matches!(
+        m.set_port_group_state(1, "asleep"),
+        Err(PortGroupError::BadState(_))
+    ));
+    m.set_port_group_state(1, "active-optimized").unwrap();
+    let (r, _) = map.submit(read(&nexus), Vec::new()).await;
+    assert_eq!(r.sense.as_slice()[12], 0x2A);
+    let (r, _) = map.submit(read(&nexus), Vec::new()).await;
+    assert_eq!(r.status, esos_scsi::Status::Good);
+}
