@@ -254,5 +254,17 @@ fn tui_adds_a_device_and_maps_it() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(t.display("#{pane_dead_status}"), "0", "{}", t.screen());
+    // tmux records the status a moment after it marks the pane dead.
+    let mut status = t.display("#{pane_dead_status}");
+    while status.is_empty() && start.elapsed() < EXIT_TIMEOUT {
+        std::thread::sleep(Duration::from_millis(50));
+        status = t.display("#{pane_dead_status}");
+    }
+    assert_eq!(
+        status,
+        "0",
+        "signal {:?}\n{}",
+        t.display("#{pane_dead_signal}"),
+        t.screen()
+    );
 }
