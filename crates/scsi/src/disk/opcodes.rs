@@ -21,7 +21,7 @@ pub struct OpRow {
     pub usage: &'static [u8],
 }
 
-const fn row(usage: &'static [u8]) -> OpRow {
+pub(crate) const fn row(usage: &'static [u8]) -> OpRow {
     OpRow {
         opcode: usage[0],
         sa: None,
@@ -30,7 +30,7 @@ const fn row(usage: &'static [u8]) -> OpRow {
 }
 
 /// Rows for opcodes whose service action is in byte 1, bits 4-0.
-const fn sa_row(usage: &'static [u8]) -> OpRow {
+pub(crate) const fn sa_row(usage: &'static [u8]) -> OpRow {
     OpRow {
         opcode: usage[0],
         sa: Some((usage[1] & 0x1F) as u16),
@@ -38,7 +38,7 @@ const fn sa_row(usage: &'static [u8]) -> OpRow {
     }
 }
 
-const FF: u8 = 0xFF;
+pub(crate) const FF: u8 = 0xFF;
 
 /// Every command, ascending by (opcode, service action). DPO and FUA are listed for the
 /// commands that honour them, since MODE SENSE reports DPOFUA (SBC-3 6.4.1); protection
@@ -438,7 +438,7 @@ pub fn decoded(row: &OpRow) -> bool {
 }
 
 /// The rows reported right now.
-pub fn supported() -> impl Iterator<Item = &'static OpRow> {
+pub fn supported() -> impl Iterator<Item = &'static OpRow> + Clone {
     TABLE.iter().filter(|r| decoded(r))
 }
 
@@ -462,8 +462,23 @@ pub fn report_opcodes(
     stpg: bool,
     out: &mut IoBuf,
 ) -> Outcome {
+    let rows = supported().filter(move |r| stpg || r.opcode != op::MAINTENANCE_OUT);
+    encode_report(rows, rctd, options, opcode, sa, alloc_len, out)
+}
+
+/// The REPORT SUPPORTED OPERATION CODES parameter data for `supported` rows (every
+/// command set of the engine encodes its table through this).
+pub(crate) fn encode_report<'a>(
+    supported: impl Iterator<Item = &'a OpRow> + Clone,
+    rctd: bool,
+    options: u8,
+    opcode: u8,
+    sa: u16,
+    alloc_len: u32,
+    out: &mut IoBuf,
+) -> Outcome {
     out.clear();
-    let supported = || supported().filter(move |r| stpg || r.opcode != op::MAINTENANCE_OUT);
+    let supported = || supported.clone();
     if options == 0 {
         out.extend_from_slice(&[0; 4]);
         for r in supported() {

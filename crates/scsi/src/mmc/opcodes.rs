@@ -7,27 +7,8 @@ use super::cdb::{
 };
 use crate::IoBuf;
 use crate::cdb::op;
-use crate::disk::opcodes::{OpRow, RECOMMENDED_TIMEOUT_S};
-use crate::disk::{Done, Outcome};
-use crate::sense::Sense;
-
-const FF: u8 = 0xFF;
-
-const fn row(usage: &'static [u8]) -> OpRow {
-    OpRow {
-        opcode: usage[0],
-        sa: None,
-        usage,
-    }
-}
-
-const fn sa_row(usage: &'static [u8]) -> OpRow {
-    OpRow {
-        opcode: usage[0],
-        sa: Some((usage[1] & 0x1F) as u16),
-        usage,
-    }
-}
+use crate::disk::Outcome;
+use crate::disk::opcodes::{FF, OpRow, encode_report, row, sa_row};
 
 /// Every command of the unit, ascending by (opcode, service action).
 pub const TABLE: &[OpRow] = &[
@@ -126,14 +107,8 @@ pub const TABLE: &[OpRow] = &[
     row(&[MECHANISM_STATUS, 0, 0, 0, 0, 0, 0, 0, FF, FF, 0, 0]),
 ];
 
-fn timeouts(out: &mut IoBuf) {
-    out.extend_from_slice(&[0x00, 0x0A, 0, 0]);
-    out.extend_from_slice(&0u32.to_be_bytes());
-    out.extend_from_slice(&RECOMMENDED_TIMEOUT_S.to_be_bytes());
-}
-
 /// REPORTING OPTIONS 000b all commands, 001b one opcode without service actions, 010b one
-/// with, 011b either (SPC-4 table 300).
+/// with, 011b either (SPC-4 table 300), over this unit's table.
 pub fn report_opcodes(
     rctd: bool,
     options: u8,
@@ -142,43 +117,7 @@ pub fn report_opcodes(
     alloc_len: u32,
     out: &mut IoBuf,
 ) -> Outcome {
-    out.clear();
-    if options == 0 {
-        out.extend_from_slice(&[0; 4]);
-        for r in TABLE {
-            let [sa_hi, sa_lo] = r.sa.unwrap_or(0).to_be_bytes();
-            let flags = (if rctd { 0x02 } else { 0 }) | u8::from(r.sa.is_some());
-            let [len_hi, len_lo] = (r.usage.len() as u16).to_be_bytes();
-            out.extend_from_slice(&[r.opcode, 0, sa_hi, sa_lo, 0, flags, len_hi, len_lo]);
-            if rctd {
-                timeouts(out);
-            }
-        }
-        let len = (out.len() - 4) as u32;
-        out[0..4].copy_from_slice(&len.to_be_bytes());
-        return Ok(Done::data(out.len(), alloc_len));
-    }
-    let mut rows = TABLE.iter().filter(|r| r.opcode == opcode).peekable();
-    let found = match (options, rows.peek().map(|r| r.sa.is_some())) {
-        (_, None) => None,
-        (1, Some(true)) | (2, Some(false)) => {
-            return Err(Sense::invalid_cdb_field(3, None).into());
-        }
-        (_, Some(false)) => rows.next(),
-        (_, Some(true)) => rows.find(|r| r.sa == Some(sa)),
-    };
-    match found {
-        Some(r) => {
-            out.extend_from_slice(&[0, if rctd { 0x83 } else { 0x03 }]);
-            out.extend_from_slice(&(r.usage.len() as u16).to_be_bytes());
-            out.extend_from_slice(r.usage);
-            if rctd {
-                timeouts(out);
-            }
-        }
-        None => out.extend_from_slice(&[0, 0x01, 0, 0]),
-    }
-    Ok(Done::data(out.len(), alloc_len))
+    encode_report(TABLE.iter(), rctd, options, opcode, sa, alloc_len, out)
 }
 
 #[cfg(test)]
