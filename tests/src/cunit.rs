@@ -26,6 +26,17 @@ impl Summary {
         self.passed.saturating_sub(self.skipped)
     }
 
+    /// Adds the counts and names of another part of the same run.
+    pub fn merge(&mut self, other: Summary) {
+        self.total += other.total;
+        self.ran += other.ran;
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.failed_tests.extend(other.failed_tests);
+        self.skipped_tests.extend(other.skipped_tests);
+    }
+
     /// The closing line, in the form CI log readers recognise.
     pub fn line(&self) -> String {
         format!(
