@@ -246,3 +246,91 @@ fn strip_sessions(json: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// `esos config apply` of a file with 1,000 file LUNs on 100 targets to a daemon serving
+/// none of them: everything is added live and a session sees its LUNs; applying the same
+/// file again changes nothing. (How long it takes is measured by scripts/bench, not here.)
+#[test]
+fn applying_1000_luns_twice_changes_nothing_the_second_time() {
+    const DEVICES: usize = 1000;
+    const TARGETS: usize = 100;
+    let d = Daemon::with_config(TARGET, |ctx| {
+        format!(
+            "[server]\ndata_dir = \"{dir}/data\"\n\n[[server.portal]]\naddress = \"127.0.0.1:{port}\"\n",
+            dir = ctx.dir.display(),
+            port = ctx.port
+        )
+    });
+    let socket = socket_of(&d);
+    let base = std::fs::read_to_string(d.dir().join("esos.toml")).unwrap();
+    let disks = d.dir().join("disks");
+    std::fs::create_dir(&disks).unwrap();
+    let mut text = base.clone();
+    for i in 0..DEVICES {
+        let img = disks.join(format!("d{i}.img"));
+        std::fs::File::create(&img)
+            .and_then(|f| f.set_len(64 << 20))
+            .unwrap();
+        text.push_str(&format!(
+            "\n[[device]]\nname = \"d{i}\"\ntype = \"file\"\npath = \"{}\"\n",
+            img.display()
+        ));
+    }
+    let per_target = DEVICES / TARGETS;
+    for t in 0..TARGETS {
+        let maps: Vec<String> = (0..per_target)
+            .map(|k| format!("{{ lun = {k}, device = \"d{}\" }}", t * per_target + k))
+            .collect();
+        text.push_str(&format!(
+            "\n[[target]]\nname = \"iqn.2026-11.org.esos.test:scale{t}\"\ndefault_luns = [{}]\n",
+            maps.join(", ")
+        ));
+    }
+    let file = d.dir().join("scale.toml");
+    std::fs::write(&file, &text).unwrap();
+    let file_arg = file.to_str().unwrap();
+
+    let started = Instant::now();
+    let first = ok(&d, &socket, &["--json", "config", "apply", file_arg]);
+    let first_took = started.elapsed();
+    let answer: serde_json::Value = serde_json::from_str(&first).expect("apply answer JSON");
+    let report = &answer["report"];
+    let count = |r: &serde_json::Value, key: &str| r[key].as_array().map_or(0, Vec::len);
+    assert_eq!(count(report, "devices_added"), DEVICES, "{first}");
+    assert_eq!(count(report, "targets_added"), TARGETS, "{first}");
+
+    let mut c = Conn::login(
+        d.addr(),
+        &LoginOptions::normal("iqn.2026-11.org.esos.test:scale99"),
+    )
+    .unwrap_or_else(|e| panic!("login: {e}\n{}", d.log()));
+    c.clear_unit_attention(0).unwrap();
+    assert_eq!(
+        report_luns(&mut c),
+        (0..per_target as u64).collect::<Vec<_>>()
+    );
+
+    let started = Instant::now();
+    let second = ok(&d, &socket, &["--json", "config", "apply", file_arg]);
+    let second_took = started.elapsed();
+    let answer: serde_json::Value = serde_json::from_str(&second).expect("apply answer JSON");
+    let report = &answer["report"];
+    for key in [
+        "devices_added",
+        "devices_removed",
+        "devices_changed",
+        "targets_added",
+        "targets_removed",
+        "targets_changed",
+    ] {
+        assert_eq!(count(report, key), 0, "{key} in the second apply: {second}");
+    }
+    assert_eq!(report["portals_changed"], false, "{second}");
+    assert_eq!(report["sessions_closed"], 0, "{second}");
+    // The session was not disturbed by the second apply.
+    assert_eq!(
+        report_luns(&mut c),
+        (0..per_target as u64).collect::<Vec<_>>()
+    );
+    eprintln!("1,000-LUN apply: first {first_took:?}, second {second_took:?} (CLI round trip)");
+}
