@@ -57,7 +57,13 @@ fn unit(setup: u8, cdrom: bool) -> Arc<LogicalUnit> {
         rotational: None,
     };
     let settings = LuSettings {
-        identity: Identity {
+        write_cache: setup & 1 != 0,
+        read_only: cdrom || setup & 2 != 0,
+        max_transfer_blocks: 32,
+        thin: setup & 4 != 0,
+        kind: if cdrom { LuKind::Cdrom } else { LuKind::Disk },
+        removable: cdrom,
+        ..LuSettings::disk(Identity {
             vendor: "ESOS".into(),
             product: "fuzz".into(),
             revision: "0001".into(),
@@ -80,17 +86,7 @@ fn unit(setup: u8, cdrom: bool) -> Arc<LogicalUnit> {
                 14,
                 cdrom as u8,
             ],
-        },
-        write_cache: setup & 1 != 0,
-        read_only: cdrom || setup & 2 != 0,
-        max_transfer_blocks: 32,
-        thin: setup & 4 != 0,
-        pr_state: None,
-        kind: if cdrom { LuKind::Cdrom } else { LuKind::Disk },
-        removable: cdrom,
-        lbppb_exponent: 0,
-        sanitize_rate: 0,
-        alua: Default::default(),
+        })
     };
     LogicalUnit::new(Device::open(&spec).expect("RAM device"), settings)
 }

@@ -174,6 +174,27 @@ pub struct LuSettings {
     pub alua: Arc<alua::PortGroups>,
 }
 
+impl LuSettings {
+    /// A writable, write-through, fully provisioned disk with no reservation file, the
+    /// largest transfer allowed and a port-group table of its own: the safe choice for
+    /// every setting, which callers override field by field.
+    pub fn disk(identity: Identity) -> Self {
+        LuSettings {
+            identity,
+            write_cache: false,
+            read_only: false,
+            max_transfer_blocks: 0,
+            thin: false,
+            pr_state: None,
+            kind: LuKind::Disk,
+            removable: false,
+            lbppb_exponent: 0,
+            sanitize_rate: 0,
+            alua: Default::default(),
+        }
+    }
+}
+
 /// What kind of logical unit a device is exported as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LuKind {

@@ -9,9 +9,7 @@ use esos_block::{Backend, Device, DeviceSpec};
 use super::*;
 use crate::cdb::encode;
 use crate::sense::FieldPointer;
-use crate::{
-    Command, Identity, LuKind, LuSettings, LunMap, MAX_CDB_LEN, Response, Status, TaskAttr,
-};
+use crate::{Command, Identity, LuSettings, LunMap, MAX_CDB_LEN, Response, Status, TaskAttr};
 
 fn spec(id: u16, state: AccessState, ports: &[u16]) -> GroupSpec {
     GroupSpec {
@@ -349,23 +347,16 @@ fn state_file_text_round_trips() {
 
 fn lu(alua: &Arc<PortGroups>) -> Arc<LogicalUnit> {
     let settings = LuSettings {
-        identity: Identity {
+        write_cache: true,
+        max_transfer_blocks: 64,
+        alua: Arc::clone(alua),
+        ..LuSettings::disk(Identity {
             vendor: "ESOS".into(),
             product: "alua".into(),
             revision: "1".into(),
             serial: "A1".into(),
             naa: [0x60; 16],
-        },
-        write_cache: true,
-        read_only: false,
-        max_transfer_blocks: 64,
-        thin: false,
-        pr_state: None,
-        kind: LuKind::Disk,
-        removable: false,
-        lbppb_exponent: 0,
-        sanitize_rate: 0,
-        alua: Arc::clone(alua),
+        })
     };
     let spec = DeviceSpec {
         backend: Backend::Ram {

@@ -437,23 +437,18 @@ mod tests {
             rotational: None,
         };
         let settings = LuSettings {
-            identity: Identity {
+            write_cache: true,
+            read_only,
+            max_transfer_blocks: 4096,
+            thin,
+            lbppb_exponent,
+            ..LuSettings::disk(Identity {
                 vendor: "ESOS".into(),
                 product: "thin".into(),
                 revision: "1".into(),
                 serial: "T1".into(),
                 naa: [0x60; 16],
-            },
-            write_cache: true,
-            read_only,
-            max_transfer_blocks: 4096,
-            pr_state: None,
-            thin,
-            kind: crate::LuKind::Disk,
-            removable: false,
-            lbppb_exponent,
-            sanitize_rate: 0,
-            alua: Default::default(),
+            })
         };
         LogicalUnit::new(Device::open(&spec).unwrap(), settings)
     }

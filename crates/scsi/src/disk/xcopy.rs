@@ -619,23 +619,15 @@ mod tests {
             rotational: None,
         };
         let settings = LuSettings {
-            identity: Identity {
+            write_cache: wce,
+            read_only,
+            ..LuSettings::disk(Identity {
                 vendor: "ESOS".into(),
                 product: "xcopy".into(),
                 revision: "0001".into(),
                 serial: format!("SN{n}"),
                 naa: naa(n),
-            },
-            write_cache: wce,
-            read_only,
-            max_transfer_blocks: 0,
-            thin: false,
-            pr_state: None,
-            kind: LuKind::Disk,
-            removable: false,
-            lbppb_exponent: 0,
-            sanitize_rate: 0,
-            alua: Default::default(),
+            })
         };
         LogicalUnit::new(Device::open(&spec).unwrap(), settings)
     }

@@ -16,7 +16,10 @@ const BS: usize = 512;
 
 fn settings(read_only: bool, wce: bool) -> LuSettings {
     LuSettings {
-        identity: Identity {
+        write_cache: wce,
+        read_only,
+        max_transfer_blocks: 256,
+        ..LuSettings::disk(Identity {
             vendor: "ESOS".into(),
             product: "test disk".into(),
             revision: "0001".into(),
@@ -24,17 +27,7 @@ fn settings(read_only: bool, wce: bool) -> LuSettings {
             naa: [
                 0x60, 0x01, 0x40, 0x50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
             ],
-        },
-        write_cache: wce,
-        read_only,
-        max_transfer_blocks: 256,
-        thin: false,
-        pr_state: None,
-        kind: crate::LuKind::Disk,
-        removable: false,
-        lbppb_exponent: 0,
-        sanitize_rate: 0,
-        alua: Default::default(),
+        })
     }
 }
 

@@ -43,23 +43,16 @@ fn lu_on(backend: Backend, read_only: bool) -> Arc<LogicalUnit> {
         rotational: None,
     };
     let settings = LuSettings {
-        identity: Identity {
+        write_cache: true,
+        read_only,
+        max_transfer_blocks: MAX_XFER,
+        ..LuSettings::disk(Identity {
             vendor: "ESOS".into(),
             product: "cmds".into(),
             revision: "0001".into(),
             serial: "SNCMDS".into(),
             naa: [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-        },
-        write_cache: true,
-        read_only,
-        max_transfer_blocks: MAX_XFER,
-        thin: false,
-        pr_state: None,
-        kind: crate::LuKind::Disk,
-        removable: false,
-        lbppb_exponent: 0,
-        sanitize_rate: 0,
-        alua: Default::default(),
+        })
     };
     LogicalUnit::new(Device::open(&spec).unwrap(), settings)
 }

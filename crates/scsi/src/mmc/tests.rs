@@ -23,23 +23,17 @@ fn unit(kind: LuKind, removable: bool) -> Arc<LogicalUnit> {
         rotational: None,
     };
     let settings = LuSettings {
-        identity: Identity {
+        write_cache: true,
+        read_only: cdrom,
+        kind,
+        removable,
+        ..LuSettings::disk(Identity {
             vendor: "ESOS".into(),
             product: "unit".into(),
             revision: "0001".into(),
             serial: "SN1".into(),
             naa: [0x60; 16],
-        },
-        write_cache: true,
-        read_only: cdrom,
-        max_transfer_blocks: 0,
-        thin: false,
-        pr_state: None,
-        kind,
-        removable,
-        lbppb_exponent: 0,
-        sanitize_rate: 0,
-        alua: Default::default(),
+        })
     };
     LogicalUnit::new(Device::open(&spec).unwrap(), settings)
 }

@@ -12,23 +12,16 @@ use crate::{Command, Identity, LuSettings, MAX_CDB_LEN, Nexus, Response, Status,
 
 fn settings(pr_state: Option<PathBuf>) -> LuSettings {
     LuSettings {
-        identity: Identity {
+        write_cache: true,
+        max_transfer_blocks: 64,
+        pr_state,
+        ..LuSettings::disk(Identity {
             vendor: "ESOS".into(),
             product: "test disk".into(),
             revision: "0001".into(),
             serial: "SN0001".into(),
             naa: [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-        },
-        write_cache: true,
-        read_only: false,
-        max_transfer_blocks: 64,
-        thin: false,
-        pr_state,
-        kind: crate::LuKind::Disk,
-        removable: false,
-        lbppb_exponent: 0,
-        sanitize_rate: 0,
-        alua: Default::default(),
+        })
     }
 }
 

@@ -34,23 +34,18 @@ impl T {
             rotational: None,
         };
         let settings = LuSettings {
-            identity: Identity {
+            write_cache: true,
+            read_only,
+            max_transfer_blocks: 4096,
+            thin,
+            sanitize_rate,
+            ..LuSettings::disk(Identity {
                 vendor: "ESOS".into(),
                 product: "sanitize".into(),
                 revision: "1".into(),
                 serial: "S1".into(),
                 naa: [0x60; 16],
-            },
-            write_cache: true,
-            read_only,
-            max_transfer_blocks: 4096,
-            pr_state: None,
-            thin,
-            kind: crate::LuKind::Disk,
-            removable: false,
-            lbppb_exponent: 0,
-            sanitize_rate,
-            alua: Default::default(),
+            })
         };
         let lu = LogicalUnit::new(Device::open(&spec).unwrap(), settings);
         let t = T {
