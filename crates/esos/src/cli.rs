@@ -100,6 +100,11 @@ pub enum Command {
     /// Full-screen text UI: dashboard with live I/O, devices, targets, hosts and groups,
     /// port groups, system. Keyboard-driven; press ? inside for the keys.
     Tui(TuiArgs),
+    /// The management API on TCP: bearer tokens for `[[api.token]]`.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
     /// Print a shell completion script (e.g. `esos completions bash > /etc/bash_completion.d/esos`).
     Completions {
         #[arg(value_enum)]
@@ -338,6 +343,33 @@ pub enum ConfigCommand {
         #[command(flatten)]
         conn: ClientArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Print the SHA-256 digest of a token read from stdin (one line), or of a new random
+    /// token with --generate; with --name, print a ready `[[api.token]]` entry.
+    TokenHash(TokenHashArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenHashArgs {
+    /// Generate a random 256-bit token and print it (once: only its digest is stored).
+    #[arg(long)]
+    pub generate: bool,
+    /// Name of the `[[api.token]]` entry to print (letters, digits, '.', '_', '-').
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Role of the printed entry.
+    #[arg(long, value_enum, default_value_t = TokenRole::ReadOnly, requires = "name")]
+    pub role: TokenRole,
+}
+
+/// `[[api.token]].role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenRole {
+    Admin,
+    ReadOnly,
 }
 
 #[derive(Debug, Args)]

@@ -65,9 +65,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn check(file: &Path, no_preflight: bool) -> anyhow::Result<ExitCode> {
-    let plan = config::load(file)?;
+    let mut plan = config::load(file)?;
     if !no_preflight {
         graph::preflight(&plan)?;
+        api_tls(&mut plan)?;
     }
     for w in &plan.warnings {
         eprintln!("esos: warning: {}: {w}", plan.source);
@@ -105,6 +106,22 @@ fn init_logging(cli_level: Option<&str>, config_level: Option<&str>) -> anyhow::
     Ok(())
 }
 
+/// The TCP API's TLS identity, read now so a bad PEM file stops the start with a message
+/// naming its key; `None` when the API is on the unix socket only.
+fn api_tls(plan: &mut Plan) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(tls) = plan
+        .api
+        .tls
+        .as_ref()
+        .filter(|_| !plan.api.listen.is_empty())
+    else {
+        return Ok(None);
+    };
+    let config = esos::api::tls::server_config(tls, &mut plan.warnings)
+        .with_context(|| plan.source.clone())?;
+    Ok(Some(config))
+}
+
 /// Serves a config file; its text is what `esos config export` shows and what live changes
 /// edit.
 fn serve_file(file: &Path, cli_level: Option<&str>) -> anyhow::Result<ExitCode> {
@@ -121,7 +138,9 @@ fn serve(
     file: Option<(PathBuf, String)>,
     cli_level: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
+    let mut plan = plan;
     init_logging(cli_level, plan.log_level.as_deref())?;
+    let api_tls = api_tls(&mut plan)?;
     for w in &plan.warnings {
         tracing::warn!(source = %plan.source, "{w}");
     }
@@ -158,7 +177,7 @@ fn serve(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_server(plan, file, server_config, units, store))
+    runtime.block_on(run_server(plan, file, server_config, units, store, api_tls))
 }
 
 async fn run_server(
@@ -167,6 +186,7 @@ async fn run_server(
     server_config: esos_iscsi::server::ServerConfig,
     units: Vec<Arc<LogicalUnit>>,
     identities: IdentityStore,
+    api_tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<ExitCode> {
     let server = Server::bind(server_config).await?;
     let (config_path, text) = file.unzip();
@@ -195,6 +215,21 @@ async fn run_server(
     let api = tokio::spawn(esos::api::serve_on(manager.clone(), api_bound, async {
         let _ = api_stopped.await;
     }));
+    // The API on TCP (TLS, bearer tokens), also bound before READY.
+    let (tcp_stop, tcp_stopped) = tokio::sync::oneshot::channel::<()>();
+    let tcp_api = match api_tls {
+        Some(tls) => {
+            let bound = esos::api::bind_tcp(&plan.api, tls).await?;
+            Some(tokio::spawn(esos::api::serve_tcp_on(
+                manager.clone(),
+                bound,
+                async {
+                    let _ = tcp_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     let reloader = tokio::spawn(reload_on_sighup(manager.clone()));
     let metrics = plan.metrics.map(|addr| {
         let m = manager.clone();
@@ -211,6 +246,10 @@ async fn run_server(
     let _ = api_stop.send(());
     if let Ok(Err(e)) = api.await {
         tracing::error!(error = %e, "management API failed");
+    }
+    let _ = tcp_stop.send(());
+    if let Some(t) = tcp_api {
+        let _ = t.await;
     }
     if let Some(m) = metrics {
         m.abort();

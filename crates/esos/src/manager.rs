@@ -720,6 +720,12 @@ fn static_unchanged(old: &Plan, new: &Plan) -> Result<(), ApplyError> {
     if old.metrics != new.metrics {
         return Err(not_live("server.metrics_address", "the metrics listener"));
     }
+    if old.api != new.api {
+        return Err(not_live(
+            "api",
+            "the API's TCP listeners, TLS files and tokens",
+        ));
+    }
     if old.params != new.params {
         return Err(not_live("server.iscsi", "iSCSI negotiation defaults"));
     }

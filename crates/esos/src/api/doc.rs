@@ -6,7 +6,9 @@
 
 use std::sync::OnceLock;
 
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::handlers;
 
@@ -18,8 +20,12 @@ use super::handlers;
             and the whole config of a running esos daemon. Every change is validated as a \
             complete config, applied live and persisted; errors are `{\"error\": msg}` with \
             400 (bad input, names the field), 404 (no such object), 409 (conflict or in \
-            use) or 500 (internal)."
+            use) or 500 (internal). On the unix socket no token is needed; on TCP (TLS) \
+            every request but `GET /api/v1/openapi.json` carries `Authorization: Bearer \
+            <token>`: 401 without a known token, 403 for a read-only token on anything \
+            but GET and HEAD."
     ),
+    modifiers(&BearerSecurity),
     paths(
         handlers::list_devices,
         handlers::get_device,
@@ -69,6 +75,73 @@ use super::handlers;
     ))
 )]
 struct ApiDoc;
+
+/// Declares the bearer scheme, makes it the (optional: the unix socket needs none)
+/// requirement of every operation, and adds the 401 and 403 answers the token layer gives.
+struct BearerSecurity;
+
+impl Modify for BearerSecurity {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(
+                            "TCP listeners only: a token whose SHA-256 is configured in \
+                             [[api.token]], role admin or read-only",
+                        ))
+                        .build(),
+                ),
+            );
+        doc.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]);
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.head, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.delete, true),
+                (&mut item.patch, true),
+            ];
+            for (op, mutates) in ops {
+                let Some(op) = op else { continue };
+                if op
+                    .security
+                    .as_ref()
+                    .is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default()))
+                {
+                    continue; // public
+                }
+                let r = &mut op.responses.responses;
+                r.entry("401".into())
+                    .or_insert_with(|| error("TCP: no token, or a token nobody configured"));
+                if mutates {
+                    r.entry("403".into())
+                        .or_insert_with(|| error("TCP: a read-only token"));
+                }
+            }
+        }
+    }
+}
 
 /// The document as JSON, built once.
 pub fn openapi_json() -> String {

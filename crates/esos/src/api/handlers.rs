@@ -645,7 +645,7 @@ pub async fn put_config(
     Ok(applied(&q, r, None, false))
 }
 
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(()),
     responses((status = 200, description = "this document")))]
 pub async fn openapi() -> Response {
     (

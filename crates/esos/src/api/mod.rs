@@ -7,12 +7,17 @@
 //! `/api/v1/openapi.json`.
 //!
 //! The socket is the access control: it is created mode 0600 in the daemon's data
-//! directory, so only its owner (root) can manage the daemon.
+//! directory, so only its owner (root) can manage the daemon. Optionally (`[api] listen`)
+//! the same router is served on TCP with TLS ([`tls`], [`tcp`]) behind bearer tokens with
+//! an admin or read-only role ([`auth`]).
 
+pub mod auth;
 mod doc;
 mod error;
 mod handlers;
 mod socket;
+pub mod tcp;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -32,6 +37,7 @@ pub use doc::openapi_json;
 pub use error::ApiError;
 pub use handlers::{Applied, Initiators, LunRequest, PortalRequest};
 pub use socket::{Bound, ServeError, SocketGuard, bind_socket};
+pub use tcp::{TcpBound, TcpError, bind_tcp, serve_tcp_on};
 
 /// Largest request body: a whole config for `PUT /config`, so the config file's own limit.
 pub const MAX_BODY_BYTES: usize = crate::config::MAX_CONFIG_BYTES as usize;

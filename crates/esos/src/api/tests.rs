@@ -628,3 +628,181 @@ async fn socket_is_private_stale_replaced_live_refused() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1);
 }
+
+// --- the token layer of the TCP listeners --------------------------------------------
+
+const ADMIN_TOKEN: &str = "admin-0123456789abcdef0123456789abcdef";
+const READER_TOKEN: &str = "reader-0123456789abcdef0123456789abcdef";
+
+fn tcp_app(fake: &Arc<Fake>) -> axum::Router {
+    use crate::config::{ApiRole, ApiToken};
+    let tokens = auth::Tokens::new(vec![
+        ApiToken {
+            name: "ops".into(),
+            role: ApiRole::Admin,
+            sha256: auth::token_digest(ADMIN_TOKEN),
+        },
+        ApiToken {
+            name: "grafana".into(),
+            role: ApiRole::ReadOnly,
+            sha256: auth::token_digest(READER_TOKEN),
+        },
+    ]);
+    tcp::tcp_router(fake.clone(), Arc::new(tokens))
+}
+
+/// Status, JSON body and `WWW-Authenticate` of one request with an optional token.
+async fn call_as(
+    app: &axum::Router,
+    token: Option<&str>,
+    method: Method,
+    uri: &str,
+    body: Option<String>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, json, challenge)
+}
+
+#[tokio::test]
+async fn tcp_requests_without_a_known_token_are_401() {
+    let fake = Fake::new(EXAMPLE);
+    let app = tcp_app(&fake);
+    for token in [None, Some("wrong-0123456789abcdef0123456789abcdef")] {
+        for (m, uri, body) in [
+            (Method::GET, "/api/v1/devices", None),
+            (Method::GET, "/api/v1/config", None),
+            (Method::POST, "/api/v1/devices", Some(ram("d1"))),
+            (Method::DELETE, "/api/v1/devices/scratch", None),
+            (Method::GET, "/nowhere", None),
+        ] {
+            let (st, body, challenge) = call_as(&app, token, m.clone(), uri, body).await;
+            assert_eq!(st, StatusCode::UNAUTHORIZED, "{m} {uri} {token:?}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("authentication required")
+            );
+            let challenge = challenge.expect("WWW-Authenticate");
+            assert!(
+                challenge.starts_with("Bearer realm=\"esos\""),
+                "{challenge}"
+            );
+            assert_eq!(challenge.contains("invalid_token"), token.is_some());
+        }
+    }
+    assert_eq!(
+        fake.export(),
+        EXAMPLE,
+        "a refused request changed the config"
+    );
+}
+
+#[tokio::test]
+async fn read_only_tokens_read_but_never_change() {
+    let fake = Fake::new(EXAMPLE);
+    let app = tcp_app(&fake);
+    let t = Some(READER_TOKEN);
+    let (st, list, _) = call_as(&app, t, Method::GET, "/api/v1/devices", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "scratch")
+    );
+    let chap = json!({"user": "u", "secret": "0123456789abcdef"}).to_string();
+    let cases = [
+        (Method::POST, "/api/v1/devices".to_owned(), Some(ram("d1"))),
+        (
+            Method::POST,
+            "/api/v1/devices?dry_run=true".to_owned(),
+            Some(ram("d1")),
+        ),
+        (Method::DELETE, "/api/v1/devices/scratch".to_owned(), None),
+        (
+            Method::PUT,
+            format!("/api/v1/targets/{LAB}/chap"),
+            Some(chap),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/config".to_owned(),
+            Some(String::new()),
+        ),
+        (Method::DELETE, "/api/v1/sessions/7".to_owned(), None),
+        (Method::PATCH, "/api/v1/devices".to_owned(), None),
+    ];
+    for (m, uri, body) in cases {
+        let (st, body, challenge) = call_as(&app, t, m.clone(), &uri, body).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{m} {uri}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("read-only"),
+            "{body}"
+        );
+        assert!(challenge.unwrap().contains("insufficient_scope"));
+    }
+    assert_eq!(fake.export(), EXAMPLE);
+    assert_eq!(
+        fake.sessions().len(),
+        1,
+        "a read-only token closed a session"
+    );
+}
+
+#[tokio::test]
+async fn admin_tokens_change_and_the_document_is_public() {
+    let fake = Fake::new(EXAMPLE);
+    let app = tcp_app(&fake);
+    let t = Some(ADMIN_TOKEN);
+    let (st, body, _) = call_as(&app, t, Method::POST, "/api/v1/devices", Some(ram("d1"))).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert!(fake.export().contains("name = \"d1\""));
+    let (st, _, _) = call_as(&app, t, Method::DELETE, "/api/v1/devices/d1", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(fake.export(), EXAMPLE);
+    // Past the token layer the router answers as on the socket.
+    let (st, _, _) = call_as(&app, t, Method::GET, "/nowhere", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    let (st, doc, _) = call_as(&app, None, Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        json!("bearer")
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/openapi.json"]["get"]["security"],
+        json!([{}])
+    );
+    let post = &doc["paths"]["/api/v1/devices"]["post"]["responses"];
+    assert!(post["401"].is_object() && post["403"].is_object(), "{post}");
+    let get = &doc["paths"]["/api/v1/devices"]["get"]["responses"];
+    assert!(get["401"].is_object() && get["403"].is_null(), "{get}");
+}
+
+#[tokio::test]
+async fn the_socket_router_needs_no_token() {
+    let fake = Fake::new(EXAMPLE);
+    let (st, _, _) = call_as(
+        &app(&fake),
+        None,
+        Method::POST,
+        "/api/v1/devices",
+        Some(ram("d1")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+}

@@ -54,6 +54,9 @@ pub fn run(cmd: Command, global: &GlobalClientArgs) -> Option<ExitCode> {
             clap_complete::generate(shell, &mut c, "esos", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
+        Command::Api {
+            command: crate::cli::ApiCommand::TokenHash(args),
+        } => token_hash(&args, &mut std::io::stdin().lock(), &mut std::io::stdout()),
         Command::Device { conn, command } => {
             let conn = o(conn);
             call(&conn, |c| device(c, &conn, command))
@@ -571,4 +574,134 @@ async fn export(c: Client, conn: &Opts) -> Result<Outcome, ClientError> {
         print!("{}", a.text());
     }
     Ok(Outcome::Ok)
+}
+
+/// `esos api token-hash`: see [`crate::cli::TokenHashArgs`].
+fn token_hash(
+    args: &crate::cli::TokenHashArgs,
+    stdin: &mut impl std::io::BufRead,
+    out: &mut impl std::io::Write,
+) -> ExitCode {
+    match token_hash_text(args, stdin) {
+        Ok(text) => match out.write_all(text.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("esos: {e}");
+                ExitCode::from(EXIT_REFUSED)
+            }
+        },
+        Err(e) => {
+            eprintln!("esos: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn token_hash_text(
+    args: &crate::cli::TokenHashArgs,
+    stdin: &mut impl std::io::BufRead,
+) -> Result<String, String> {
+    use crate::api::auth;
+    use std::io::{BufRead, Read};
+    if let Some(name) = &args.name {
+        crate::config::names::validate_object_name(name).map_err(|e| format!("--name: {e}"))?;
+    }
+    let token = if args.generate {
+        auth::generate_token()
+    } else {
+        // One line, bounded: a token is at most MAX_TOKEN_BYTES.
+        let mut line = String::new();
+        Read::take(&mut *stdin, auth::MAX_TOKEN_BYTES as u64 + 3)
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the token from stdin: {e}"))?;
+        let t = line.strip_suffix('\n').unwrap_or(&line);
+        let t = t.strip_suffix('\r').unwrap_or(t);
+        auth::check_new_token(t)?;
+        t.to_owned()
+    };
+    let digest = crate::config::sha256_hex(&auth::token_digest(&token));
+    let mut text = String::new();
+    if args.generate {
+        text.push_str(&format!("token: {token}\n"));
+    }
+    match &args.name {
+        Some(name) => {
+            let role = match args.role {
+                crate::cli::TokenRole::Admin => "admin",
+                crate::cli::TokenRole::ReadOnly => "read-only",
+            };
+            text.push_str(&format!(
+                "[[api.token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{digest}\"\n"
+            ));
+        }
+        None => text.push_str(&format!("{digest}\n")),
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod token_hash_tests {
+    use super::*;
+    use crate::cli::{TokenHashArgs, TokenRole};
+
+    fn args(generate: bool, name: Option<&str>, role: TokenRole) -> TokenHashArgs {
+        TokenHashArgs {
+            generate,
+            name: name.map(str::to_owned),
+            role,
+        }
+    }
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_token_from_stdin_is_hashed() {
+        let a = args(false, None, TokenRole::ReadOnly);
+        for input in [
+            format!("{TOKEN}\n"),
+            format!("{TOKEN}\r\n"),
+            TOKEN.to_owned(),
+        ] {
+            let out = token_hash_text(&a, &mut input.as_bytes()).unwrap();
+            let digest = crate::config::sha256_hex(&crate::api::auth::token_digest(TOKEN));
+            assert_eq!(out, format!("{digest}\n"));
+        }
+        assert!(token_hash_text(&a, &mut "short\n".as_bytes()).is_err());
+        assert!(token_hash_text(&a, &mut "".as_bytes()).is_err());
+        let long = "a".repeat(10_000);
+        assert!(token_hash_text(&a, &mut long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn an_entry_is_valid_config() {
+        let out = token_hash_text(
+            &args(true, Some("ops"), TokenRole::Admin),
+            &mut "".as_bytes(),
+        )
+        .unwrap();
+        let (first, entry) = out.split_once('\n').unwrap();
+        let token = first.strip_prefix("token: ").unwrap();
+        let text = format!(
+            "[api]\nlisten = [\"127.0.0.1:0\"]\ntls_certificate = \"c\"\ntls_key = \"k\"\n{entry}"
+        );
+        let raw = crate::config::parse(&text, "t").unwrap();
+        let plan = crate::config::validate(
+            &raw,
+            &crate::config::Source::file(std::path::Path::new("t")),
+        )
+        .unwrap();
+        let t = &plan.api.tokens[0];
+        assert_eq!(
+            (t.name.as_str(), t.role),
+            ("ops", crate::config::ApiRole::Admin)
+        );
+        assert_eq!(t.sha256, crate::api::auth::token_digest(token));
+        assert!(
+            token_hash_text(
+                &args(true, Some("a b"), TokenRole::Admin),
+                &mut "".as_bytes()
+            )
+            .is_err()
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! [`crate::graph`], only once the whole config is known to be valid.
 
 mod alua;
+mod api;
 mod error;
 pub mod names;
 mod plan;
@@ -15,13 +16,15 @@ mod tests;
 
 use std::path::Path;
 
+pub use api::{MAX_API_LISTENERS, MAX_API_TOKENS, SHA256_HEX_LEN, parse_sha256_hex, sha256_hex};
 pub use error::{ConfigError, KeyError};
 pub use plan::{
-    AluaPlan, Chap, DevicePlan, GroupPlan, IdentityOverrides, LunPlan, Plan, TargetPlan,
+    AluaPlan, ApiPlan, ApiRole, ApiTls, ApiToken, Chap, DevicePlan, GroupPlan, IdentityOverrides,
+    LunPlan, Plan, TargetPlan,
 };
 pub use schema::{
-    CacheMode, DeviceType, RawChap, RawConfig, RawDevice, RawGroup, RawLun, RawPortal, RawSize,
-    RawTarget,
+    CacheMode, DeviceType, RawApi, RawApiRole, RawApiToken, RawChap, RawConfig, RawDevice,
+    RawGroup, RawLun, RawPortal, RawSize, RawTarget,
 };
 pub use validate::{
     DEFAULT_STATE_DIR, MAX_LUN, Source, describe_size, format_naa, parse_naa, validate,

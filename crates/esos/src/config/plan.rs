@@ -23,6 +23,8 @@ pub struct Plan {
     pub log_level: Option<String>,
     /// Where Prometheus scrapes `/metrics` over TCP (`server.metrics_address`).
     pub metrics: Option<SocketAddr>,
+    /// The management API on TCP (`[api]`); empty `listen` = the unix socket only.
+    pub api: ApiPlan,
     pub portals: Vec<PortalConfig>,
     pub limits: Limits,
     pub params: TargetParams,
@@ -63,6 +65,47 @@ pub struct IdentityOverrides {
     pub revision: Option<String>,
     pub serial: Option<String>,
     pub naa: Option<[u8; 16]>,
+}
+
+/// Validated `[api]`. When `listen` is not empty, `tls` is set and `tokens` is not empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiPlan {
+    pub listen: Vec<SocketAddr>,
+    pub tls: Option<ApiTls>,
+    pub tokens: Vec<ApiToken>,
+}
+
+/// PEM files of the API's TLS identity, resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTls {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One accepted bearer token: only its digest is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: ApiRole,
+    pub sha256: [u8; 32],
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiRole {
+    /// Everything the unix socket allows.
+    Admin,
+    /// GET and HEAD only: reads never change state.
+    ReadOnly,
+}
+
+impl ApiRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiRole::Admin => "admin",
+            ApiRole::ReadOnly => "read-only",
+        }
+    }
 }
 
 /// Validated `[server.alua]`: the groups hold portal group tags as relative port ids.

@@ -15,6 +15,40 @@ pub struct RawConfig {
     pub device: Vec<RawDevice>,
     #[serde(default)]
     pub target: Vec<RawTarget>,
+    /// The management API on TCP; `None` = the unix socket only.
+    pub api: Option<RawApi>,
+}
+
+/// `[api]`: the management API on TCP with TLS and bearer tokens, beside the unix socket
+/// (which is always served and needs no token).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// `IP:port` addresses; `None` = no TCP listener.
+    pub listen: Option<Vec<String>>,
+    /// PEM certificate chain, leaf first.
+    pub tls_certificate: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<String>,
+    #[serde(default)]
+    pub token: Vec<RawApiToken>,
+}
+
+/// `[[api.token]]`: a bearer token known only by its SHA-256 digest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiToken {
+    pub name: String,
+    pub role: RawApiRole,
+    /// Hex SHA-256 of the token (`esos api token-hash`).
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawApiRole {
+    Admin,
+    ReadOnly,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -109,6 +109,19 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Plan, ConfigError> {
         .map(|(i, d)| (d.name.as_str(), i))
         .collect();
     let targets = v.targets(&raw.target, &device_index, &server.portals);
+    let mut taken: Vec<(SocketAddr, String)> = server
+        .portals
+        .iter()
+        .map(|p| (p.addr, "a server.portal".to_owned()))
+        .collect();
+    taken.extend(
+        server
+            .metrics
+            .map(|m| (m, "server.metrics_address".to_owned())),
+    );
+    let api = super::api::validate(raw.api.as_ref(), &source.base_dir, &taken);
+    v.errors.extend(api.errors);
+    v.warnings.extend(api.warnings);
     v.secrets_not_shared(raw);
     if v.errors.is_empty() {
         let mut plan = Plan {
@@ -116,6 +129,7 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Plan, ConfigError> {
             data_dir: server.data_dir,
             log_level: server.log_level,
             metrics: server.metrics,
+            api: api.plan,
             portals: server.portals,
             limits: server.limits,
             params: server.params,
