@@ -172,6 +172,26 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// Waits (bounded) until one screen line holds every one of `parts`; returns it.
+    #[track_caller]
+    fn wait_for_row(&self, parts: &[&str], d: &Daemon) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if let Some(row) = s.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return row.to_owned();
+            }
+            assert!(
+                start.elapsed() < SCREEN_TIMEOUT,
+                "no line with {parts:?} within {SCREEN_TIMEOUT:?}:\n{s}\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
@@ -182,13 +202,7 @@ impl Drop for Tmux {
 fn tui_adds_a_device_and_maps_it() {
     let d = Daemon::with_config(TARGET, config);
     let socket = socket_of(&d);
-    let command = format!(
-        "exec '{}' tui --socket '{}'",
-        paths::esos_bin().display(),
-        socket.display()
-    );
-    let t = Tmux::start(d.dir(), &command);
-    assert_eq!(t.display("#{pane_width}x#{pane_height}"), "80x24");
+    let t = start_tui(&d, &socket);
 
     // The dashboard shows the daemon's target once the first poll answered.
     let s = t.wait_for(TARGET, &d);
@@ -243,7 +257,12 @@ fn tui_adds_a_device_and_maps_it() {
         "{devices}"
     );
 
-    // q quits cleanly (exit status 0) and gives the terminal back.
+    quit_cleanly(&t);
+}
+
+/// `q` quits with exit status 0 and gives the terminal back.
+#[track_caller]
+fn quit_cleanly(t: &Tmux) {
     t.keys(&["q"]);
     let start = Instant::now();
     while t.display("#{pane_dead}") != "1" {
@@ -267,4 +286,82 @@ fn tui_adds_a_device_and_maps_it() {
         t.display("#{pane_dead_signal}"),
         t.screen()
     );
+}
+
+/// `esos tui` against `d` in a fresh 80×24 pane.
+fn start_tui(d: &Daemon, socket: &Path) -> Tmux {
+    let command = format!(
+        "exec '{}' tui --socket '{}'",
+        paths::esos_bin().display(),
+        socket.display()
+    );
+    let t = Tmux::start(d.dir(), &command);
+    assert_eq!(t.display("#{pane_width}x#{pane_height}"), "80x24");
+    t
+}
+
+/// The e2e config plus a file device, which (unlike RAM) can grow live.
+fn config_with_file(ctx: &Ctx) -> String {
+    format!(
+        r#"{}
+[[device]]
+name = "grow0"
+type = "file"
+path = "{dir}/grow0.img"
+size = "8M"
+"#,
+        config(ctx),
+        dir = ctx.dir.display()
+    )
+}
+
+#[test]
+fn tui_grows_a_device_and_sets_a_port_group_state() {
+    let d = Daemon::with_config(TARGET, config_with_file);
+    let socket = socket_of(&d);
+    let t = start_tui(&d, &socket);
+    t.wait_for(TARGET, &d);
+
+    // Devices tab: select grow0 (the last device) and open the resize form.
+    t.keys(&["2"]);
+    t.wait_for("grow0", &d);
+    t.keys(&["End", "s"]);
+    t.wait_for("Resize grow0 (now 8M)", &d);
+    // Shrinking is the daemon's to refuse; its message reaches the status line.
+    t.type_text("4M");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("error: ", &d);
+    assert!(!s.contains("resized"), "{s}");
+    let shown = esos(&d, &socket, &["--json", "device", "show", "grow0"]);
+    assert!(shown.contains("\"size_bytes\": 8388608"), "{shown}");
+    // Growing works live.
+    t.keys(&["s"]);
+    t.wait_for("Resize grow0", &d);
+    t.type_text("16M");
+    t.keys(&["Enter"]);
+    t.wait_for("device grow0 resized to 16M", &d);
+    let row = t.wait_for_row(&["> grow0", "16M"], &d);
+    assert!(row.contains("file"), "{row}");
+    let shown = esos(&d, &socket, &["--json", "device", "show", "grow0"]);
+    assert!(shown.contains("\"size_bytes\": 16777216"), "{shown}");
+    let image = d.dir().join("grow0.img");
+    assert_eq!(std::fs::metadata(&image).expect("image").len(), 16 << 20);
+
+    // Port groups tab: the daemon's one implicit group; standby asks first.
+    t.keys(&["5"]);
+    t.wait_for("(live)", &d);
+    t.keys(&["s"]);
+    t.wait_for("State of port group 1", &d);
+    t.keys(&["Right", "Right"]);
+    t.wait_for("< standby >", &d);
+    t.keys(&["Enter"]);
+    t.wait_for("Set port group 1 to standby?", &d);
+    t.keys(&["y"]);
+    t.wait_for("port group 1 is now standby", &d);
+    t.wait_for_row(&["> 1 ", "standby"], &d);
+    assert!(t.screen().contains("s set state"));
+    let groups = esos(&d, &socket, &["--json", "port-group", "list"]);
+    assert!(groups.contains("\"standby\""), "{groups}");
+
+    quit_cleanly(&t);
 }

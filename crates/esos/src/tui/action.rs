@@ -50,7 +50,58 @@ pub enum Action {
         initiators: Vec<String>,
     },
     CloseSession(u64),
+    /// `PUT /devices/{name}/size`: grow a device live; the daemon refuses shrinking and
+    /// backends that cannot grow.
+    ResizeDevice {
+        name: String,
+        size: String,
+    },
+    /// `PUT /port-groups/{id}`: an implicit ALUA transition made by the administrator.
+    SetPortGroupState {
+        id: u16,
+        state: String,
+    },
+    AddPortal {
+        address: String,
+        /// Target portal group tag; `None`: the daemon's default (1).
+        group: Option<u32>,
+    },
+    RemovePortal(String),
+    SetChap {
+        target: String,
+        user: String,
+        secret: Secret,
+        /// Mutual CHAP (the target proves itself to the initiator). Sent as typed: the
+        /// daemon says when only one of the two is given.
+        mutual_user: Option<String>,
+        mutual_secret: Option<Secret>,
+    },
+    ClearChap(String),
+    RemoveInitiator {
+        target: String,
+        group: String,
+        initiator: String,
+    },
 }
+
+/// A CHAP secret: kept out of `Debug` output, status lines and the activity log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Port group states an administrator may set (`PUT /port-groups/{id}`); transitioning is
+/// only ever reported, never set (SPC-4 5.16.2.4.6).
+pub const PORT_GROUP_STATES: [&str; 4] = [
+    "active-optimized",
+    "active-non-optimized",
+    "standby",
+    "unavailable",
+];
 
 /// One HTTP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +192,79 @@ impl Action {
                 Some(json!({ "initiators": initiators })),
             ),
             Action::CloseSession(id) => r(Method::DELETE, format!("/api/v1/sessions/{id}"), None),
+            Action::ResizeDevice { name, size } => r(
+                Method::PUT,
+                format!("/api/v1/devices/{}/size", segment(name)),
+                Some(json!({ "size": size })),
+            ),
+            Action::SetPortGroupState { id, state } => r(
+                Method::PUT,
+                format!("/api/v1/port-groups/{id}"),
+                Some(json!({ "state": state })),
+            ),
+            Action::AddPortal { address, group } => {
+                let mut b = json!({ "address": address });
+                if let Some(g) = group {
+                    b["group"] = (*g).into();
+                }
+                r(Method::POST, "/api/v1/portals".into(), Some(b))
+            }
+            Action::RemovePortal(a) => r(
+                Method::DELETE,
+                format!("/api/v1/portals/{}", segment(a)),
+                None,
+            ),
+            Action::SetChap {
+                target,
+                user,
+                secret,
+                mutual_user,
+                mutual_secret,
+            } => {
+                let mut b = json!({ "user": user, "secret": secret.0 });
+                if let Some(u) = mutual_user {
+                    b["mutual_user"] = u.clone().into();
+                }
+                if let Some(s) = mutual_secret {
+                    b["mutual_secret"] = s.0.clone().into();
+                }
+                r(
+                    Method::PUT,
+                    format!("{}/chap", target_path(target)),
+                    Some(b),
+                )
+            }
+            Action::ClearChap(t) => r(Method::DELETE, format!("{}/chap", target_path(t)), None),
+            Action::RemoveInitiator {
+                target,
+                group,
+                initiator,
+            } => r(
+                Method::DELETE,
+                format!(
+                    "{}/groups/{}/initiators",
+                    target_path(target),
+                    segment(group)
+                ),
+                Some(json!({ "initiators": [initiator] })),
+            ),
+        }
+    }
+
+    /// The question to ask before sending a change that a form produced, when it stops
+    /// I/O: a port group made standby or unavailable no longer serves reads and writes
+    /// on its paths (SPC-4 5.16.2.4.4, 5.16.2.4.5), so hosts must fail over.
+    pub fn confirmation(&self) -> Option<String> {
+        match self {
+            Action::SetPortGroupState { id, state }
+                if state == "standby" || state == "unavailable" =>
+            {
+                Some(format!(
+                    "Set port group {id} to {state}? I/O on its paths stops; hosts must \
+                     use another path."
+                ))
+            }
+            _ => None,
         }
     }
 
@@ -161,6 +285,17 @@ impl Action {
             Action::RemoveGroup { name, .. } => format!("removing group {name}"),
             Action::AddInitiators { group, .. } => format!("adding initiators to {group}"),
             Action::CloseSession(id) => format!("logging out session {id}"),
+            Action::ResizeDevice { name, size } => format!("resizing {name} to {size}"),
+            Action::SetPortGroupState { id, state } => {
+                format!("setting port group {id} to {state}")
+            }
+            Action::AddPortal { address, .. } => format!("adding portal {address}"),
+            Action::RemovePortal(a) => format!("removing portal {a}"),
+            Action::SetChap { target, .. } => format!("setting CHAP of {target}"),
+            Action::ClearChap(t) => format!("clearing CHAP of {t}"),
+            Action::RemoveInitiator {
+                group, initiator, ..
+            } => format!("removing {initiator} from {group}"),
         }
     }
 
@@ -199,6 +334,30 @@ impl Action {
                 group, initiators, ..
             } => format!("{} initiator(s) added to {group}", initiators.len()),
             Action::CloseSession(id) => format!("session {id} logged out"),
+            Action::ResizeDevice { name, size } => format!("device {name} resized to {size}"),
+            Action::SetPortGroupState { id, state } => format!("port group {id} is now {state}"),
+            Action::AddPortal { address, group } => match group {
+                Some(g) => format!("portal {address} added (portal group {g})"),
+                None => format!("portal {address} added"),
+            },
+            Action::RemovePortal(a) => format!("portal {a} removed"),
+            Action::SetChap {
+                target,
+                user,
+                mutual_user,
+                ..
+            } => {
+                let how = if mutual_user.is_some() {
+                    "mutual CHAP"
+                } else {
+                    "CHAP"
+                };
+                format!("{how} set on {target} (user {user}); new logins must authenticate")
+            }
+            Action::ClearChap(t) => format!("CHAP cleared on {t}"),
+            Action::RemoveInitiator {
+                group, initiator, ..
+            } => format!("{initiator} removed from {group}"),
         }
     }
 
@@ -257,6 +416,105 @@ mod tests {
             Action::CloseSession(42).request().path,
             "/api/v1/sessions/42"
         );
+    }
+
+    #[test]
+    fn new_requests_match_the_api() {
+        let r = Action::ResizeDevice {
+            name: "d 1".into(),
+            size: "2G".into(),
+        }
+        .request();
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            (Method::PUT, "/api/v1/devices/d%201/size")
+        );
+        assert_eq!(r.body, Some(json!({ "size": "2G" })));
+
+        let r = Action::SetPortGroupState {
+            id: 3,
+            state: "standby".into(),
+        }
+        .request();
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            (Method::PUT, "/api/v1/port-groups/3")
+        );
+        assert_eq!(r.body, Some(json!({ "state": "standby" })));
+
+        let r = Action::AddPortal {
+            address: "[2001:db8::1]:3260".into(),
+            group: Some(2),
+        }
+        .request();
+        assert_eq!(r.path, "/api/v1/portals");
+        assert_eq!(
+            r.body,
+            Some(json!({ "address": "[2001:db8::1]:3260", "group": 2 }))
+        );
+        let r = Action::AddPortal {
+            address: "192.0.2.1:3260".into(),
+            group: None,
+        }
+        .request();
+        assert_eq!(r.body, Some(json!({ "address": "192.0.2.1:3260" })));
+        let r = Action::RemovePortal("[2001:db8::1]:3260".into()).request();
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            (Method::DELETE, "/api/v1/portals/%5B2001:db8::1%5D:3260")
+        );
+
+        let r = Action::SetChap {
+            target: "t".into(),
+            user: "u".into(),
+            secret: Secret("s".into()),
+            mutual_user: Some("mu".into()),
+            mutual_secret: Some(Secret("ms".into())),
+        }
+        .request();
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            (Method::PUT, "/api/v1/targets/t/chap")
+        );
+        assert_eq!(
+            r.body,
+            Some(json!({ "user": "u", "secret": "s", "mutual_user": "mu", "mutual_secret": "ms" }))
+        );
+        let r = Action::ClearChap("t".into()).request();
+        assert_eq!(
+            (r.method, r.path.as_str(), r.body),
+            (Method::DELETE, "/api/v1/targets/t/chap", None)
+        );
+
+        let r = Action::RemoveInitiator {
+            target: "t".into(),
+            group: "esx".into(),
+            initiator: "iqn.a:1".into(),
+        }
+        .request();
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            (Method::DELETE, "/api/v1/targets/t/groups/esx/initiators")
+        );
+        assert_eq!(r.body, Some(json!({ "initiators": ["iqn.a:1"] })));
+    }
+
+    #[test]
+    fn only_states_that_stop_io_ask_first() {
+        let set = |state: &str| Action::SetPortGroupState {
+            id: 1,
+            state: state.into(),
+        };
+        assert!(set("active-optimized").confirmation().is_none());
+        assert!(set("active-non-optimized").confirmation().is_none());
+        assert!(set("standby").confirmation().is_some());
+        assert!(
+            set("unavailable")
+                .confirmation()
+                .unwrap()
+                .contains("group 1")
+        );
+        assert!(Action::RemovePortal("a".into()).confirmation().is_none());
     }
 
     #[test]

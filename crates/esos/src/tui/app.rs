@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::action::Action;
 use super::form::{Form, FormOutcome};
-use super::model::{self, Alua, Rate, Snapshot, Stats, Target};
+use super::model::{self, Alua, PortGroup, Rate, Snapshot, Stats, Target};
 
 /// Lines kept in the activity log of the System tab.
 pub const MAX_LOG_LINES: usize = 200;
@@ -112,6 +112,8 @@ pub struct Selection {
     /// Row of the Hosts tab (0 = the default map).
     pub host: usize,
     pub session: usize,
+    /// Row of the Port groups tab (in the daemon's live list).
+    pub port_group: usize,
     /// First line of the config preview shown.
     pub config_scroll: usize,
 }
@@ -156,9 +158,25 @@ impl App {
         }
     }
 
-    /// True when the visible tab shows the config text, so the poll should fetch it.
+    /// True when the visible tab shows the config text (or the portals read from it), so
+    /// the poll should fetch it.
     pub fn wants_config(&self) -> bool {
-        matches!(self.tab, Tab::PortGroups | Tab::System) || self.snapshot.config.is_none()
+        matches!(self.tab, Tab::Targets | Tab::PortGroups | Tab::System)
+            || self.snapshot.config.is_none()
+    }
+
+    /// The daemon's live port groups; empty when it did not list them.
+    pub fn port_groups(&self) -> &[PortGroup] {
+        self.snapshot.port_groups.as_deref().unwrap_or(&[])
+    }
+
+    /// `[[server.portal]]` addresses and portal group tags, from the running config.
+    pub fn server_portals(&self) -> Result<&[(String, u32)], String> {
+        match &self.alua {
+            None => Err("the running config is not read yet; try again".into()),
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(a)) => Ok(&a.portals),
+        }
     }
 
     pub fn rate_of(&self, device: &str) -> Option<Rate> {
@@ -268,6 +286,8 @@ impl App {
         fit(&mut self.sel.device, self.snapshot.devices.len());
         fit(&mut self.sel.target, self.snapshot.targets.len());
         fit(&mut self.sel.session, self.snapshot.sessions.len());
+        let groups = self.port_groups().len();
+        fit(&mut self.sel.port_group, groups);
         let hosts = self.host_rows().len();
         fit(&mut self.sel.host, hosts);
     }
@@ -323,7 +343,10 @@ impl App {
                     .map_or(0, |c| c.lines().count());
                 (&mut self.sel.config_scroll, n)
             }
-            Tab::PortGroups => return,
+            Tab::PortGroups => {
+                let n = self.port_groups().len();
+                (&mut self.sel.port_group, n)
+            }
         };
         let max = n.saturating_sub(1) as isize;
         *i = (*i as isize).saturating_add(by).clamp(0, max) as usize;
@@ -337,6 +360,17 @@ impl App {
         }
         self.busy = Some(action.clone());
         Effect::Run(action)
+    }
+
+    /// Starts a change a form produced, asking first when it stops I/O.
+    fn submit(&mut self, action: Action) -> Effect {
+        match action.confirmation() {
+            Some(message) => {
+                self.confirm(message, action);
+                Effect::None
+            }
+            None => self.start(action),
+        }
     }
 
     fn confirm(&mut self, message: String, action: Action) {
@@ -380,7 +414,7 @@ impl App {
                     self.modal = Some(Modal::Form(form));
                     Effect::None
                 }
-                FormOutcome::Submit(a) => self.start(a),
+                FormOutcome::Submit(a) => self.submit(a),
             },
             Modal::Pick(mut p) => {
                 let n = p.items.len();
@@ -446,7 +480,43 @@ impl App {
                     self.confirm(msg, Action::RemoveDevice(d.name.clone()));
                 }
             }
+            (Tab::Devices, 's') => {
+                if let Some(d) = self.snapshot.devices.get(self.sel.device) {
+                    let form = Form::resize(&d.name, &model::human_bytes(d.size_bytes));
+                    self.modal = Some(Modal::Form(form));
+                }
+            }
+            (Tab::PortGroups, 's') => match self.port_groups().get(self.sel.port_group) {
+                Some(g) => {
+                    self.modal = Some(Modal::Form(Form::port_group_state(g.id, &g.state)));
+                }
+                None => self.set_status(
+                    Level::Error,
+                    "the daemon lists no port group to set (GET /port-groups)",
+                ),
+            },
             (Tab::Targets, 'a') => self.modal = Some(Modal::Form(Form::add_target())),
+            (Tab::Targets, 'c') => {
+                if let Some(t) = self.selected_target() {
+                    self.modal = Some(Modal::Form(Form::chap(&t.name)));
+                }
+            }
+            (Tab::Targets, 'C') => {
+                if let Some(t) = self.selected_target() {
+                    if t.chap {
+                        let msg = format!(
+                            "Clear CHAP of {}? New logins will need no password.",
+                            t.name
+                        );
+                        let action = Action::ClearChap(t.name.clone());
+                        self.confirm(msg, action);
+                    } else {
+                        self.set_status(Level::Info, format!("{} has no CHAP to clear", t.name));
+                    }
+                }
+            }
+            (Tab::Targets, 'p') => self.modal = Some(Modal::Form(Form::add_portal())),
+            (Tab::Targets, 'P') => self.pick_portal(),
             (Tab::Targets, 'd') => {
                 if let Some(t) = self.selected_target() {
                     let mut msg = format!("Remove target {} with its groups and LUN maps?", t.name);
@@ -481,7 +551,7 @@ impl App {
                     self.set_status(Level::Error, "no target: add one on the Targets tab");
                 }
             }
-            (Tab::Hosts, 'i' | 'm' | 'u' | 'd') => self.host_key(c),
+            (Tab::Hosts, 'i' | 'I' | 'm' | 'u' | 'd') => self.host_key(c),
             _ => {}
         }
         Effect::None
@@ -504,6 +574,7 @@ impl App {
             ('m', g) => self.pick_device(Some(g)),
             ('u', g) => self.pick_unmap(Some(g)),
             ('i', Some(g)) => self.modal = Some(Modal::Form(Form::add_initiator(&target, &g))),
+            ('I', Some(g)) => self.pick_initiator(target, g),
             ('d', Some(g)) => {
                 let msg = format!("Remove group {g} of {target}? Its initiators lose their LUNs.");
                 self.confirm(msg, Action::RemoveGroup { target, name: g });
@@ -514,6 +585,64 @@ impl App {
             ),
             _ => {}
         }
+    }
+
+    /// Picker of one initiator of `group` to remove (after a confirmation).
+    fn pick_initiator(&mut self, target: String, group: String) {
+        let initiators = self
+            .host_rows()
+            .get(self.sel.host)
+            .map(|r| r.initiators.to_vec())
+            .unwrap_or_default();
+        if initiators.is_empty() {
+            self.set_status(Level::Error, format!("group {group} has no initiator"));
+            return;
+        }
+        let items = initiators
+            .into_iter()
+            .map(|i| {
+                let action = Action::RemoveInitiator {
+                    target: target.clone(),
+                    group: group.clone(),
+                    initiator: i.clone(),
+                };
+                (i, action)
+            })
+            .collect();
+        self.modal = Some(Modal::Pick(Picker {
+            title: format!("Remove from {group} (its sessions lose the group's LUNs)"),
+            items,
+            selected: 0,
+            confirm: true,
+        }));
+    }
+
+    /// Picker of the server portals to remove (after a confirmation).
+    fn pick_portal(&mut self) {
+        let portals = match self.server_portals() {
+            Ok(p) => p.to_vec(),
+            Err(e) => {
+                self.set_status(Level::Error, e);
+                return;
+            }
+        };
+        if portals.is_empty() {
+            self.set_status(Level::Error, "no portal in the config: add one with p");
+            return;
+        }
+        let items = portals
+            .into_iter()
+            .map(|(address, tag)| {
+                let label = format!("{address} (portal group {tag})");
+                (label, Action::RemovePortal(address))
+            })
+            .collect();
+        self.modal = Some(Modal::Pick(Picker {
+            title: "Remove portal (closes its sessions)".into(),
+            items,
+            selected: 0,
+            confirm: true,
+        }));
     }
 
     /// Picker of devices not yet in the chosen map. `group`: `None` from the Targets tab
@@ -716,7 +845,25 @@ mod tests {
                 ..Session::default()
             }],
             stats: vec![],
-            config: Some("[server]\n".into()),
+            port_groups: Some(vec![
+                PortGroup {
+                    id: 1,
+                    state: "active-optimized".into(),
+                    portal_groups: vec![1],
+                    mode: "both".into(),
+                },
+                PortGroup {
+                    id: 2,
+                    state: "active-non-optimized".into(),
+                    portal_groups: vec![2],
+                    mode: "both".into(),
+                },
+            ]),
+            config: Some(
+                "[server]\n[[server.portal]]\naddress = \"192.0.2.1:3260\"\n\
+                 [[server.portal]]\naddress = \"[2001:db8::1]:3260\"\ngroup = 2\n"
+                    .into(),
+            ),
         }
     }
 
@@ -961,10 +1108,247 @@ mod tests {
         let mut s = sample();
         s.config = None;
         a.on_poll(Ok(s), Instant::now());
-        assert_eq!(a.snapshot.config.as_deref(), Some("[server]\n"));
+        assert_eq!(a.snapshot.config, sample().config);
         assert!(!a.wants_config());
         a.on_key(ch('6'));
         assert!(a.wants_config());
+        a.on_key(ch('3'));
+        assert!(a.wants_config(), "the Targets tab shows the portals");
+    }
+
+    #[test]
+    fn resize_form_sends_the_new_size_and_shows_a_refusal() {
+        let mut a = app();
+        a.on_key(ch('2'));
+        a.on_key(key(KeyCode::Down));
+        a.on_key(ch('s'));
+        let Some(Modal::Form(f)) = &a.modal else {
+            panic!("no form")
+        };
+        assert_eq!(f.title, "Resize d1 (now 8M)");
+        assert_eq!(
+            a.on_key(key(KeyCode::Enter)),
+            Effect::None,
+            "a size is required"
+        );
+        assert_eq!(a.status, Some((Level::Error, "new size: required".into())));
+        for c in "2G".chars() {
+            a.on_key(ch(c));
+        }
+        let want = Action::ResizeDevice {
+            name: "d1".into(),
+            size: "2G".into(),
+        };
+        assert_eq!(a.on_key(key(KeyCode::Enter)), Effect::Run(want.clone()));
+        assert!(a.modal.is_none());
+        let refusal = "device \"d1\": a RAM device cannot be resized";
+        a.on_done(&want, Err(refusal.into()));
+        assert_eq!(a.status, Some((Level::Error, refusal.into())));
+        a.on_done(&want, Ok(serde_json::Value::Null));
+        assert_eq!(
+            a.status,
+            Some((Level::Ok, "device d1 resized to 2G".into()))
+        );
+    }
+
+    #[test]
+    fn port_group_state_asks_before_stopping_io() {
+        let mut a = app();
+        a.on_key(ch('5'));
+        a.on_key(key(KeyCode::End));
+        assert_eq!(a.sel.port_group, 1);
+        a.on_key(ch('s'));
+        let Some(Modal::Form(f)) = &a.modal else {
+            panic!("no form")
+        };
+        assert_eq!(
+            f.fields[0].value, "active-non-optimized",
+            "starts at the current state"
+        );
+        // To active/optimized: no question.
+        a.on_key(key(KeyCode::Left));
+        assert_eq!(
+            a.on_key(key(KeyCode::Enter)),
+            Effect::Run(Action::SetPortGroupState {
+                id: 2,
+                state: "active-optimized".into()
+            })
+        );
+        a.on_done(
+            &Action::SetPortGroupState {
+                id: 2,
+                state: "active-optimized".into(),
+            },
+            Ok(serde_json::Value::Null),
+        );
+        // To standby: asks, and n keeps it.
+        a.on_key(ch('s'));
+        a.on_key(key(KeyCode::Right));
+        assert_eq!(a.on_key(key(KeyCode::Enter)), Effect::None);
+        let Some(Modal::Confirm { message, .. }) = &a.modal else {
+            panic!("no confirmation: {:?}", a.modal)
+        };
+        assert!(
+            message.contains("standby") && message.contains("I/O"),
+            "{message}"
+        );
+        a.on_key(ch('n'));
+        assert!(a.modal.is_none() && a.busy.is_none());
+        // No poll came in between: the form starts at the listed active-non-optimized.
+        a.on_key(ch('s'));
+        for _ in 0..2 {
+            a.on_key(key(KeyCode::Right));
+        }
+        a.on_key(key(KeyCode::Enter));
+        assert_eq!(
+            a.on_key(ch('y')),
+            Effect::Run(Action::SetPortGroupState {
+                id: 2,
+                state: "unavailable".into()
+            })
+        );
+
+        // A daemon that does not list port groups: nothing to set, said so.
+        let mut b = app();
+        let mut s = sample();
+        s.port_groups = None;
+        b.on_poll(Ok(s), Instant::now());
+        b.on_key(ch('5'));
+        b.on_key(ch('s'));
+        assert!(b.modal.is_none());
+        assert_eq!(b.status.as_ref().unwrap().0, Level::Error);
+    }
+
+    #[test]
+    fn portals_are_added_and_removed_from_the_targets_tab() {
+        let mut a = app();
+        a.on_key(ch('3'));
+        a.on_key(ch('p'));
+        for c in "198.51.100.7:3260".chars() {
+            a.on_key(ch(c));
+        }
+        a.on_key(key(KeyCode::Tab));
+        a.on_key(ch('x'));
+        assert_eq!(a.on_key(key(KeyCode::Enter)), Effect::None);
+        assert!(a.status.as_ref().unwrap().1.starts_with("group: \"x\""));
+        a.on_key(key(KeyCode::Backspace));
+        a.on_key(ch('3'));
+        assert_eq!(
+            a.on_key(key(KeyCode::Enter)),
+            Effect::Run(Action::AddPortal {
+                address: "198.51.100.7:3260".into(),
+                group: Some(3)
+            })
+        );
+        a.on_done(
+            &Action::AddPortal {
+                address: "198.51.100.7:3260".into(),
+                group: Some(3),
+            },
+            Ok(json!({})),
+        );
+
+        a.on_key(key(KeyCode::Char('P')));
+        let Some(Modal::Pick(p)) = &a.modal else {
+            panic!("no picker: {:?}", a.status)
+        };
+        assert_eq!(p.items.len(), 2);
+        assert!(p.items[1].0.starts_with("[2001:db8::1]:3260"));
+        a.on_key(key(KeyCode::Down));
+        a.on_key(key(KeyCode::Enter));
+        assert!(
+            matches!(&a.modal, Some(Modal::Confirm { message, .. }) if message.contains("closes its sessions"))
+        );
+        assert_eq!(
+            a.on_key(ch('y')),
+            Effect::Run(Action::RemovePortal("[2001:db8::1]:3260".into()))
+        );
+
+        // Without the config text there is nothing to pick from.
+        let mut b = App::new("s");
+        let mut s = sample();
+        s.config = None;
+        b.on_poll(Ok(s), Instant::now());
+        b.on_key(ch('3'));
+        b.on_key(key(KeyCode::Char('P')));
+        assert!(b.modal.is_none());
+        assert_eq!(b.status.as_ref().unwrap().0, Level::Error);
+    }
+
+    #[test]
+    fn chap_is_set_with_a_form_and_cleared_after_a_question() {
+        let mut a = app();
+        a.on_key(ch('3'));
+        a.on_key(ch('c'));
+        for c in "host1".chars() {
+            a.on_key(ch(c));
+        }
+        a.on_key(key(KeyCode::Tab));
+        for c in "s3cret s3cret".chars() {
+            a.on_key(ch(c));
+        }
+        a.on_key(key(KeyCode::Tab));
+        for c in "tgt".chars() {
+            a.on_key(ch(c));
+        }
+        let Effect::Run(action) = a.on_key(key(KeyCode::Enter)) else {
+            panic!("not sent: {:?}", a.status)
+        };
+        let t = "iqn.2026-11.org.esos:t";
+        assert_eq!(
+            action,
+            Action::SetChap {
+                target: t.into(),
+                user: "host1".into(),
+                secret: crate::tui::action::Secret("s3cret s3cret".into()),
+                mutual_user: Some("tgt".into()),
+                mutual_secret: None,
+            }
+        );
+        // The daemon's validation message shows as it comes; the secret never does.
+        let refusal = "mutual_user: mutual CHAP needs both mutual_user and mutual_secret";
+        a.on_done(&action, Err(refusal.into()));
+        assert_eq!(a.status, Some((Level::Error, refusal.into())));
+        a.on_done(&action, Ok(json!({})));
+        assert!(!a.status.as_ref().unwrap().1.contains("s3cret"));
+        assert!(a.log.iter().all(|l| !l.contains("s3cret")));
+        assert!(!format!("{action:?}").contains("s3cret"));
+
+        // Clearing: only when there is CHAP, and after y.
+        a.on_key(key(KeyCode::Char('C')));
+        assert!(a.modal.is_none(), "no CHAP to clear");
+        let mut s = sample();
+        s.targets[0].chap = true;
+        a.on_poll(Ok(s), Instant::now());
+        a.on_key(key(KeyCode::Char('C')));
+        assert!(matches!(a.modal, Some(Modal::Confirm { .. })));
+        assert_eq!(a.on_key(ch('y')), Effect::Run(Action::ClearChap(t.into())));
+    }
+
+    #[test]
+    fn hosts_tab_removes_one_initiator_after_a_question() {
+        let mut a = app();
+        a.on_key(ch('4'));
+        a.on_key(key(KeyCode::Char('I')));
+        assert!(a.modal.is_none(), "the default map has no initiators");
+        a.on_key(key(KeyCode::Down));
+        a.on_key(key(KeyCode::Char('I')));
+        let Some(Modal::Pick(p)) = &a.modal else {
+            panic!("no picker")
+        };
+        assert_eq!(p.items.len(), 1);
+        a.on_key(key(KeyCode::Enter));
+        assert!(
+            matches!(&a.modal, Some(Modal::Confirm { message, .. }) if message.contains("iqn.1998-01.com.vmware:h1"))
+        );
+        assert_eq!(
+            a.on_key(ch('y')),
+            Effect::Run(Action::RemoveInitiator {
+                target: "iqn.2026-11.org.esos:t".into(),
+                group: "esx".into(),
+                initiator: "iqn.1998-01.com.vmware:h1".into(),
+            })
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::{Value, json};
 
-use super::action::Action;
+use super::action::{Action, PORT_GROUP_STATES, Secret};
 
 /// Longest value a field takes: an iSCSI name is at most 223 bytes (RFC 7143 6.1) and a
 /// path rarely more than a few hundred; this bounds what a stuck key can type.
@@ -18,6 +18,8 @@ pub const DEVICE_KINDS: [&str; 4] = ["file", "blockdev", "ram", "null"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldKind {
     Text,
+    /// Typed like text, shown as `*` (CHAP secrets).
+    Secret,
     /// One of fixed values; `value` is one of them.
     Choice(&'static [&'static str]),
     /// "yes" or "no".
@@ -42,6 +44,18 @@ impl Field {
             hint,
         }
     }
+
+    fn secret(label: &'static str, hint: &'static str) -> Field {
+        Field {
+            kind: FieldKind::Secret,
+            ..Field::text(label, hint)
+        }
+    }
+
+    /// Takes typed characters (text and secrets).
+    pub fn is_typed(&self) -> bool {
+        matches!(self.kind, FieldKind::Text | FieldKind::Secret)
+    }
 }
 
 /// What the form adds; carries the context the fields do not (the target, the group).
@@ -51,6 +65,10 @@ pub enum Purpose {
     Target,
     Group { target: String },
     Initiator { target: String, group: String },
+    Resize { device: String },
+    PortGroupState { id: u16 },
+    Portal,
+    Chap { target: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +77,8 @@ pub struct Form {
     pub purpose: Purpose,
     pub fields: Vec<Field>,
     pub focus: usize,
+    /// What Enter does, for the form's footer ("create", "apply").
+    pub submit: &'static str,
 }
 
 /// What a key did to a form.
@@ -96,6 +116,7 @@ impl Form {
                 },
             ],
             focus: 0,
+            submit: "create",
         }
     }
 
@@ -108,6 +129,7 @@ impl Form {
                 Field::text("Alias", "optional"),
             ],
             focus: 0,
+            submit: "create",
         }
     }
 
@@ -122,6 +144,7 @@ impl Form {
                 Field::text("Initiators", "IQNs, space or comma separated"),
             ],
             focus: 0,
+            submit: "create",
         }
     }
 
@@ -134,6 +157,69 @@ impl Form {
             },
             fields: vec![Field::text("Initiators", "IQNs, space or comma separated")],
             focus: 0,
+            submit: "create",
+        }
+    }
+
+    pub fn resize(device: &str, current: &str) -> Form {
+        Form {
+            title: format!("Resize {device} (now {current})"),
+            purpose: Purpose::Resize {
+                device: device.into(),
+            },
+            fields: vec![Field::text("New size", "larger, e.g. 2G (grow only)")],
+            focus: 0,
+            submit: "apply",
+        }
+    }
+
+    /// `current` starts selected when it is one the API accepts.
+    pub fn port_group_state(id: u16, current: &str) -> Form {
+        let value = PORT_GROUP_STATES
+            .iter()
+            .find(|s| **s == current)
+            .unwrap_or(&PORT_GROUP_STATES[0]);
+        Form {
+            title: format!("State of port group {id}"),
+            purpose: Purpose::PortGroupState { id },
+            fields: vec![Field {
+                label: "State",
+                value: (*value).into(),
+                kind: FieldKind::Choice(&PORT_GROUP_STATES),
+                hint: "←/→",
+            }],
+            focus: 0,
+            submit: "apply",
+        }
+    }
+
+    pub fn add_portal() -> Form {
+        Form {
+            title: "Add portal (bound at once)".into(),
+            purpose: Purpose::Portal,
+            fields: vec![
+                Field::text("Address", "IPv4:port or [IPv6]:port"),
+                Field::text("Group", "portal group tag (default 1)"),
+            ],
+            focus: 0,
+            submit: "create",
+        }
+    }
+
+    pub fn chap(target: &str) -> Form {
+        Form {
+            title: format!("CHAP of {target}"),
+            purpose: Purpose::Chap {
+                target: target.into(),
+            },
+            fields: vec![
+                Field::text("User", "the initiator's CHAP name"),
+                Field::secret("Secret", "12-16 characters for Windows"),
+                Field::text("Mutual user", "optional: target's name"),
+                Field::secret("Mutual secret", "optional: target's secret"),
+            ],
+            focus: 0,
+            submit: "apply",
         }
     }
 
@@ -141,7 +227,14 @@ impl Form {
         self.fields
             .iter()
             .find(|f| f.label == label)
-            .map_or("", |f| f.value.trim())
+            // A secret is taken as typed: spaces may be part of it.
+            .map_or("", |f| {
+                if f.kind == FieldKind::Secret {
+                    &f.value
+                } else {
+                    f.value.trim()
+                }
+            })
     }
 
     pub fn on_key(&mut self, key: KeyEvent) -> FormOutcome {
@@ -157,20 +250,18 @@ impl Form {
             }
             KeyCode::Tab | KeyCode::Down => self.focus = (self.focus + 1) % n,
             KeyCode::BackTab | KeyCode::Up => self.focus = (self.focus + n - 1) % n,
-            KeyCode::Left | KeyCode::Right | KeyCode::Char(' ')
-                if field.kind != FieldKind::Text =>
-            {
+            KeyCode::Left | KeyCode::Right | KeyCode::Char(' ') if !field.is_typed() => {
                 let forward = key.code != KeyCode::Left;
                 cycle(field, forward);
             }
-            KeyCode::Backspace if field.kind == FieldKind::Text => {
+            KeyCode::Backspace if field.is_typed() => {
                 field.value.pop();
             }
             KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                 field.value.clear();
             }
             KeyCode::Char(c)
-                if field.kind == FieldKind::Text
+                if field.is_typed()
                     && !key.modifiers.contains(KeyModifiers::CONTROL)
                     && !c.is_control()
                     && field.value.chars().count() < MAX_FIELD_CHARS =>
@@ -237,6 +328,37 @@ impl Form {
                 group: group.clone(),
                 initiators: list("Initiators")?,
             },
+            Purpose::Resize { device } => Action::ResizeDevice {
+                name: device.clone(),
+                size: required("New size")?,
+            },
+            Purpose::PortGroupState { id } => Action::SetPortGroupState {
+                id: *id,
+                state: required("State")?,
+            },
+            Purpose::Portal => {
+                let group = match self.value("Group") {
+                    "" => None,
+                    g => Some(g.parse::<u32>().map_err(|_| {
+                        format!("group: {g:?} is not a portal group tag (a number)")
+                    })?),
+                };
+                Action::AddPortal {
+                    address: required("Address")?,
+                    group,
+                }
+            }
+            Purpose::Chap { target } => {
+                let optional =
+                    |label: &str| Some(self.value(label).to_owned()).filter(|v| !v.is_empty());
+                Action::SetChap {
+                    target: target.clone(),
+                    user: required("User")?,
+                    secret: Secret(required("Secret")?),
+                    mutual_user: optional("Mutual user"),
+                    mutual_secret: optional("Mutual secret").map(Secret),
+                }
+            }
         })
     }
 }
@@ -256,7 +378,7 @@ fn cycle(field: &mut Field, forward: bool) {
             };
             field.value = options[j].into();
         }
-        FieldKind::Text => {}
+        FieldKind::Text | FieldKind::Secret => {}
     }
 }
 
@@ -329,6 +451,70 @@ mod tests {
             })
         );
         assert_eq!(g.on_key(key(KeyCode::Esc)), FormOutcome::Cancel);
+    }
+
+    #[test]
+    fn chap_form_keeps_secrets_as_typed() {
+        let mut f = Form::chap("t");
+        assert_eq!(f.fields[1].kind, FieldKind::Secret);
+        typed(&mut f, "u1");
+        assert_eq!(
+            f.on_key(key(KeyCode::Enter)),
+            FormOutcome::Invalid("secret: required".into())
+        );
+        f.on_key(key(KeyCode::Tab));
+        typed(&mut f, " pass word ");
+        f.on_key(key(KeyCode::Tab));
+        f.on_key(key(KeyCode::Tab));
+        typed(&mut f, "ms");
+        assert_eq!(
+            f.on_key(key(KeyCode::Enter)),
+            FormOutcome::Submit(Action::SetChap {
+                target: "t".into(),
+                user: "u1".into(),
+                secret: Secret(" pass word ".into()),
+                mutual_user: None,
+                mutual_secret: Some(Secret("ms".into())),
+            })
+        );
+    }
+
+    #[test]
+    fn port_group_form_offers_the_settable_states() {
+        let mut f = Form::port_group_state(4, "transitioning");
+        assert_eq!(f.fields[0].value, PORT_GROUP_STATES[0]);
+        let mut seen = Vec::new();
+        for _ in 0..PORT_GROUP_STATES.len() {
+            f.on_key(key(KeyCode::Char(' ')));
+            seen.push(f.fields[0].value.clone());
+        }
+        assert_eq!(seen.last().unwrap(), PORT_GROUP_STATES[0], "cycles round");
+        f.on_key(key(KeyCode::Left));
+        assert_eq!(
+            f.on_key(key(KeyCode::Enter)),
+            FormOutcome::Submit(Action::SetPortGroupState {
+                id: 4,
+                state: "unavailable".into()
+            })
+        );
+        // Typing does not change a choice.
+        f.on_key(key(KeyCode::Char('x')));
+        assert_eq!(f.fields[0].value, "unavailable");
+    }
+
+    #[test]
+    fn portal_form_checks_the_tag() {
+        let mut f = Form::add_portal();
+        typed(&mut f, "192.0.2.1:3260");
+        assert!(matches!(
+            f.on_key(key(KeyCode::Enter)),
+            FormOutcome::Submit(Action::AddPortal { group: None, .. })
+        ));
+        f.on_key(key(KeyCode::Tab));
+        typed(&mut f, "-1");
+        assert!(
+            matches!(f.on_key(key(KeyCode::Enter)), FormOutcome::Invalid(e) if e.starts_with("group:"))
+        );
     }
 
     #[test]

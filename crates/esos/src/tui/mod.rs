@@ -1,7 +1,7 @@
 //! `esos tui`: a full-screen, keyboard-driven text UI over the management API.
 //!
-//! Tabs: Dashboard (targets, sessions, per-device IOPS and MB/s), Devices, Targets, Hosts &
-//! groups, Port groups (ALUA, read-only), System. The state machine ([`app`]) and drawing
+//! Tabs: Dashboard (targets, sessions, per-device IOPS and MB/s), Devices, Targets (with
+//! CHAP and the server portals), Hosts & groups, Port groups (ALUA states), System. The state machine ([`app`]) and drawing
 //! ([`view`]) are pure and tested on ratatui's test backend; this module is the I/O edge:
 //! the terminal, crossterm's event stream, a poll of the read endpoints every second, and
 //! one change at a time sent as an API request. Every refusal is the daemon's message on
@@ -190,11 +190,14 @@ async fn get_json<T: DeserializeOwned>(client: &Client, path: &str) -> Result<T,
 
 /// One poll of the read endpoints, in parallel; the config text only when asked.
 async fn poll(client: &Client, with_config: bool) -> Result<Snapshot, String> {
-    let (devices, targets, sessions, stats) = tokio::try_join!(
+    // The port groups are optional: without them the tab falls back to the config.
+    let port_groups = async { Ok(get_json(client, "/api/v1/port-groups").await.ok()) };
+    let (devices, targets, sessions, stats, port_groups) = tokio::try_join!(
         get_json(client, "/api/v1/devices"),
         get_json(client, "/api/v1/targets"),
         get_json(client, "/api/v1/sessions"),
         get_json(client, "/api/v1/stats"),
+        port_groups,
     )?;
     let config = if with_config {
         let a = client
@@ -213,6 +216,7 @@ async fn poll(client: &Client, with_config: bool) -> Result<Snapshot, String> {
         targets,
         sessions,
         stats,
+        port_groups,
         config,
     })
 }

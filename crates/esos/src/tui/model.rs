@@ -103,6 +103,19 @@ pub struct Stats {
     pub in_flight: u64,
 }
 
+/// One ALUA target port group as the daemon runs it (`GET /port-groups`): the live state,
+/// which SET TARGET PORT GROUPS or `PUT /port-groups/{id}` may have changed since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct PortGroup {
+    pub id: u16,
+    pub state: String,
+    /// Portal group tags in the group.
+    pub portal_groups: Vec<u16>,
+    /// implicit | explicit | both.
+    pub mode: String,
+}
+
 /// One poll of the read endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -110,6 +123,9 @@ pub struct Snapshot {
     pub targets: Vec<Target>,
     pub sessions: Vec<Session>,
     pub stats: Vec<Stats>,
+    /// `None` when the daemon did not answer `GET /port-groups` (the tab then shows the
+    /// configured table, read-only).
+    pub port_groups: Option<Vec<PortGroup>>,
     /// The running config text; fetched only when a view needs it.
     pub config: Option<String>,
 }
@@ -175,8 +191,9 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// ALUA target port groups from the running config's `[server.alua]`; there is no ALUA
-/// endpoint, and the table only changes at a restart, so the config text is the truth.
+/// ALUA target port groups from the running config's `[server.alua]`, and the server
+/// portals (there is no endpoint listing them): the configured table, which the live
+/// states of [`PortGroup`] override.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Alua {
     /// `None`: no `[server.alua]` (every portal group is its own active/optimized group).
@@ -313,6 +330,14 @@ mod tests {
         assert_eq!(t.lun_count(), 2);
         assert_eq!(t.map(Some("g")).unwrap()[0].lun, 3);
         assert!(t.map(Some("nope")).is_none());
+        let g: Vec<PortGroup> = serde_json::from_str(
+            r#"[{"id":2,"state":"standby","portal_groups":[2,3],"mode":"both","x":0},{"id":7}]"#,
+        )
+        .unwrap();
+        assert_eq!((g[0].id, g[0].state.as_str()), (2, "standby"));
+        assert_eq!(g[0].portal_groups, [2, 3]);
+        assert_eq!(g[1].state, "", "missing fields default");
+        assert!(serde_json::from_str::<Vec<PortGroup>>(r#"[{"id":70000}]"#).is_err());
     }
 
     #[test]

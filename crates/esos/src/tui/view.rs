@@ -12,7 +12,7 @@ use ratatui::widgets::{
 
 use super::app::{App, Level, Modal, Picker, TABS, Tab};
 use super::form::{FieldKind, Form};
-use super::model::{Alua, human_bytes};
+use super::model::{Alua, PortGroup, human_bytes};
 
 const SELECTED: &str = "> ";
 
@@ -117,10 +117,10 @@ fn hint_line(app: &App) -> String {
         (Some(Modal::Pick(_)), _) => "↑↓ choose  Enter select  Esc cancel",
         (Some(_), _) => "Esc close",
         (None, Tab::Dashboard) => "↑↓ session  x log out",
-        (None, Tab::Devices) => "a add  d remove  Enter info",
-        (None, Tab::Targets) => "a add  d remove  e enable/disable  m map  u unmap",
-        (None, Tab::Hosts) => "←→ target  a group  i initiator  m map  u unmap  d remove",
-        (None, Tab::PortGroups) => "read-only: set in the config file",
+        (None, Tab::Devices) => "a add  d remove  s resize  Enter info",
+        (None, Tab::Targets) => "a/d add/rm  e on/off  m/u map/unmap  c/C CHAP  p/P portal",
+        (None, Tab::Hosts) => "←→ target  a group  i/I initiator  m map  u unmap  d remove",
+        (None, Tab::PortGroups) => "↑↓ group  s set state",
         (None, Tab::System) => "↑↓ scroll config",
     };
     if app.modal.is_some() {
@@ -382,6 +382,17 @@ fn targets(app: &App, f: &mut Frame, area: Rect) {
                 .join(" ")
         }
     };
+    lines.push(Line::from(match app.server_portals() {
+        Ok([]) => "server   no portal (p adds one)".to_owned(),
+        Ok(p) => format!(
+            "server   {}",
+            p.iter()
+                .map(|(a, tag)| format!("{a} (tpg {tag})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(_) => "server   portals: reading the running config...".to_owned(),
+    }));
     lines.push(Line::from(match &t.default_luns {
         Some(l) => format!("default  {}", luns(l)),
         None => "default  (initiators in no group are refused)".to_owned(),
@@ -490,22 +501,70 @@ fn hosts(app: &App, f: &mut Frame, area: Rect) {
 
 fn port_groups(app: &App, f: &mut Frame, area: Rect) {
     let [main, note] = Layout::vertical([Constraint::Min(4), Constraint::Length(4)]).areas(area);
+    let live = app.port_groups();
+    let text = if live.is_empty() {
+        "ALUA target port groups are set in the config file ([server.alua], see \
+         docs/configuration.md); the daemon did not list live states, so this is the \
+         configured table."
+    } else {
+        "s sets the selected group's state at once: every host is told (ASYMMETRIC ACCESS \
+         STATE CHANGED) and it survives a restart. The groups and their portals are set \
+         in [server.alua] of the config file."
+    };
     f.render_widget(
-        Paragraph::new(
-            "ALUA target port groups are set in the config file ([server.alua], see \
-             docs/configuration.md) and take effect at the next start; initiators may \
-             change states with SET TARGET PORT GROUPS in explicit mode.",
-        )
-        .style(dim())
-        .wrap(Wrap { trim: true }),
+        Paragraph::new(text).style(dim()).wrap(Wrap { trim: true }),
         note,
     );
-    let b = block("ALUA target port groups (read-only)");
+    if !live.is_empty() {
+        live_port_groups(app, live, f, main);
+        return;
+    }
+    let b = block("ALUA target port groups (configured, read-only)");
     match &app.alua {
         None => empty(f, main, b, "Reading the running config..."),
         Some(Err(e)) => empty(f, main, b, e),
         Some(Ok(a)) => alua_table(a, f, main, b),
     }
+}
+
+/// The daemon's live port groups, one selectable row each, with the portals of their
+/// portal groups from the config.
+fn live_port_groups(app: &App, groups: &[PortGroup], f: &mut Frame, area: Rect) {
+    let portals: &[(String, u32)] = app.server_portals().unwrap_or(&[]);
+    let b = block("ALUA target port groups (live)");
+    let [m, t] = Layout::vertical([Constraint::Length(1), Constraint::Min(2)]).areas(b.inner(area));
+    f.render_widget(b, area);
+    let mode = groups.first().map_or("", |g| g.mode.as_str());
+    f.render_widget(Paragraph::new(format!("mode: {mode}")), m);
+    let rows = groups.iter().map(|g| {
+        let addrs = portals
+            .iter()
+            .filter(|(_, tag)| g.portal_groups.iter().any(|p| u32::from(*p) == *tag))
+            .map(|(a, _)| a.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Row::new([
+            g.id.to_string(),
+            g.state.clone(),
+            g.portal_groups
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            addrs,
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(6),
+            Constraint::Length(22),
+            Constraint::Length(13),
+            Constraint::Min(10),
+        ],
+    )
+    .header(header(&["Group", "State", "Portal groups", "Portals"]));
+    selectable(f, t, table, Some(app.sel.port_group));
 }
 
 fn alua_table(a: &Alua, f: &mut Frame, area: Rect, b: Block<'_>) {
@@ -646,17 +705,24 @@ pub const HELP: &[(&str, &str)] = &[
     ("q Esc Ctrl-C", "quit (Esc closes a dialog first)"),
     ("Dashboard  x", "log out the selected session"),
     ("Devices    a d Enter", "add, remove, show details"),
+    ("Devices    s", "resize (grow) the device live"),
     ("Targets    a d e", "add, remove, enable/disable"),
     (
         "Targets    m u",
         "map a device (next free LUN), unmap a LUN",
     ),
+    ("Targets    c C", "set (user, secret, mutual) / clear CHAP"),
+    ("Targets    p P", "add / remove a server portal"),
     ("Hosts      ←→", "choose the target"),
-    ("Hosts      a i d", "add group, add initiator, remove group"),
+    (
+        "Hosts      a i I d",
+        "add group, add / remove initiator, rm group",
+    ),
     ("Hosts      m u", "map a device to / unmap from the group"),
+    ("Port groups s", "set the ALUA state of the selected group"),
     ("System     ↑↓", "scroll the running config"),
     ("Forms", "Tab ↑↓ field, ←→ space choose, Enter ok"),
-    ("Dialogs", "y confirms a removal; n or Esc cancels"),
+    ("Dialogs", "y confirms; n or Esc cancels"),
 ];
 
 fn popup(f: &mut Frame, within: Rect, width: u16, height: u16, title: &str) -> Rect {
@@ -683,7 +749,7 @@ fn render_modal(m: &Modal, f: &mut Frame, body: Rect) {
                 .iter()
                 .map(|(k, v)| Row::new([Cell::from(*k).style(header_style()), Cell::from(*v)]));
             f.render_widget(
-                Table::new(rows, [Constraint::Length(21), Constraint::Min(10)]),
+                Table::new(rows, [Constraint::Length(22), Constraint::Min(10)]),
                 inner,
             );
         }
@@ -726,7 +792,7 @@ fn picker(p: &Picker, f: &mut Frame, body: Rect) {
 
 fn render_form(form: &Form, f: &mut Frame, body: Rect) {
     let inner = popup(f, body, 74, form.fields.len() as u16 + 4, &form.title);
-    let label_width = 12;
+    let label_width = 14;
     let value_width = usize::from(inner.width).saturating_sub(label_width + 3);
     let mut lines = Vec::new();
     for (i, field) in form.fields.iter().enumerate() {
@@ -734,14 +800,15 @@ fn render_form(form: &Form, f: &mut Frame, body: Rect) {
         let marker = if focused { SELECTED } else { "  " };
         let mut spans = vec![Span::raw(format!("{marker}{:<label_width$}", field.label))];
         let shown = match field.kind {
-            FieldKind::Text => {
-                // The end of a long value, where typing happens.
+            FieldKind::Text | FieldKind::Secret => {
+                // The end of a long value, where typing happens; a secret only as its length.
                 let n = field.value.chars().count();
-                let tail: String = field
-                    .value
-                    .chars()
-                    .skip(n.saturating_sub(value_width.saturating_sub(1)))
-                    .collect();
+                let shown = n.min(value_width.saturating_sub(1));
+                let tail: String = if field.kind == FieldKind::Secret {
+                    "*".repeat(shown)
+                } else {
+                    field.value.chars().skip(n - shown).collect()
+                };
                 if focused { format!("{tail}_") } else { tail }
             }
             FieldKind::Choice(_) | FieldKind::Toggle => format!("< {} >", field.value),
@@ -752,14 +819,14 @@ fn render_form(form: &Form, f: &mut Frame, body: Rect) {
             Style::default()
         };
         spans.push(Span::styled(shown, style));
-        if field.value.is_empty() || field.kind != FieldKind::Text {
+        if field.value.is_empty() || !field.is_typed() {
             spans.push(Span::styled(format!("  {}", field.hint), dim()));
         }
         lines.push(Line::from(spans));
     }
     lines.push(Line::from(""));
     lines.push(Line::styled(
-        "Enter: create    Esc: cancel    Tab: next field",
+        format!("Enter: {}    Esc: cancel    Tab: next field", form.submit),
         dim(),
     ));
     f.render_widget(Paragraph::new(lines), inner);
@@ -774,7 +841,7 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::tui::model::{Device, Lun, Snapshot, Target};
+    use crate::tui::model::{Device, Lun, PortGroup, Snapshot, Target};
 
     fn screen(app: &App) -> String {
         let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
@@ -859,8 +926,14 @@ mod tests {
         for k in [
             "Dashboard  x",
             "Devices    a d Enter",
+            "Devices    s",
+            "Targets    c C",
+            "Targets    p P",
+            "Hosts      a i I d",
             "Hosts      m u",
+            "Port groups s",
             "System",
+            "Dialogs",
         ] {
             assert!(s.contains(k), "{k} missing:\n{s}");
         }
@@ -944,6 +1017,87 @@ mod tests {
         assert!(s.contains("/var/lib/esos/esos.sock (connected)"), "{s}");
         assert!(s.contains("[[server.portal]]"), "{s}");
         assert!(s.contains("connected to /var/lib/esos/esos.sock"), "{s}");
+    }
+
+    #[test]
+    fn key_hints_fit_80_columns_on_every_tab() {
+        let mut a = app();
+        for tab in ['1', '2', '3', '4', '5', '6'] {
+            key(&mut a, KeyCode::Char(tab));
+            let hint = hint_line(&a);
+            assert!(hint.chars().count() <= 80, "{hint}");
+            let s = screen(&a);
+            assert!(
+                s.lines().nth(23).unwrap().trim_end().ends_with("q quit"),
+                "{s}"
+            );
+        }
+        key(&mut a, KeyCode::Char('2'));
+        assert!(hint_line(&a).contains("s resize"));
+    }
+
+    #[test]
+    fn chap_secrets_are_masked() {
+        let mut a = app();
+        key(&mut a, KeyCode::Char('3'));
+        key(&mut a, KeyCode::Char('c'));
+        for c in "host1".chars() {
+            key(&mut a, KeyCode::Char(c));
+        }
+        key(&mut a, KeyCode::Tab);
+        for c in "topsecret123".chars() {
+            key(&mut a, KeyCode::Char(c));
+        }
+        let s = screen(&a);
+        assert!(s.contains("CHAP of iqn.2026-11.org.esos:lab"), "{s}");
+        assert!(s.contains("host1"), "{s}");
+        assert!(!s.contains("topsecret"), "{s}");
+        assert!(s.contains("************_"), "{s}");
+        assert!(s.contains("Mutual secret"), "{s}");
+        assert!(s.contains("Enter: apply"), "{s}");
+    }
+
+    #[test]
+    fn targets_tab_lists_the_server_portals() {
+        let mut a = app();
+        key(&mut a, KeyCode::Char('3'));
+        let s = screen(&a);
+        assert!(s.contains("server   127.0.0.1:3260 (tpg 1)"), "{s}");
+        assert!(s.contains("c/C CHAP  p/P portal"), "{s}");
+    }
+
+    #[test]
+    fn port_groups_show_live_states_and_the_selection() {
+        let mut a = App::new("s");
+        let mut snap = snapshot();
+        snap.port_groups = Some(vec![
+            PortGroup {
+                id: 1,
+                state: "active-optimized".into(),
+                portal_groups: vec![1],
+                mode: "explicit".into(),
+            },
+            PortGroup {
+                id: 2,
+                state: "standby".into(),
+                portal_groups: vec![2],
+                mode: "explicit".into(),
+            },
+        ]);
+        a.on_poll(Ok(snap), Instant::now());
+        key(&mut a, KeyCode::Char('5'));
+        key(&mut a, KeyCode::Down);
+        let s = screen(&a);
+        assert!(s.contains("(live)") && s.contains("mode: explicit"), "{s}");
+        let row = s.lines().find(|l| l.contains("standby")).unwrap();
+        assert!(row.contains("> 2"), "{row}");
+        let row = s.lines().find(|l| l.contains("active-optimized")).unwrap();
+        assert!(row.contains("127.0.0.1:3260"), "{row}");
+        assert!(s.contains("s set state"), "{s}");
+        key(&mut a, KeyCode::Char('s'));
+        let s = screen(&a);
+        assert!(s.contains("State of port group 2"), "{s}");
+        assert!(s.contains("< standby >"), "{s}");
     }
 
     #[test]
