@@ -15,6 +15,8 @@ pub mod auth;
 mod doc;
 mod error;
 mod handlers;
+#[cfg(test)]
+mod markdown;
 mod socket;
 pub mod tcp;
 pub mod tls;
