@@ -1,5 +1,5 @@
 //! Command line: `esos` (built-in default), `esos serve`, `esos config check`, and the
-//! management verbs (`esos device|target|group|lun|chap|session|config ...`) that talk to
+//! management verbs (`esos device|target|group|lun|chap|session|system|config ...`) that talk to
 //! a running daemon's API (see docs/management.md).
 
 use std::path::PathBuf;
@@ -96,6 +96,13 @@ pub enum Command {
         conn: ClientArgs,
         #[command(subcommand)]
         command: SessionCommand,
+    },
+    /// The daemon itself: version, uptime, paths, and its recent log.
+    System {
+        #[command(flatten)]
+        conn: ClientArgs,
+        #[command(subcommand)]
+        command: SystemCommand,
     },
     /// Full-screen text UI: dashboard with live I/O, devices, targets, hosts and groups,
     /// port groups, system. Keyboard-driven; press ? inside for the keys.
@@ -320,6 +327,21 @@ pub enum SessionCommand {
     List,
     /// Log a session out (by the ID of `session list`).
     Close { id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Version, PID, start time, uptime, config file, data directory and log filter.
+    Info,
+    /// The daemon's recent log events (kept in memory), oldest first.
+    Log {
+        /// Newest events to show (the daemon keeps at most 500).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Least severe level to show: error, warn, info, debug or trace.
+        #[arg(long)]
+        level: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

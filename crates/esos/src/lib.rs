@@ -12,4 +12,5 @@ pub mod identity;
 pub mod manager;
 pub mod metrics;
 pub mod presets;
+pub mod system;
 pub mod tui;

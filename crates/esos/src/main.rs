@@ -98,11 +98,21 @@ fn init_logging(cli_level: Option<&str>, config_level: Option<&str>) -> anyhow::
         (None, None) => EnvFilter::builder().parse(config_level.unwrap_or(DEFAULT_LOG_FILTER))?,
     };
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The ring sits behind the same filter as stderr: it never holds what the log omits.
+    let ring = Arc::new(esos::system::LogRing::new());
+    esos::system::install(ring.clone(), filter.to_string());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(esos::system::RingLayer::new(ring))
+        .try_init()
+        .context("cannot install the logger")?;
     Ok(())
 }
 

@@ -16,9 +16,9 @@ use super::handlers;
 #[openapi(
     info(
         title = "esos management API",
-        description = "Devices, targets, initiator groups, LUN maps, CHAP, portals, sessions \
-            and the whole config of a running esos daemon. Every change is validated as a \
-            complete config, applied live and persisted; errors are `{\"error\": msg}` with \
+        description = "Devices, targets, initiator groups, LUN maps, CHAP, portals, sessions, \
+            the daemon's own information and recent log, and the whole config of a running \
+            esos daemon. Every change is validated as a complete config, applied live and persisted; errors are `{\"error\": msg}` with \
             400 (bad input, names the field), 404 (no such object), 409 (conflict or in \
             use) or 500 (internal). On the unix socket no token is needed; on TCP (TLS) \
             every request but `GET /api/v1/openapi.json` carries `Authorization: Bearer \
@@ -56,6 +56,8 @@ use super::handlers;
         handlers::list_port_groups,
         handlers::set_port_group_state,
         handlers::get_metrics,
+        handlers::get_system,
+        handlers::get_log,
         handlers::get_config,
         handlers::put_config,
         handlers::openapi,
@@ -71,6 +73,8 @@ use super::handlers;
         handlers::SizeBody,
         handlers::StateBody,
         crate::manager::PortGroupInfo,
+        crate::system::SystemInfo,
+        crate::system::LogEvent,
         super::error::ErrorBody,
     ))
 )]

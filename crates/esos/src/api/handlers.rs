@@ -593,6 +593,54 @@ pub async fn get_metrics(State(s): St) -> Response {
         .into_response()
 }
 
+// --- the daemon itself -------------------------------------------------------------------
+
+/// Log events `GET /system/log` returns when the request names no `limit`.
+pub const DEFAULT_LOG_LIMIT: usize = 100;
+
+/// Most log events one `GET /system/log` returns: the whole ring.
+pub const MAX_LOG_LIMIT: usize = crate::system::LOG_RING_CAPACITY;
+
+/// Query of `GET /system/log`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    /// Newest events to return (default 100); more than the ring holds (500) is capped.
+    pub limit: Option<usize>,
+    /// Least severe level to include: error | warn | info | debug | trace (default:
+    /// everything the daemon logs).
+    pub level: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/system", tag = "system",
+    responses((status = 200, body = crate::system::SystemInfo)))]
+pub async fn get_system(State(s): St) -> Json<crate::system::SystemInfo> {
+    Json(s.control.system())
+}
+
+#[utoipa::path(get, path = "/api/v1/system/log", tag = "system", params(LogQuery),
+    responses((status = 200, body = [crate::system::LogEvent],
+        description = "the newest matching events, oldest first (newest last, like a log \
+            file's tail); only what the daemon's log filter lets through"),
+        (status = 400, body = ErrorBody)))]
+pub async fn get_log(
+    State(s): St,
+    Q(q): Q<LogQuery>,
+) -> Result<Json<Vec<crate::system::LogEvent>>, ApiError> {
+    let level = match q.level.as_deref() {
+        None => tracing::Level::TRACE,
+        Some(l) => crate::system::parse_level(l).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "level: {l:?} is not one of {}",
+                crate::system::LEVEL_NAMES
+            ))
+        })?,
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LOG_LIMIT).min(MAX_LOG_LIMIT);
+    Ok(Json(s.control.log(limit, level)))
+}
+
 // --- sessions -------------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",

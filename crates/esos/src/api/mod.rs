@@ -72,6 +72,10 @@ pub trait Control: Send + Sync + 'static {
     ) -> Result<(), crate::manager::PortGroupError>;
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
+    /// The daemon's version, process, uptime and paths.
+    fn system(&self) -> crate::system::SystemInfo;
+    /// The newest `limit` log events at `min_level` or more severe, oldest first.
+    fn log(&self, limit: usize, min_level: tracing::Level) -> Vec<crate::system::LogEvent>;
 }
 
 impl Control for Manager {
@@ -108,6 +112,12 @@ impl Control for Manager {
     }
     fn metrics(&self) -> String {
         crate::metrics::render_for(self)
+    }
+    fn system(&self) -> crate::system::SystemInfo {
+        crate::system::daemon_info(Manager::config_path(self), &Manager::data_dir(self))
+    }
+    fn log(&self, limit: usize, min_level: tracing::Level) -> Vec<crate::system::LogEvent> {
+        crate::system::daemon_log(limit, min_level)
     }
 }
 
@@ -168,6 +178,8 @@ pub fn router(control: Arc<dyn Control>) -> Router {
         .route("/port-groups", get(h::list_port_groups))
         .route("/port-groups/{id}", put(h::set_port_group_state))
         .route("/metrics", get(h::get_metrics))
+        .route("/system", get(h::get_system))
+        .route("/system/log", get(h::get_log))
         .route("/openapi.json", get(h::openapi))
         .with_state(state);
     Router::new()

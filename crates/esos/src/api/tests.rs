@@ -19,6 +19,7 @@ const LAB: &str = "iqn.2026-11.org.example:lab";
 struct Fake {
     text: Mutex<String>,
     sessions: Mutex<Vec<SessionInfo>>,
+    log: crate::system::LogRing,
 }
 
 impl Fake {
@@ -26,6 +27,7 @@ impl Fake {
         Arc::new(Fake {
             text: Mutex::new(text.to_owned()),
             sessions: Mutex::new(vec![session(7)]),
+            log: crate::system::LogRing::new(),
         })
     }
     fn plan(&self) -> config::Plan {
@@ -143,6 +145,12 @@ impl Control for Fake {
     }
     fn metrics(&self) -> String {
         "# EOF\n".into()
+    }
+    fn system(&self) -> crate::system::SystemInfo {
+        crate::system::daemon_info(Some(std::path::Path::new("x.toml")), &self.plan().data_dir)
+    }
+    fn log(&self, limit: usize, min_level: tracing::Level) -> Vec<crate::system::LogEvent> {
+        self.log.recent(limit, min_level)
     }
 }
 
@@ -723,6 +731,10 @@ async fn read_only_tokens_read_but_never_change() {
             .iter()
             .any(|d| d["name"] == "scratch")
     );
+    for uri in ["/api/v1/system", "/api/v1/system/log?level=warn"] {
+        let (st, _, _) = call_as(&app, t, Method::GET, uri, None).await;
+        assert_eq!(st, StatusCode::OK, "{uri}");
+    }
     let chap = json!({"user": "u", "secret": "0123456789abcdef"}).to_string();
     let cases = [
         (Method::POST, "/api/v1/devices".to_owned(), Some(ram("d1"))),
@@ -805,4 +817,85 @@ async fn the_socket_router_needs_no_token() {
     )
     .await;
     assert_eq!(st, StatusCode::CREATED);
+}
+
+fn log_event(level: tracing::Level, n: usize) -> crate::system::LogEvent {
+    crate::system::LogEvent {
+        time: "2026-11-25T00:00:00.000Z".into(),
+        level: crate::system::level_name(level).into(),
+        target: "esos".into(),
+        message: format!("event {n}"),
+    }
+}
+
+#[tokio::test]
+async fn system_reports_the_daemon() {
+    let fake = Fake::new(EXAMPLE);
+    let app = app(&fake);
+    let (st, v, text) = call(&app, Method::GET, "/api/v1/system", None).await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["pid"], std::process::id());
+    assert_eq!(v["config_file"], "x.toml");
+    assert!(v["started"].as_str().unwrap().ends_with('Z'), "{v}");
+    assert!(v["uptime_s"].is_u64(), "{v}");
+    assert!(v["data_dir"].is_string(), "{v}");
+    // Every field is in the document's schema, and no other.
+    let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(doc::schema_fields("SystemInfo"), keys);
+}
+
+#[tokio::test]
+async fn system_log_filters_limits_and_refuses_bad_levels() {
+    use tracing::Level;
+    let fake = Fake::new(EXAMPLE);
+    let levels = [Level::INFO, Level::WARN, Level::DEBUG, Level::ERROR];
+    for n in 0..crate::system::LOG_RING_CAPACITY + 50 {
+        fake.log.push(levels[n % 4], log_event(levels[n % 4], n));
+    }
+    let app = app(&fake);
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move { call(&app, Method::GET, uri, None).await }
+    };
+    let last = crate::system::LOG_RING_CAPACITY + 49;
+
+    let (st, v, text) = get("/api/v1/system/log").await;
+    assert_eq!(st, StatusCode::OK, "{text}");
+    let events = v.as_array().unwrap();
+    assert_eq!(events.len(), handlers::DEFAULT_LOG_LIMIT);
+    assert_eq!(events.last().unwrap()["message"], format!("event {last}"));
+    let mut keys: Vec<String> = events[0].as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(doc::schema_fields("LogEvent"), keys);
+
+    let (_, v, _) = get("/api/v1/system/log?limit=3&level=WARN").await;
+    let got: Vec<(&str, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["level"].as_str().unwrap(), e["message"].as_str().unwrap()))
+        .collect();
+    // Oldest first; only warn and error.
+    assert_eq!(got.len(), 3, "{v}");
+    assert!(
+        got.iter().all(|(l, _)| *l == "warn" || *l == "error"),
+        "{v}"
+    );
+    // Warn or error is every other event; the newest one is the last.
+    assert_eq!(got[0].1, format!("event {}", last - 4), "{v}");
+    assert_eq!(got[2].1, format!("event {last}"), "{v}");
+
+    let (_, v, _) = get("/api/v1/system/log?limit=100000").await;
+    assert_eq!(v.as_array().unwrap().len(), handlers::MAX_LOG_LIMIT);
+
+    let (st, v, _) = get("/api/v1/system/log?level=loud").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().starts_with("level:"), "{v}");
+    let (st, v, _) = get("/api/v1/system/log?limit=-1").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("limit"), "{v}");
+    let (st, _, _) = get("/api/v1/system/log?colour=red").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     ChapCommand, ClientArgs, Command, ConfigCommand, DeviceCommand, GlobalClientArgs, GroupCommand,
-    LunCommand, PortGroupCommand, PortalCommand, SessionCommand, TargetCommand,
+    LunCommand, PortGroupCommand, PortalCommand, SessionCommand, SystemCommand, TargetCommand,
 };
 use crate::client::{Answer, Client, ClientError, segment};
 
@@ -88,6 +88,10 @@ pub fn run(cmd: Command, global: &GlobalClientArgs) -> Option<ExitCode> {
         Command::PortGroup { conn, command } => {
             let conn = o(conn);
             call(&conn, |c| port_group(c, &conn, command))
+        }
+        Command::System { conn, command } => {
+            let conn = o(conn);
+            call(&conn, |c| system(c, &conn, command))
         }
         Command::Tui(args) => {
             let conn = o(ClientArgs {
@@ -520,6 +524,34 @@ async fn session(c: Client, conn: &Opts, cmd: SessionCommand) -> Result<Outcome,
             }
         }
     })
+}
+
+async fn system(c: Client, conn: &Opts, cmd: SystemCommand) -> Result<Outcome, ClientError> {
+    Ok(match cmd {
+        SystemCommand::Info => show(conn, &c.get("/api/v1/system").await?, print::system),
+        SystemCommand::Log { limit, level } => {
+            let mut q = format!("?limit={limit}");
+            if let Some(l) = level {
+                q.push_str("&level=");
+                q.extend(l.bytes().map(query_byte));
+            }
+            show(
+                conn,
+                &c.get(&format!("/api/v1/system/log{q}")).await?,
+                print::log,
+            )
+        }
+    })
+}
+
+/// One byte of a query value: letters and digits as they are, anything else
+/// percent-encoded (so `&` or `=` in a value cannot start another parameter).
+fn query_byte(b: u8) -> String {
+    if b.is_ascii_alphanumeric() {
+        char::from(b).to_string()
+    } else {
+        format!("%{b:02X}")
+    }
 }
 
 async fn port_group(c: Client, conn: &Opts, cmd: PortGroupCommand) -> Result<Outcome, ClientError> {

@@ -280,10 +280,63 @@ pub fn applied(v: &Value, done: &str) -> String {
     out
 }
 
+/// `esos system info`: one `key  value` line per field.
+pub fn system(v: &Value) -> String {
+    let uptime = v["uptime_s"]
+        .as_u64()
+        .map_or_else(|| "-".into(), crate::system::human_duration);
+    let rows = [
+        ("version", s(&v["version"])),
+        ("pid", s(&v["pid"])),
+        ("started", s(&v["started"])),
+        ("uptime", uptime),
+        ("config", s(&v["config_file"])),
+        ("data dir", s(&v["data_dir"])),
+        ("log level", s(&v["log_level"])),
+    ];
+    rows.iter()
+        .map(|(k, val)| format!("{k:<10} {val}\n"))
+        .collect()
+}
+
+/// `esos system log`: one line per event, like the daemon's own log.
+pub fn log(v: &Value) -> String {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{} {:>5} {}: {}\n",
+                s(&e["time"]),
+                s(&e["level"]).to_uppercase(),
+                s(&e["target"]),
+                s(&e["message"])
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn system_info_and_log_lines() {
+        let v = json!({ "version": "0.1.0", "pid": 42, "started": "2026-11-25T00:00:00Z",
+            "started_unix": 1, "uptime_s": 3725, "config_file": null,
+            "data_dir": "/var/lib/esos", "log_level": "info" });
+        let out = system(&v);
+        assert!(out.contains("version    0.1.0\n"), "{out}");
+        assert!(out.contains("uptime     1h 2m\n"), "{out}");
+        assert!(out.contains("config     -\n"), "{out}");
+        let l = json!([{ "time": "2026-11-25T00:00:00.000Z", "level": "warn",
+            "target": "esos::manager", "message": "slow device=d1" }]);
+        assert_eq!(
+            log(&l),
+            "2026-11-25T00:00:00.000Z  WARN esos::manager: slow device=d1\n"
+        );
+    }
 
     #[test]
     fn tables_align() {

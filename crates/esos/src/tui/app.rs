@@ -158,6 +158,12 @@ impl App {
         }
     }
 
+    /// True when the visible tab shows the daemon's information and log, so the poll
+    /// should fetch them (the log is read only while someone looks at it).
+    pub fn wants_system(&self) -> bool {
+        self.tab == Tab::System
+    }
+
     /// True when the visible tab shows the config text (or the portals read from it), so
     /// the poll should fetch it.
     pub fn wants_config(&self) -> bool {
@@ -241,6 +247,13 @@ impl App {
                 match &snap.config {
                     Some(text) => self.alua = Some(model::parse_alua(text)),
                     None => snap.config = self.snapshot.config.take(),
+                }
+                // Not fetched on other tabs: keep what the System tab last showed.
+                if snap.system.is_none() {
+                    snap.system = self.snapshot.system.take();
+                }
+                if snap.daemon_log.is_none() {
+                    snap.daemon_log = self.snapshot.daemon_log.take();
                 }
                 self.snapshot = snap;
                 self.clamp();
@@ -864,6 +877,7 @@ mod tests {
                  [[server.portal]]\naddress = \"[2001:db8::1]:3260\"\ngroup = 2\n"
                     .into(),
             ),
+            ..Snapshot::default()
         }
     }
 

@@ -3,8 +3,8 @@
 //! Tabs: Dashboard (targets, sessions, per-device IOPS and MB/s), Devices, Targets (with
 //! CHAP and the server portals), Hosts & groups, Port groups (ALUA states), System. The state machine ([`app`]) and drawing
 //! ([`view`]) are pure and tested on ratatui's test backend; this module is the I/O edge:
-//! the terminal, crossterm's event stream, a poll of the read endpoints every second, and
-//! one change at a time sent as an API request. Every refusal is the daemon's message on
+//! the terminal, crossterm's event stream, a poll of the read endpoints every second (the
+//! daemon's information and log only while the System tab is shown), and one change at a time sent as an API request. Every refusal is the daemon's message on
 //! the status line; nothing the daemon answers can make the TUI panic.
 
 mod action;
@@ -144,9 +144,11 @@ async fn ui(socket: PathBuf) -> std::io::Result<()> {
             poll_pending = true;
         } else if poll_now {
             polling = true;
-            let (c, tx, with_config) = (client.clone(), tx.clone(), app.wants_config());
+            let (c, tx) = (client.clone(), tx.clone());
+            let (with_config, with_system) = (app.wants_config(), app.wants_system());
             tokio::spawn(async move {
-                let r = match tokio::time::timeout(POLL_TIMEOUT, poll(&c, with_config)).await {
+                let polled = poll(&c, with_config, with_system);
+                let r = match tokio::time::timeout(POLL_TIMEOUT, polled).await {
                     Ok(r) => r,
                     Err(_) => Err(format!(
                         "{}: no answer within {} s",
@@ -188,8 +190,22 @@ async fn get_json<T: DeserializeOwned>(client: &Client, path: &str) -> Result<T,
     serde_json::from_slice(&a.body).map_err(|e| format!("GET {path}: unexpected answer: {e}"))
 }
 
-/// One poll of the read endpoints, in parallel; the config text only when asked.
-async fn poll(client: &Client, with_config: bool) -> Result<Snapshot, String> {
+/// Daemon log events the System tab asks for: more than fit on any usual screen.
+pub const LOG_POLL_LIMIT: usize = 100;
+
+/// One poll of the read endpoints, in parallel; the config text, and the daemon's
+/// information and log, only when asked.
+async fn poll(client: &Client, with_config: bool, with_system: bool) -> Result<Snapshot, String> {
+    // Optional like the port groups: a daemon without these endpoints still shows.
+    let (system, daemon_log) = if with_system {
+        let log_path = format!("/api/v1/system/log?limit={LOG_POLL_LIMIT}");
+        tokio::join!(
+            async { get_json(client, "/api/v1/system").await.ok() },
+            async { get_json(client, &log_path).await.ok() },
+        )
+    } else {
+        (None, None)
+    };
     // The port groups are optional: without them the tab falls back to the config.
     let port_groups = async { Ok(get_json(client, "/api/v1/port-groups").await.ok()) };
     let (devices, targets, sessions, stats, port_groups) = tokio::try_join!(
@@ -218,5 +234,7 @@ async fn poll(client: &Client, with_config: bool) -> Result<Snapshot, String> {
         stats,
         port_groups,
         config,
+        system,
+        daemon_log,
     })
 }

@@ -116,6 +116,38 @@ pub struct PortGroup {
     pub mode: String,
 }
 
+/// The daemon itself (`GET /system`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct SystemInfo {
+    pub version: String,
+    pub pid: u32,
+    /// RFC 3339, UTC.
+    pub started: String,
+    pub uptime_s: u64,
+    pub config_file: Option<String>,
+    pub data_dir: String,
+    pub log_level: String,
+}
+
+/// One event of the daemon's recent log (`GET /system/log`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LogEvent {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub level: String,
+    pub target: String,
+    pub message: String,
+}
+
+impl LogEvent {
+    /// `HH:MM:SS` of the RFC 3339 time, or the time as it came when it has another shape.
+    pub fn clock(&self) -> &str {
+        self.time.get(11..19).unwrap_or(&self.time)
+    }
+}
+
 /// One poll of the read endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -128,6 +160,11 @@ pub struct Snapshot {
     pub port_groups: Option<Vec<PortGroup>>,
     /// The running config text; fetched only when a view needs it.
     pub config: Option<String>,
+    /// The daemon's information; fetched only while the System tab is shown, `None` when
+    /// not fetched or the daemon does not serve it.
+    pub system: Option<SystemInfo>,
+    /// The daemon's newest log events, oldest first; fetched like `system`.
+    pub daemon_log: Option<Vec<LogEvent>>,
 }
 
 /// I/O rates of one device between two polls.

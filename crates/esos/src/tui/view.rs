@@ -633,11 +633,16 @@ fn alua_table(a: &Alua, f: &mut Frame, area: Rect, b: Block<'_>) {
     );
 }
 
+/// Rows of the daemon log box on the System tab: a third of the tab, at least this many,
+/// so 80x24 shows five events beside the config preview.
+const MIN_DAEMON_LOG_ROWS: u16 = 7;
+
 fn system(app: &App, f: &mut Frame, area: Rect) {
-    let [info, config, log] = Layout::vertical([
+    let [info, config, daemon_log, log] = Layout::vertical([
         Constraint::Length(6),
         Constraint::Min(3),
-        Constraint::Length(6),
+        Constraint::Length((area.height / 3).max(MIN_DAEMON_LOG_ROWS)),
+        Constraint::Length(3),
     ])
     .areas(area);
     let state = match app.connected {
@@ -646,18 +651,30 @@ fn system(app: &App, f: &mut Frame, area: Rect) {
         Some(false) => "unreachable".to_owned(),
     };
     let s = &app.snapshot;
+    let sys = s.system.as_ref();
+    let config_file = sys
+        .and_then(|i| i.config_file.as_deref())
+        .or(app.config_path.as_deref());
+    let config_line = match (config_file, sys) {
+        (Some(p), _) => p.to_owned(),
+        (None, Some(_)) => "none: a command-line configuration, not changeable live".to_owned(),
+        (None, None) => "every change is written to the daemon's config file at once".to_owned(),
+    };
+    let daemon = match sys {
+        Some(i) => format!(
+            "esos {}, pid {}, up {} (since {}), log {}",
+            i.version,
+            i.pid,
+            crate::system::human_duration(i.uptime_s),
+            i.started,
+            i.log_level
+        ),
+        None => "not reported yet (a daemon older than GET /api/v1/system)".to_owned(),
+    };
     let lines = vec![
         Line::from(format!("socket   {} ({state})", app.socket)),
-        Line::from(format!(
-            "config   {}",
-            app.config_path
-                .as_deref()
-                .unwrap_or("every change is written to the daemon's config file at once")
-        )),
-        Line::from(format!(
-            "esos     {} (this TUI; the API does not report the daemon's version)",
-            env!("CARGO_PKG_VERSION")
-        )),
+        Line::from(format!("config   {config_line}")),
+        Line::from(format!("daemon   {daemon}")),
         Line::from(format!(
             "objects  {} device(s), {} target(s), {} session(s)",
             s.devices.len(),
@@ -681,6 +698,34 @@ fn system(app: &App, f: &mut Frame, area: Rect) {
         config,
     );
 
+    let events = s.daemon_log.as_deref().unwrap_or(&[]);
+    let visible = usize::from(daemon_log.height.saturating_sub(2));
+    let items: Vec<ListItem> = events
+        .iter()
+        .skip(events.len().saturating_sub(visible))
+        .map(|e| {
+            let colour = match e.level.as_str() {
+                "error" => Color::Red,
+                "warn" => Color::Yellow,
+                "info" => Color::Reset,
+                _ => Color::DarkGray,
+            };
+            ListItem::new(Line::from(vec![
+                Span::styled(format!("{} ", e.clock()), dim()),
+                Span::styled(
+                    format!("{:<5} ", e.level.to_uppercase()),
+                    Style::default().fg(colour),
+                ),
+                Span::raw(e.message.clone()),
+            ]))
+        })
+        .collect();
+    let title = match &s.daemon_log {
+        Some(_) => "Daemon log (UTC, newest last; esos system log for more)",
+        None => "Daemon log (not reported by this daemon)",
+    };
+    f.render_widget(List::new(items).block(block(title)), daemon_log);
+
     let visible = usize::from(log.height.saturating_sub(2));
     let items: Vec<ListItem> = app
         .log
@@ -688,7 +733,7 @@ fn system(app: &App, f: &mut Frame, area: Rect) {
         .skip(app.log.len().saturating_sub(visible))
         .map(|l| ListItem::new(l.clone()))
         .collect();
-    f.render_widget(List::new(items).block(block("Recent activity (UTC)")), log);
+    f.render_widget(List::new(items).block(block("This TUI (UTC)")), log);
 }
 
 // --- modals ------------------------------------------------------------------------------
@@ -1017,6 +1062,53 @@ mod tests {
         assert!(s.contains("/var/lib/esos/esos.sock (connected)"), "{s}");
         assert!(s.contains("[[server.portal]]"), "{s}");
         assert!(s.contains("connected to /var/lib/esos/esos.sock"), "{s}");
+    }
+
+    #[test]
+    fn system_shows_the_daemon_and_its_log() {
+        use crate::tui::model::{LogEvent, SystemInfo};
+        let mut a = app();
+        key(&mut a, KeyCode::Char('6'));
+        let s = screen(&a);
+        assert!(s.contains("not reported yet"), "{s}");
+        assert!(s.contains("Daemon log (not reported"), "{s}");
+        let mut snap = snapshot();
+        snap.system = Some(SystemInfo {
+            version: "9.8.7".into(),
+            pid: 4242,
+            started: "2026-11-25T10:00:00Z".into(),
+            uptime_s: 3725,
+            config_file: Some("/etc/esos/esos.toml".into()),
+            data_dir: "/var/lib/esos".into(),
+            log_level: "info".into(),
+        });
+        snap.daemon_log = Some(
+            (0..30)
+                .map(|n| LogEvent {
+                    time: format!("2026-11-25T10:00:{n:02}.000Z"),
+                    level: if n == 29 { "warn" } else { "info" }.into(),
+                    target: "esos".into(),
+                    message: format!("event number {n}"),
+                })
+                .collect(),
+        );
+        a.on_poll(Ok(snap), Instant::now());
+        let s = screen(&a);
+        assert!(s.contains("esos 9.8.7, pid 4242, up 1h 2m"), "{s}");
+        assert!(s.contains("config   /etc/esos/esos.toml"), "{s}");
+        // The newest events that fit, newest last; the oldest are scrolled off.
+        assert!(s.contains("10:00:29 WARN  event number 29"), "{s}");
+        assert!(s.contains("event number 25"), "{s}");
+        assert!(!s.contains("event number 3 "), "{s}");
+        assert!(s.contains("[[server.portal]]"), "{s}");
+        assert!(s.lines().nth(23).unwrap().trim_end().ends_with("q quit"));
+        // Another tab's poll does not fetch them; the System tab keeps what it showed.
+        key(&mut a, KeyCode::Char('1'));
+        assert!(!a.wants_system());
+        a.on_poll(Ok(snapshot()), Instant::now());
+        key(&mut a, KeyCode::Char('6'));
+        assert!(a.wants_system());
+        assert!(screen(&a).contains("event number 29"));
     }
 
     #[test]
