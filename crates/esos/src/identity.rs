@@ -271,8 +271,18 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
+    // The file may hold CHAP secrets: a new one is private to the daemon's user, and a
+    // rewrite keeps the mode the admin gave the old one (umask does not widen either).
+    let mode = std::fs::metadata(path)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or(0o600);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -452,6 +462,20 @@ mod tests {
         ] {
             assert!(product_for(k).len() <= 16);
         }
+    }
+
+    #[test]
+    fn atomic_write_is_private_when_new_and_keeps_an_existing_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let p = dir.path().join("esos.toml");
+        write_atomic(&p, b"one").unwrap();
+        assert_eq!(mode(&p), 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(mode(&p), 0o640);
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
     }
 
     #[test]
