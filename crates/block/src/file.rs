@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::sync::Release;
 use crate::{
-    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf, check_io,
-    check_range, sync,
+    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, FileSlice, IoBuf,
+    check_io, check_range, sync,
 };
 
 /// `BLKGETSIZE64` = `_IOR(0x12, 114, size_t)`: device size in bytes. Not exported by `libc`.
@@ -375,6 +375,18 @@ impl BlockDevice for FileDevice {
         };
         (r.map_err(|e| self.context(e)), buf)
     }
+    fn resident_slice(&self, offset: u64, len: u64) -> Result<Option<FileSlice>, BlockError> {
+        if !self.memory_backed {
+            return Ok(None);
+        }
+        check_range("read", offset, len, self.block_size, self.size())
+            .map_err(|e| self.context(e))?;
+        Ok(Some(FileSlice {
+            file: self.file.clone(),
+            offset,
+            len,
+        }))
+    }
     async fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
         if self.read_only {
             let e = BlockError::new(BlockErrorKind::ReadOnly, "write to a read-only device");
@@ -632,6 +644,18 @@ pub(crate) mod tests {
         let (r, back) = dev.read(4096, vec![0; 8192]).await;
         r.unwrap();
         assert_eq!(back, data);
+        // A transport may send the range from the page cache itself: same file, same bytes.
+        let s = dev
+            .resident_slice(4096, 8192)
+            .unwrap()
+            .expect("tmpfs is resident");
+        assert_eq!((s.offset, s.len), (4096, 8192));
+        let mut sent = vec![0; 8192];
+        std::os::unix::fs::FileExt::read_exact_at(&*s.file, &mut sent, s.offset).unwrap();
+        assert!(sent == data, "the file holds what was written");
+        // The same bounds as a read.
+        assert!(dev.resident_slice(1 << 20, 512).is_err());
+        assert!(dev.resident_slice(100, 512).is_err());
         // FUA still goes through the durable path.
         let (r, _) = dev.write(0, data.clone(), true).await;
         r.unwrap();
@@ -645,6 +669,7 @@ pub(crate) mod tests {
                 EngineChoice::Uring,
             );
             assert!(!dev.memory_backed);
+            assert!(dev.resident_slice(0, 512).unwrap().is_none());
         }
     }
 

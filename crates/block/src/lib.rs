@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 mod error;
 mod file;
@@ -29,6 +30,16 @@ pub type IoBuf = Vec<u8>;
 
 /// The result of an owned-buffer operation: the outcome and the buffer, always returned.
 pub type BufResult = (Result<(), BlockError>, IoBuf);
+
+/// A range of a backing file that a transport sends straight from the page cache
+/// (`sendfile`), instead of the device copying it into a buffer first.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    /// Keeps the file open while the transport sends, even if the device goes away.
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+    pub len: u64,
+}
 
 /// One run of bytes with the same allocation state, from [`BlockDevice::allocation`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +77,13 @@ pub trait BlockDevice: Send + Sync {
     fn rotational(&self) -> bool;
     /// Reads `buf.len()` bytes at `offset` into `buf`.
     fn read(&self, offset: u64, buf: IoBuf) -> impl Future<Output = BufResult> + Send;
+    /// The file range behind a read of `len` bytes at `offset`, when a transport may send it
+    /// from the page cache without ever waiting for a device (a file on tmpfs): one copy
+    /// less than [`BlockDevice::read`] and none in esos. `Ok(None)`: read into a buffer.
+    fn resident_slice(&self, offset: u64, len: u64) -> Result<Option<FileSlice>, BlockError> {
+        let _ = (offset, len);
+        Ok(None)
+    }
     /// Writes all of `buf` at `offset`. With `fua` the data is durable on stable storage
     /// before the future completes (RWF_DSYNC or a following fdatasync).
     fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> impl Future<Output = BufResult> + Send;
@@ -196,6 +214,9 @@ impl BlockDevice for Device {
     }
     async fn read(&self, offset: u64, buf: IoBuf) -> BufResult {
         dispatch!(self, d => d.read(offset, buf).await)
+    }
+    fn resident_slice(&self, offset: u64, len: u64) -> Result<Option<FileSlice>, BlockError> {
+        dispatch!(self, d => d.resident_slice(offset, len))
     }
     async fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
         dispatch!(self, d => d.write(offset, buf, fua).await)

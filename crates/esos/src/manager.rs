@@ -644,6 +644,11 @@ impl Manager {
         self.server.login_counts()
     }
 
+    /// Data-In bytes sent straight from the page cache (`zero_copy_reads`).
+    pub fn zero_copy_bytes(&self) -> u64 {
+        self.server.zero_copy_bytes()
+    }
+
     /// Logs out session `id` (from [`SessionInfo::id`]); false when no such session.
     pub fn close_session(&self, id: u64) -> bool {
         self.server.close_session(id)

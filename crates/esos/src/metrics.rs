@@ -62,6 +62,7 @@ struct Snapshot {
     targets: Vec<String>,
     sessions: Vec<Option<String>>,
     logins: esos_iscsi::server::LoginCounts,
+    zero_copy_bytes: u64,
 }
 
 impl Snapshot {
@@ -75,6 +76,7 @@ impl Snapshot {
             targets: m.targets().into_iter().map(|t| t.name).collect(),
             sessions: m.sessions().into_iter().map(|s| s.target).collect(),
             logins: m.login_counts(),
+            zero_copy_bytes: m.zero_copy_bytes(),
         }
     }
 }
@@ -198,6 +200,13 @@ impl Collector for EsosCollector {
             MetricType::Counter,
         )?;
         m.encode_counter::<NoLabelSet, _, u64>(&logins.failed, None)?;
+        let mut m = enc.encode_descriptor(
+            "zero_copy_read_bytes",
+            "Data-In bytes sent straight from the page cache (server.iscsi.zero_copy_reads)",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<NoLabelSet, _, u64>(&self.manager.zero_copy_bytes, None)?;
         Ok(())
     }
 }

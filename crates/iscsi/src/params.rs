@@ -22,6 +22,9 @@ pub struct TargetParams {
     /// DefaultTime2Wait / DefaultTime2Retain we offer (result: max / min).
     pub default_time2wait: u32,
     pub default_time2retain: u32,
+    /// Large READs from files held in memory (tmpfs) send their Data-In straight from the
+    /// page cache (`sendfile`) on connections without data digests. Not negotiated.
+    pub zero_copy_reads: bool,
 }
 
 impl Default for TargetParams {
@@ -37,6 +40,7 @@ impl Default for TargetParams {
             data_digest_crc32c: true,
             default_time2wait: 2,
             default_time2retain: 20,
+            zero_copy_reads: true,
         }
     }
 }

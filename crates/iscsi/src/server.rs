@@ -190,6 +190,8 @@ pub(crate) struct SessionEntry {
 pub(crate) struct Counters {
     logins: std::sync::atomic::AtomicU64,
     login_failures: std::sync::atomic::AtomicU64,
+    /// Data-In bytes sent straight from a file's pages (`zero_copy_reads`).
+    pub(crate) zero_copy_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Counters {
@@ -266,6 +268,15 @@ impl ServerHandle {
             succeeded: c.logins.load(std::sync::atomic::Ordering::Relaxed),
             failed: c.login_failures.load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Data-In bytes sent straight from the page cache since the server started
+    /// ([`crate::params::TargetParams::zero_copy_reads`]).
+    pub fn zero_copy_bytes(&self) -> u64 {
+        self.shared
+            .counters
+            .zero_copy_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Makes `portals` the set of listening portals: new ones are bound first (nothing

@@ -317,10 +317,27 @@ impl LunMap {
         cmd: Command,
         buf: IoBuf,
     ) -> impl Future<Output = (Response, IoBuf)> + Send + 'static + use<> {
+        let fut = self.submit_ref(cmd, buf, 0);
+        async move {
+            let (resp, buf, _) = fut.await;
+            (resp, buf)
+        }
+    }
+
+    /// [`Self::submit`] for a transport that can send Data-In from a file itself: a READ of
+    /// at least `ref_min_bytes` (0: never) from a device whose data is resident in memory
+    /// answers with a [`DataInRef`] instead of a copy in the buffer, and the command's
+    /// `data_in_len` bytes are then those of the reference, not of the buffer.
+    pub fn submit_ref(
+        &self,
+        cmd: Command,
+        buf: IoBuf,
+        ref_min_bytes: u32,
+    ) -> impl Future<Output = (Response, IoBuf, Option<DataInRef>)> + Send + 'static + use<> {
         let job = self.admit(cmd, buf);
         async move {
             match job {
-                Job::Ready(resp, buf) => (resp, buf),
+                Job::Ready(resp, buf) => (resp, buf, None),
                 Job::Run {
                     lu,
                     ticket,
@@ -333,8 +350,9 @@ impl LunMap {
                     let kind = io_kind(&cdb);
                     let edtl = cmd.expected_len;
                     let in_flight = lu.stats.start();
-                    let (resp, buf) = async {
+                    let (resp, buf, data_ref) = async {
                         ticket.ready().await;
+                        let mut slice = None;
                         let (outcome, buf) = match disk::pr::intercept(&lu, &cmd, &cdb, buf) {
                             // EXTENDED COPY finds its copy targets in the issuing nexus's map,
                             // which `admit` hands over for it alone (disk/xcopy.rs).
@@ -342,20 +360,40 @@ impl LunMap {
                                 let map = copy_map.as_ref();
                                 match disk::xcopy::execute(&lu, map, &cmd, &cdb, buf).await {
                                     Ok(done) => done,
-                                    Err(buf) => return (disk::pr::conflict_response(), buf),
+                                    Err(buf) => {
+                                        return (disk::pr::conflict_response(), buf, None);
+                                    }
                                 }
                             }
                             disk::pr::Intercept::Dispatch(buf) => match lu.settings.kind {
-                                LuKind::Disk => disk::dispatch::execute(&lu, &cmd, cdb, buf).await,
+                                LuKind::Disk => {
+                                    let by_ref =
+                                        (ref_min_bytes > 0).then_some((ref_min_bytes, &mut slice));
+                                    disk::dispatch::execute(&lu, &cmd, cdb, buf, by_ref).await
+                                }
                                 LuKind::Cdrom => mmc::dispatch::execute(&lu, &cmd, cdb, buf).await,
                             },
                             disk::pr::Intercept::Done(outcome, buf) => (outcome, buf),
                             disk::pr::Intercept::Conflict(buf) => {
-                                return (disk::pr::conflict_response(), buf);
+                                return (disk::pr::conflict_response(), buf, None);
                             }
                         };
-                        drop(ticket);
-                        (respond(&cmd, outcome, |s| lu.check(s)), buf)
+                        let resp = respond(&cmd, outcome, |s| lu.check(s));
+                        match slice {
+                            Some(mut slice) if resp.data_in_len > 0 => {
+                                slice.len = u64::from(resp.data_in_len);
+                                // The task ends when the transport has sent the data.
+                                let data_ref = DataInRef {
+                                    slice,
+                                    _task: ticket,
+                                };
+                                (resp, buf, Some(data_ref))
+                            }
+                            _ => {
+                                drop(ticket);
+                                (resp, buf, None)
+                            }
+                        }
                     }
                     .await;
                     let bytes = match kind {
@@ -366,7 +404,7 @@ impl LunMap {
                     let error = resp.status == Status::CheckCondition;
                     lu.stats.finished(kind, bytes, start.elapsed(), error);
                     drop(in_flight);
-                    (resp, buf)
+                    (resp, buf, data_ref)
                 }
             }
         }
@@ -540,6 +578,16 @@ enum Job {
         /// The issuing nexus's LUN map, for EXTENDED COPY only (an Arc clone).
         copy_map: Option<LunMap>,
     },
+}
+
+/// Data-In that the transport sends straight from a file ([`LunMap::submit_ref`]):
+/// `slice.len` is the response's `data_in_len`.
+#[derive(Debug)]
+pub struct DataInRef {
+    pub slice: esos_block::FileSlice,
+    /// The task stays in the task set until the transport drops this, after sending: an
+    /// ORDERED command behind the READ cannot change the data before it has left.
+    _task: Ticket,
 }
 
 /// SAM residual of a transfer of `transfer` bytes against the initiator's EDTL.

@@ -217,6 +217,6 @@ pub mod stats;
 mod task_set;
 mod ua;
 
-pub use engine::{LogicalUnit, LunMap, ResetKind};
+pub use engine::{DataInRef, LogicalUnit, LunMap, ResetKind};
 pub use task_set::MAX_TASKS_PER_LU;
 pub use ua::MAX_UA_PER_NEXUS;

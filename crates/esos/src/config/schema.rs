@@ -138,6 +138,7 @@ pub struct RawIscsi {
     pub data_digest: Option<bool>,
     pub default_time2wait: Option<u32>,
     pub default_time2retain: Option<u32>,
+    pub zero_copy_reads: Option<bool>,
 }
 
 /// A size given either as a TOML integer (bytes) or as a string with a unit.

@@ -98,6 +98,7 @@ fn full_server_section() {
         data_digest = true
         default_time2wait = 5
         default_time2retain = 60
+        zero_copy_reads = false
         [server.discovery_chap]
         user = "disc"
         secret = "discovery-secret"
@@ -123,6 +124,7 @@ fn full_server_section() {
         (p.params.default_time2wait, p.params.default_time2retain),
         (5, 60)
     );
+    assert!(!p.params.zero_copy_reads);
     let chap = p.discovery_chap.unwrap();
     assert_eq!(chap.user, "disc");
     assert_eq!(chap.secret, b"discovery-secret");

@@ -389,6 +389,7 @@ impl Validator {
             data_digest_crc32c: raw.data_digest.unwrap_or(d.data_digest_crc32c),
             default_time2wait: raw.default_time2wait.unwrap_or(d.default_time2wait),
             default_time2retain: raw.default_time2retain.unwrap_or(d.default_time2retain),
+            zero_copy_reads: raw.zero_copy_reads.unwrap_or(d.zero_copy_reads),
         };
         let k = "server.iscsi";
         // RFC 7143 13.14: FirstBurstLength MUST NOT exceed MaxBurstLength.

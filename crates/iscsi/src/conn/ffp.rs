@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use esos_scsi::sense::{Asc, Sense, SenseKey};
-use esos_scsi::{Command, IoBuf, LunMap, Nexus, ResetKind, Residual, Response, Status, TaskAttr};
+use esos_scsi::{
+    Command, DataInRef, IoBuf, LunMap, Nexus, ResetKind, Residual, Response, Status, TaskAttr,
+};
 use futures_util::FutureExt;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -46,6 +48,11 @@ pub(crate) const MAX_BUFFERED_BYTES_PER_CONN: usize = 128 * 1024 * 1024;
 pub(crate) const MAX_BUFFERED_BYTES_TOTAL: usize = 1024 * 1024 * 1024;
 /// Granularity of the buffer budgets.
 pub(crate) const BUDGET_UNIT_BYTES: usize = 4096;
+/// READs of at least this many bytes from a memory-resident file (tmpfs) send their data
+/// from the page cache with `sendfile` when no data digest is negotiated: the copy into a
+/// buffer and the copy from it into the socket both go. Smaller reads are cheaper copied:
+/// their responses then leave together in one write.
+const SPLICE_MIN_BYTES: u32 = 64 * 1024;
 /// How long the writer lets in-flight commands finish once the connection ends.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -206,6 +213,8 @@ struct Done {
     meta: TaskMeta,
     resp: Response,
     buf: IoBuf,
+    /// Data-In to send from a file instead of `buf` (no data digest; see [`SPLICE_MIN_BYTES`]).
+    data_ref: Option<DataInRef>,
 }
 
 enum Msg<F> {
@@ -245,6 +254,13 @@ enum Msg<F> {
         itt: u32,
         response: u8,
     },
+}
+
+/// Where a response's Data-In comes from.
+#[derive(Clone, Copy)]
+enum DataIn<'a> {
+    Buf(&'a [u8]),
+    File(&'a esos_block::FileSlice),
 }
 
 /// A write command waiting for its data.
@@ -351,6 +367,7 @@ pub(crate) async fn run(
     wr.header_digest = params.header_digest;
     wr.data_digest = params.data_digest;
 
+    let wr_data_digest = wr.data_digest;
     let conn_cancel = guard.cancel.child_token();
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let writer = Writer {
@@ -379,6 +396,11 @@ pub(crate) async fn run(
         nexus: nexus.clone(),
         tx,
         make: exec,
+        ref_min: if wr_data_digest || !shared.config.params.zero_copy_reads {
+            0
+        } else {
+            SPLICE_MIN_BYTES
+        },
         pending: HashMap::new(),
         next_ttt: 1,
         text_in: Vec::new(),
@@ -458,7 +480,10 @@ struct Reader<'a, F> {
     commands: Arc<AtomicU64>,
     nexus: Arc<Nexus>,
     tx: mpsc::Sender<Msg<F>>,
-    make: fn(&LunMap, TaskMeta, Command, IoBuf) -> F,
+    make: fn(&LunMap, TaskMeta, Command, IoBuf, u32) -> F,
+    /// Smallest READ answered from a file by reference (0: never; with data digests the
+    /// writer must see the bytes).
+    ref_min: u32,
     pending: HashMap<u32, PendingWrite>,
     next_ttt: u32,
     text_in: Vec<u8>,
@@ -480,11 +505,17 @@ fn exec(
     meta: TaskMeta,
     cmd: Command,
     buf: IoBuf,
+    ref_min: u32,
 ) -> std::pin::Pin<Box<impl Future<Output = Done> + Send + 'static + use<>>> {
-    let fut = luns.submit(cmd, buf);
+    let fut = luns.submit_ref(cmd, buf, ref_min);
     Box::pin(async move {
-        let (resp, buf) = fut.await;
-        Done { meta, resp, buf }
+        let (resp, buf, data_ref) = fut.await;
+        Done {
+            meta,
+            resp,
+            buf,
+            data_ref,
+        }
     })
 }
 
@@ -846,7 +877,7 @@ where
             self.refresh_luns();
         }
         self.commands.fetch_add(1, Ordering::Relaxed);
-        let fut = (self.make)(&self.luns, meta, cmd, buf);
+        let fut = (self.make)(&self.luns, meta, cmd, buf, self.ref_min);
         self.send(Msg::Exec(meta, fut)).await
     }
 
@@ -1172,6 +1203,7 @@ impl Writer {
                         meta,
                         resp,
                         buf: Vec::new(),
+                        data_ref: None,
                     },
                     failed,
                 )
@@ -1266,15 +1298,26 @@ impl Writer {
 
     /// Answers one finished command (or only accounts for it when aborted or failed).
     async fn complete(&mut self, done: Done, failed: bool) -> std::io::Result<()> {
-        let Done { meta, resp, buf } = done;
+        let Done {
+            meta,
+            resp,
+            buf,
+            data_ref,
+        } = done;
         self.state.finished(meta.counted);
         self.state.release(meta.units);
         let aborted = self.inflight.remove(&meta.itt).is_some_and(|(_, a)| a);
         let result = if aborted || failed {
             Ok(())
         } else {
-            self.send_response(meta, &resp, &buf).await
+            let data = match &data_ref {
+                Some(r) => DataIn::File(&r.slice),
+                None => DataIn::Buf(&buf),
+            };
+            self.send_response(meta, &resp, data).await
         };
+        // A READ answered by reference ends its task only now, its data sent.
+        drop(data_ref);
         self.state.put_buf(buf);
         if aborted {
             self.task_finished(meta.itt).await?;
@@ -1286,9 +1329,12 @@ impl Writer {
         &mut self,
         meta: TaskMeta,
         resp: &Response,
-        buf: &[u8],
+        data: DataIn<'_>,
     ) -> std::io::Result<()> {
-        let data = &buf[..(resp.data_in_len as usize).min(buf.len())];
+        let data_len = match data {
+            DataIn::Buf(buf) => (resp.data_in_len as usize).min(buf.len()),
+            DataIn::File(slice) => (resp.data_in_len as u64).min(slice.len) as usize,
+        };
         let status = resp.status as u8;
         let collapse =
             resp.sense.len == 0 && matches!(resp.status, Status::Good | Status::ConditionMet);
@@ -1297,11 +1343,11 @@ impl Writer {
         let mut data_sn = 0u32;
         let mut offset = 0usize;
         let mut h = [0u8; BHS_LEN];
-        while offset < data.len() {
+        while offset < data_len {
             // PDUs never cross a burst boundary; F ends each burst (RFC 7143 11.7.1).
             let burst_end = (offset / max_burst + 1) * max_burst;
-            let end = (offset + max_seg).min(data.len()).min(burst_end);
-            let last = end == data.len();
+            let end = (offset + max_seg).min(data_len).min(burst_end);
+            let last = end == data_len;
             let final_flag = last || end == burst_end;
             let st = if last && collapse {
                 Some((status, resp.residual))
@@ -1325,11 +1371,21 @@ impl Writer {
                 offset as u32,
                 end - offset,
             );
-            self.wr.send(&h, &data[offset..end]).await?;
+            match data {
+                DataIn::Buf(buf) => self.wr.send(&h, &buf[offset..end]).await?,
+                DataIn::File(slice) => {
+                    let at = slice.offset + offset as u64;
+                    self.wr.send_file(&h, &slice.file, at, end - offset).await?;
+                    self.shared
+                        .counters
+                        .zero_copy_bytes
+                        .fetch_add((end - offset) as u64, Ordering::Relaxed);
+                }
+            }
             data_sn = data_sn.wrapping_add(1);
             offset = end;
         }
-        if !data.is_empty() && collapse {
+        if data_len > 0 && collapse {
             return Ok(());
         }
         let sense = resp.sense.as_slice();

@@ -204,6 +204,105 @@ impl PduWriter {
         Ok(())
     }
 
+    /// Sends one PDU whose data segment is `len` bytes of `file` at `offset`, straight from
+    /// the page cache (`sendfile`): the header and whatever is queued before it leave first,
+    /// flagged MSG_MORE so they share a segment with the data. Only without data digests
+    /// (the bytes never pass through esos). A file shorter than the range (a device larger
+    /// than its file) reads as zeros past its end, as [`esos_block::BlockDevice::read`] does.
+    pub(crate) async fn send_file(
+        &mut self,
+        bhs: &[u8; BHS_LEN],
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        debug_assert!(!self.data_digest);
+        debug_assert_eq!(pdu::common(bhs).data_len, len);
+        self.out.extend_from_slice(bhs);
+        if self.header_digest {
+            self.out
+                .extend_from_slice(&digest::to_wire(digest::header(bhs, &[])));
+        }
+        let sock = self.w.as_ref().as_raw_fd();
+        let mut at = 0;
+        while at < self.out.len() {
+            let head = &self.out[at..];
+            at += self
+                .write_with(|| {
+                    // SAFETY: `head` is a live slice for the whole call; `sock` is this
+                    // connection's socket, open while `self.w` lives.
+                    let n = unsafe {
+                        libc::send(
+                            sock,
+                            head.as_ptr().cast(),
+                            head.len(),
+                            libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                        )
+                    };
+                    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+                })
+                .await?;
+        }
+        self.out.clear();
+        let fd = file.as_raw_fd();
+        let mut pos = i64::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let mut left = len;
+        while left > 0 {
+            let n = self
+                .write_with(|| {
+                    // SAFETY: `fd` stays open (the caller holds `file`), `pos` is a live
+                    // off_t the kernel advances; sendfile reads at most `left` bytes.
+                    let n = unsafe { libc::sendfile(sock, fd, &mut pos, left) };
+                    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+                })
+                .await?;
+            if n == 0 {
+                break;
+            }
+            left -= n;
+        }
+        // Past the file's end (or padding): zeros.
+        static ZEROS: [u8; 4096] = [0; 4096];
+        let mut tail = left + pdu::pad_len(len);
+        while tail > 0 {
+            let n = tail.min(ZEROS.len());
+            self.out.extend_from_slice(&ZEROS[..n]);
+            tail -= n;
+            self.flush_if_full().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one non-blocking socket operation once the socket is writable, retrying on
+    /// WouldBlock; fails with `TimedOut` when it makes no progress within the stall timeout.
+    async fn write_with(
+        &self,
+        mut op: impl FnMut() -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
+        let stream = self.w.as_ref();
+        let attempt = async {
+            loop {
+                stream.writable().await?;
+                match stream.try_io(tokio::io::Interest::WRITABLE, &mut op) {
+                    Ok(0) => return Ok(0),
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        tokio::time::timeout(self.stall_timeout, attempt)
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "initiator took no data within the stall timeout",
+                )
+            })?
+    }
+
     async fn flush_if_full(&mut self) -> std::io::Result<()> {
         if self.out.len() >= WRITE_BUFFER_BYTES {
             self.flush().await?;

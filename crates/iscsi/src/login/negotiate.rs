@@ -445,6 +445,7 @@ mod rule_tests {
                     data_digest_crc32c: dd,
                     default_time2wait: t2w,
                     default_time2retain: t2r,
+                    zero_copy_reads: true,
                 },
             )
     }

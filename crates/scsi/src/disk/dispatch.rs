@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use esos_block::BlockDevice;
+use esos_block::{BlockDevice, FileSlice};
 
 use super::mode::{self, MAX_MODE_SELECT_LEN, Medium, SenseRequest};
 use super::{
@@ -20,6 +20,7 @@ pub async fn execute(
     cmd: &Command,
     cdb: Cdb,
     mut buf: IoBuf,
+    by_ref: Option<(u32, &mut Option<FileSlice>)>,
 ) -> (Outcome, IoBuf) {
     // An ejected removable medium (disk/medium.rs): one atomic load when it is there.
     if let Err(s) = lu.medium.check(&cdb) {
@@ -33,7 +34,14 @@ pub async fn execute(
         return (out, buf);
     }
     let out = match cdb {
-        Cdb::Read(r) => return rw::read(lu, r, buf).await,
+        Cdb::Read(r) => {
+            if let Some((min, slice)) = by_ref
+                && let Some(out) = rw::read_ref(lu, &r, min, slice)
+            {
+                return (out, buf);
+            }
+            return rw::read(lu, r, buf).await;
+        }
         Cdb::Write(r) => return rw::write(lu, r, false, cmd.expected_len, buf).await,
         // SBC-3 5.36: the data must be on the medium before GOOD, whatever WCE says.
         Cdb::WriteVerify(r) => return rw::write(lu, r, true, cmd.expected_len, buf).await,

@@ -3,7 +3,7 @@
 //! The hot path allocates nothing: the transport's buffer is resized within its capacity
 //! and handed to the device, which gives it back.
 
-use esos_block::BlockDevice;
+use esos_block::{BlockDevice, FileSlice};
 
 use super::{Done, Fail, Outcome};
 use crate::cdb::BlockRange;
@@ -84,6 +84,42 @@ pub async fn read(lu: &LogicalUnit, r: BlockRange, mut buf: IoBuf) -> (Outcome, 
                 Err(Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into()),
                 buf,
             )
+        }
+    }
+}
+
+/// READ answered by reference: when the transfer is at least `min` bytes and the device's
+/// data is resident in memory, `slice` gets the file range and the transport sends it from
+/// the page cache. `None`: read into the buffer instead.
+pub fn read_ref(
+    lu: &LogicalUnit,
+    r: &BlockRange,
+    min: u32,
+    slice: &mut Option<FileSlice>,
+) -> Option<Outcome> {
+    let bytes = match check(lu, r) {
+        Ok(b) => b,
+        Err(f) => return Some(Err(f)),
+    };
+    if bytes < u64::from(min) || bytes == 0 {
+        return None;
+    }
+    match lu.device.resident_slice(offset(lu, r.lba), bytes) {
+        Ok(Some(s)) => {
+            *slice = Some(s);
+            Some(Ok(Done {
+                data_in: bytes as u32,
+                transfer: bytes,
+            }))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(lba = r.lba, blocks = r.blocks, "read failed: {e}");
+            Some(Err(Sense::new(
+                SenseKey::MediumError,
+                Asc::UNRECOVERED_READ_ERROR,
+            )
+            .into()))
         }
     }
 }

@@ -793,3 +793,103 @@ async fn stale_scratch_buffers_never_leak() {
     let n = r.data_in_len as usize;
     assert_eq!(&clean[..n], &dirty[..n]);
 }
+
+/// READs from a file on tmpfs answered by reference: the transport gets the file range and
+/// sends it itself; the task stays in the task set until the transport drops the reference.
+#[tokio::test]
+async fn reads_by_reference_from_a_resident_file() {
+    let shm = std::path::Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("skipped: no /dev/shm");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let spec = DeviceSpec {
+        backend: Backend::File {
+            path: dir.path().join("lu.img"),
+            size_bytes: Some(BLOCKS * BS as u64),
+        },
+        block_size: BS as u32,
+        read_only: false,
+        rotational: None,
+    };
+    let lu = LogicalUnit::new(Device::open(&spec).unwrap(), settings(false, true));
+    if lu.device.resident_slice(0, BS as u64).unwrap().is_none() {
+        eprintln!("skipped: /dev/shm is not a tmpfs here");
+        return;
+    }
+    let map = LunMap::new(vec![(0, Arc::clone(&lu))]);
+    let nx = nexus(1);
+    let (r, _) = run(&map, cmd(&nx, 0, &tur(), 0, false), Vec::new()).await;
+    check(&r, 6, 0x29, 0x00);
+    let data = pattern(64, 9);
+    good(&write(&map, &nx, 10, 8, data.clone(), false).await);
+    let rd = encode::rw(false, 10, 8, 64, false, false);
+    let submit = |expected: u32, min: u32| {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            map.submit_ref(cmd(&nx, 0, &rd, expected, false), Vec::new(), min),
+        )
+    };
+
+    let (r, buf, data_ref) = submit(64 * BS as u32, 4096).await.unwrap();
+    good(&r);
+    assert_eq!(r.data_in_len as usize, 64 * BS);
+    assert!(buf.is_empty(), "nothing copied into the buffer");
+    let data_ref = data_ref.expect("a resident file is sent by reference");
+    assert_eq!(
+        (data_ref.slice.offset, data_ref.slice.len),
+        (8 * BS as u64, 64 * BS as u64)
+    );
+    let mut sent = vec![0; 64 * BS];
+    std::os::unix::fs::FileExt::read_exact_at(&*data_ref.slice.file, &mut sent, 8 * BS as u64)
+        .unwrap();
+    assert_eq!(sent, data);
+
+    // The READ's task ends with the reference: an ORDERED command waits for it.
+    let mut c = cmd(&nx, 0, &tur(), 0, false);
+    c.attr = TaskAttr::Ordered;
+    let ordered = tokio::spawn(map.submit(c, Vec::new()));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(
+        !ordered.is_finished(),
+        "ORDERED ran before the READ's data was sent"
+    );
+    drop(data_ref);
+    good(
+        &tokio::time::timeout(Duration::from_secs(5), ordered)
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
+    );
+
+    // An EDTL below the transfer: the reference covers what the initiator takes.
+    let (r, _, data_ref) = submit(16 * BS as u32, 4096).await.unwrap();
+    assert_eq!(r.data_in_len as usize, 16 * BS);
+    assert_eq!(data_ref.unwrap().slice.len, 16 * BS as u64);
+
+    // Below the transport's minimum, or not asked for: copied into the buffer as usual.
+    for min in [64 * BS as u32 + 1, 0] {
+        let (r, buf, data_ref) = submit(64 * BS as u32, min).await.unwrap();
+        good(&r);
+        assert!(data_ref.is_none());
+        assert_eq!(&buf[..64 * BS], &data[..]);
+    }
+
+    // Out of range: the same sense as any READ, no reference.
+    let far = encode::rw(false, 16, BLOCKS - 1, 64, false, false);
+    let (r, _, data_ref) = map
+        .submit_ref(cmd(&nx, 0, &far, 64 * BS as u32, false), Vec::new(), 4096)
+        .await;
+    check(&r, 5, 0x21, 0x00);
+    assert!(data_ref.is_none());
+
+    // RAM devices are copied: their memory is not a file.
+    let (ram_map, _, nx) = setup(false, true).await;
+    let (r, _, data_ref) = ram_map
+        .submit_ref(cmd(&nx, 0, &rd, 64 * BS as u32, false), Vec::new(), 4096)
+        .await;
+    good(&r);
+    assert!(data_ref.is_none());
+}
