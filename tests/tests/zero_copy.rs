@@ -16,6 +16,8 @@ use esos_e2e::data;
 const IMAGE_BYTES: u64 = 16 << 20;
 const BS: u32 = 512;
 const TARGET: &str = "iqn.2026-11.org.esos.e2e:zero-copy";
+/// `server.limits.nop_in_timeout_ms`: how long a socket write may make no progress.
+const STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A temp dir on tmpfs, or `None` (the test is skipped) where /dev/shm is not one.
 fn shm_dir() -> Option<tempfile::TempDir> {
@@ -162,22 +164,22 @@ fn reads_from_the_page_cache_are_exact() {
     c.logout().unwrap();
 }
 
-#[test]
-fn switched_off_every_read_is_copied() {
-    let Some(shm) = shm_dir() else { return };
-    let img = shm.path().join("lun0.img");
-    data::write_random_file(&img, IMAGE_BYTES, data::seed("zero_copy_off"));
-    let path = img.clone();
-    let d = Daemon::with_config(TARGET, move |ctx: &Ctx| {
-        format!(
-            r#"[server]
+/// One file LUN at `img` on [`TARGET`], a short stall timeout, and `iscsi` as the body of
+/// `[server.iscsi]`.
+fn config(ctx: &Ctx, img: &Path, iscsi: &str) -> String {
+    format!(
+        r#"[server]
 data_dir = "{dir}/data"
 
 [[server.portal]]
 address = "127.0.0.1:{port}"
 
+[server.limits]
+nop_in_interval_ms = 1000
+nop_in_timeout_ms = {stall}
+
 [server.iscsi]
-zero_copy_reads = false
+{iscsi}
 
 [[device]]
 name = "d0"
@@ -188,14 +190,79 @@ path = "{img}"
 name = "{TARGET}"
 default_luns = [{{ lun = 0, device = "d0" }}]
 "#,
-            dir = ctx.dir.display(),
-            port = ctx.port,
-            img = path.display(),
-        )
+        dir = ctx.dir.display(),
+        port = ctx.port,
+        stall = STALL_TIMEOUT.as_millis(),
+        img = img.display(),
+    )
+}
+
+#[test]
+fn switched_off_every_read_is_copied() {
+    let Some(shm) = shm_dir() else { return };
+    let img = shm.path().join("lun0.img");
+    data::write_random_file(&img, IMAGE_BYTES, data::seed("zero_copy_off"));
+    let path = img.clone();
+    let d = Daemon::with_config(TARGET, move |ctx: &Ctx| {
+        config(ctx, &path, "zero_copy_reads = false")
     });
     let mut c = login(&d, LoginOptions::normal(TARGET));
     let got = read(&mut c, &d, 0, 2048, 2048 * BS);
     assert!(got == file_bytes(&img, 0, (2048 * BS) as usize));
     assert_eq!(zero_copy_bytes(&d), 0);
     c.logout().unwrap();
+}
+
+/// An initiator that asks for zero-copy Data-In and never reads it is dropped after the
+/// stall timeout, like one served from buffers; another session keeps reading meanwhile.
+#[test]
+fn a_session_that_never_reads_is_dropped() {
+    let Some(shm) = shm_dir() else { return };
+    let img = shm.path().join("lun0.img");
+    data::write_random_file(&img, IMAGE_BYTES, data::seed("zero_copy_stall"));
+    let path = img.clone();
+    let d = Daemon::with_config(TARGET, move |ctx: &Ctx| config(ctx, &path, ""));
+    let mut stalled = login(&d, LoginOptions::normal(TARGET));
+    const UNREAD: u32 = 16;
+    for i in 0..UNREAD {
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x88;
+        cdb[2..10].copy_from_slice(&(u64::from(i) * 2048).to_be_bytes());
+        cdb[10..14].copy_from_slice(&2048u32.to_be_bytes());
+        let p = stalled.scsi_header(0, &cdb, 0, 2048 * BS);
+        stalled.send(&p).unwrap();
+    }
+    let mut s = stalled.into_stream();
+    let mut good = login(&d, LoginOptions::normal(TARGET));
+    let until = std::time::Instant::now() + STALL_TIMEOUT + Duration::from_secs(2);
+    let mut reads = 0;
+    while std::time::Instant::now() < until {
+        let lba = (reads % 8) * 2048;
+        let got = read(&mut good, &d, lba, 2048, 2048 * BS);
+        assert!(got == file_bytes(&img, lba * u64::from(BS), (2048 * BS) as usize));
+        reads += 1;
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0usize;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the stalled session was not closed: {e}\n{}", d.log()),
+        }
+    }
+    assert!(
+        bytes < (UNREAD as usize) << 20,
+        "the stalled session got all {bytes} bytes: it never stalled"
+    );
+    eprintln!("esos-e2e: stalled session closed after {bytes} bytes; the other did {reads} reads");
+    assert!(reads > 0);
+    assert!(
+        d.log().contains("stall timeout"),
+        "no stall in the log\n{}",
+        d.log()
+    );
+    good.logout().unwrap();
 }

@@ -295,12 +295,7 @@ impl PduWriter {
         };
         tokio::time::timeout(self.stall_timeout, attempt)
             .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "initiator took no data within the stall timeout",
-                )
-            })?
+            .map_err(|_| stalled(self.stall_timeout))?
     }
 
     async fn flush_if_full(&mut self) -> std::io::Result<()> {
@@ -335,18 +330,26 @@ async fn write_all_vectored(
     while parts.iter().any(|p| !p.is_empty()) {
         let n = tokio::time::timeout(stall_timeout, w.write_vectored(parts))
             .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "initiator took no data within the stall timeout",
-                )
-            })??;
+            .map_err(|_| stalled(stall_timeout))??;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut parts, n);
     }
     Ok(())
+}
+
+/// The error of a socket write that made no progress within `stall_timeout`; logged here
+/// because it ends the connection with nothing else to say why.
+fn stalled(stall_timeout: std::time::Duration) -> std::io::Error {
+    tracing::warn!(
+        timeout_ms = stall_timeout.as_millis() as u64,
+        "initiator took no data within the stall timeout: closing the connection"
+    );
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "initiator took no data within the stall timeout",
+    )
 }
 
 /// Serves one accepted connection to its end.
