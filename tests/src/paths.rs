@@ -57,3 +57,20 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// A temp dir on tmpfs (/dev/shm) named `prefix...`, or `None` (with a note on stderr)
+/// where /dev/shm is not a tmpfs. Files there are served with zero-copy reads.
+pub fn tmpfs_dir(prefix: &str) -> Option<tempfile::TempDir> {
+    let out = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T", "/dev/shm"])
+        .output()
+        .ok()?;
+    if String::from_utf8_lossy(&out.stdout).trim() != "tmpfs" {
+        eprintln!("esos-e2e: /dev/shm is not a tmpfs here");
+        return None;
+    }
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/dev/shm")
+        .ok()
+}

@@ -98,13 +98,25 @@ fn libiscsi_conformance_suite() {
         .join("esos-e2e");
     let _ = std::fs::create_dir_all(&log_dir);
     let _ = std::fs::remove_file(log_dir.join("conformance-summary.txt"));
+    // The removable LUN's image goes to tmpfs where there is one, so that its run covers
+    // Data-In sent straight from the page cache (server.iscsi.zero_copy_reads) while the
+    // thin LUN's covers the copy path. Declared before the daemon: removed after it stops.
+    let shm = paths::tmpfs_dir("esos-e2e-conf-");
     // The example as it is, on this test's port; its relative paths land in the test dir.
     let d = Daemon::with_config(TARGET, |ctx| {
         // A read-only device is never created: its image must exist.
         std::fs::File::create(ctx.dir.join("conformance-readonly0.img"))
             .and_then(|f| f.set_len(64 << 20))
             .expect("create the read-only image");
-        example.replace(":3260\"", &format!(":{}\"", ctx.port))
+        let mut config = example.replace(":3260\"", &format!(":{}\"", ctx.port));
+        if let Some(shm) = &shm {
+            let img = shm.path().join("conformance-removable0.img");
+            config = config.replace(
+                "\"conformance-removable0.img\"",
+                &format!("\"{}\"", img.display()),
+            );
+        }
+        config
     });
     let mut lines = Vec::new();
     let mut problems = Vec::new();

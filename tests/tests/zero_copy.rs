@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use esos_e2e::client::{Conn, LoginOptions};
 use esos_e2e::daemon::{Ctx, Daemon};
-use esos_e2e::data;
+use esos_e2e::{data, paths};
 
 const IMAGE_BYTES: u64 = 16 << 20;
 const BS: u32 = 512;
@@ -21,20 +21,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A temp dir on tmpfs, or `None` (the test is skipped) where /dev/shm is not one.
 fn shm_dir() -> Option<tempfile::TempDir> {
-    let out = std::process::Command::new("stat")
-        .args(["-f", "-c", "%T", "/dev/shm"])
-        .output()
-        .ok()?;
-    if String::from_utf8_lossy(&out.stdout).trim() != "tmpfs" {
-        eprintln!("skipped: /dev/shm is not a tmpfs here");
-        return None;
-    }
-    Some(
-        tempfile::Builder::new()
-            .prefix("esos-e2e-zc-")
-            .tempdir_in("/dev/shm")
-            .expect("tempdir on /dev/shm"),
-    )
+    paths::tmpfs_dir("esos-e2e-zc-")
 }
 
 /// `esos_zero_copy_read_bytes_total` from the daemon's API socket.
