@@ -228,7 +228,7 @@ impl PduWriter {
         let mut at = 0;
         while at < self.out.len() {
             let head = &self.out[at..];
-            at += self
+            let n = self
                 .write_with(|| {
                     // SAFETY: `head` is a live slice for the whole call; `sock` is this
                     // connection's socket, open while `self.w` lives.
@@ -243,6 +243,10 @@ impl PduWriter {
                     usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
                 })
                 .await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            at += n;
         }
         self.out.clear();
         let fd = file.as_raw_fd();
@@ -285,7 +289,6 @@ impl PduWriter {
             loop {
                 stream.writable().await?;
                 match stream.try_io(tokio::io::Interest::WRITABLE, &mut op) {
-                    Ok(0) => return Ok(0),
                     Ok(n) => return Ok(n),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
