@@ -53,10 +53,6 @@ pub(crate) const BUDGET_UNIT_BYTES: usize = 4096;
 /// buffer and the copy from it into the socket both go. Smaller reads are cheaper copied:
 /// their responses then leave together in one write.
 const SPLICE_MIN_BYTES: u32 = 64 * 1024;
-/// The same for a READ with nothing else in flight on its connection (queue depth 1): it
-/// has no other response to share a write with, so from one page up sending it from the
-/// page cache is cheaper than two copies.
-const SPLICE_ALONE_MIN_BYTES: u32 = 4096;
 /// How long the writer lets in-flight commands finish once the connection ends.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -881,13 +877,7 @@ where
             self.refresh_luns();
         }
         self.commands.fetch_add(1, Ordering::Relaxed);
-        let ref_min = match self.ref_min {
-            0 => 0,
-            // `in_flight` already counts this command.
-            _ if self.state.in_flight.load(Ordering::Relaxed) <= 1 => SPLICE_ALONE_MIN_BYTES,
-            min => min,
-        };
-        let fut = (self.make)(&self.luns, meta, cmd, buf, ref_min);
+        let fut = (self.make)(&self.luns, meta, cmd, buf, self.ref_min);
         self.send(Msg::Exec(meta, fut)).await
     }
 
