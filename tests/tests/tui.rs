@@ -17,6 +17,8 @@ const SCREEN_TIMEOUT: Duration = Duration::from_secs(10);
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the TUI to exit after `q`.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where the pane's shell writes the TUI's exit status, in the daemon's temp dir.
+const EXIT_FILE: &str = "tui.exit";
 
 fn config(ctx: &Ctx) -> String {
     format!(
@@ -83,8 +85,8 @@ struct Tmux {
 
 impl Tmux {
     /// Starts `command` (a shell command line) in a detached 80×24 session, without a
-    /// status bar (the pane gets every row) and kept after the command exits (so its exit
-    /// status can be read).
+    /// status bar (the pane gets every row) and kept after the command exits (so a failing
+    /// test can still show its last screen).
     fn start(dir: &Path, command: &str) -> Tmux {
         tools::require("tmux");
         static N: AtomicU32 = AtomicU32::new(0);
@@ -257,15 +259,26 @@ fn tui_adds_a_device_and_maps_it() {
         "{devices}"
     );
 
-    quit_cleanly(&t);
+    quit_cleanly(&t, &d);
 }
 
 /// `q` quits with exit status 0 and gives the terminal back.
 #[track_caller]
-fn quit_cleanly(t: &Tmux) {
+/// Quits with `q` and checks the TUI's exit status, which the pane's shell writes to
+/// [`EXIT_FILE`] (tmux's own `pane_dead_status` is filled in only once its server reaps the
+/// child, which on a busy machine can take longer than the process takes to exit).
+fn quit_cleanly(t: &Tmux, d: &Daemon) {
     t.keys(&["q"]);
+    let file = d.dir().join(EXIT_FILE);
     let start = Instant::now();
-    while t.display("#{pane_dead}") != "1" {
+    loop {
+        match std::fs::read_to_string(&file) {
+            Ok(s) if s.ends_with('\n') => {
+                assert_eq!(s.trim(), "0", "esos tui exit status\n{}", t.screen());
+                return;
+            }
+            _ => {}
+        }
         assert!(
             start.elapsed() < EXIT_TIMEOUT,
             "esos tui did not exit after q:\n{}",
@@ -273,27 +286,15 @@ fn quit_cleanly(t: &Tmux) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // tmux records the status a moment after it marks the pane dead.
-    let mut status = t.display("#{pane_dead_status}");
-    while status.is_empty() && start.elapsed() < EXIT_TIMEOUT {
-        std::thread::sleep(Duration::from_millis(50));
-        status = t.display("#{pane_dead_status}");
-    }
-    assert_eq!(
-        status,
-        "0",
-        "signal {:?}\n{}",
-        t.display("#{pane_dead_signal}"),
-        t.screen()
-    );
 }
 
 /// `esos tui` against `d` in a fresh 80×24 pane.
 fn start_tui(d: &Daemon, socket: &Path) -> Tmux {
     let command = format!(
-        "exec '{}' tui --socket '{}'",
+        "'{}' tui --socket '{}'; echo $? > '{}'",
         paths::esos_bin().display(),
-        socket.display()
+        socket.display(),
+        d.dir().join(EXIT_FILE).display()
     );
     let t = Tmux::start(d.dir(), &command);
     assert_eq!(t.display("#{pane_width}x#{pane_height}"), "80x24");
@@ -363,5 +364,5 @@ fn tui_grows_a_device_and_sets_a_port_group_state() {
     let groups = esos(&d, &socket, &["--json", "port-group", "list"]);
     assert!(groups.contains("\"standby\""), "{groups}");
 
-    quit_cleanly(&t);
+    quit_cleanly(&t, &d);
 }
