@@ -25,6 +25,25 @@ pub struct Ctx {
     pub dir: PathBuf,
 }
 
+impl Ctx {
+    /// The start of a test config: `[server]` with its data dir in the test dir, and one
+    /// loopback portal on the test's port. Other `[server.*]` tables may follow it.
+    pub fn server_toml(&self) -> String {
+        format!(
+            "[server]\ndata_dir = \"{}/data\"\n\n[[server.portal]]\naddress = \"127.0.0.1:{}\"\n",
+            self.dir.display(),
+            self.port
+        )
+    }
+}
+
+/// A `[[target]]` named `target` that shows `device` at LUN 0 to every initiator.
+pub fn default_target_toml(target: &str, device: &str) -> String {
+    format!(
+        "[[target]]\nname = \"{target}\"\ndefault_luns = [{{ lun = 0, device = \"{device}\" }}]\n"
+    )
+}
+
 /// A running esos daemon in its own temp dir. Dropping it stops it: SIGTERM by PID, a
 /// bounded wait, then SIGKILL by PID. Its log is printed when the test is failing.
 pub struct Daemon {

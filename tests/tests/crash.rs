@@ -119,13 +119,7 @@ fn config(device: &str, mode: Mode) -> impl FnOnce(&esos_e2e::daemon::Ctx) -> St
             Mode::WriteBack => "write-back",
         };
         format!(
-            r#"
-[server]
-data_dir = "{dir}/data"
-
-[[server.portal]]
-address = "127.0.0.1:{port}"
-
+            r#"{server}
 [[device]]
 name = "d0"
 type = "{kind}"
@@ -133,12 +127,9 @@ path = "{device}"
 {size}
 cache = "{cache}"
 
-[[target]]
-name = "{TARGET}"
-default_luns = [{{ lun = 0, device = "d0" }}]
-"#,
-            dir = ctx.dir.display(),
-            port = ctx.port,
+{target}"#,
+            server = ctx.server_toml(),
+            target = esos_e2e::daemon::default_target_toml(TARGET, "d0"),
         )
     }
 }

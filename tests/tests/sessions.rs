@@ -12,13 +12,7 @@ const TARGET: &str = "iqn.2026-11.org.esos.test:sessions";
 
 fn config(ctx: &Ctx, limits: &str) -> String {
     format!(
-        r#"
-[server]
-data_dir = "{dir}/data"
-
-[[server.portal]]
-address = "127.0.0.1:{port}"
-
+        r#"{server}
 [server.limits]
 {limits}
 
@@ -27,12 +21,9 @@ name = "d0"
 type = "ram"
 size = "16M"
 
-[[target]]
-name = "{TARGET}"
-default_luns = [{{ lun = 0, device = "d0" }}]
-"#,
-        dir = ctx.dir.display(),
-        port = ctx.port
+{target}"#,
+        server = ctx.server_toml(),
+        target = esos_e2e::daemon::default_target_toml(TARGET, "d0"),
     )
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use esos_e2e::client::{Conn, LoginOptions};
-use esos_e2e::daemon::{Ctx, Daemon};
+use esos_e2e::daemon::{Ctx, Daemon, default_target_toml};
 use esos_e2e::{data, paths};
 
 const IMAGE_BYTES: u64 = 16 << 20;
@@ -155,12 +155,7 @@ fn reads_from_the_page_cache_are_exact() {
 /// `[server.iscsi]`.
 fn config(ctx: &Ctx, img: &Path, iscsi: &str) -> String {
     format!(
-        r#"[server]
-data_dir = "{dir}/data"
-
-[[server.portal]]
-address = "127.0.0.1:{port}"
-
+        r#"{server}
 [server.limits]
 nop_in_interval_ms = 1000
 nop_in_timeout_ms = {stall}
@@ -173,12 +168,9 @@ name = "d0"
 type = "file"
 path = "{img}"
 
-[[target]]
-name = "{TARGET}"
-default_luns = [{{ lun = 0, device = "d0" }}]
-"#,
-        dir = ctx.dir.display(),
-        port = ctx.port,
+{target}"#,
+        server = ctx.server_toml(),
+        target = default_target_toml(TARGET, "d0"),
         stall = STALL_TIMEOUT.as_millis(),
         img = img.display(),
     )
