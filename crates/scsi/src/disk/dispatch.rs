@@ -34,14 +34,7 @@ pub async fn execute(
         return (out, buf);
     }
     let out = match cdb {
-        Cdb::Read(r) => {
-            if let Some((min, slice)) = by_ref
-                && let Some(out) = rw::read_ref(lu, &r, min, slice)
-            {
-                return (out, buf);
-            }
-            return rw::read(lu, r, buf).await;
-        }
+        Cdb::Read(r) => return rw::read(lu, r, buf, by_ref).await,
         Cdb::Write(r) => return rw::write(lu, r, false, cmd.expected_len, buf).await,
         // SBC-3 5.36: the data must be on the medium before GOOD, whatever WCE says.
         Cdb::WriteVerify(r) => return rw::write(lu, r, true, cmd.expected_len, buf).await,

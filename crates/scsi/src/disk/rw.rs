@@ -58,13 +58,41 @@ pub(super) fn offset(lu: &LogicalUnit, lba: u64) -> u64 {
     lba * u64::from(lu.device.block_size())
 }
 
-pub async fn read(lu: &LogicalUnit, r: BlockRange, mut buf: IoBuf) -> (Outcome, IoBuf) {
+/// READ. With `by_ref` = (min, slice), a transfer of at least `min` bytes from a device
+/// whose data is resident in memory is answered by reference: `slice` gets the file range,
+/// the buffer stays as it is, and the transport sends the range from the page cache.
+pub async fn read(
+    lu: &LogicalUnit,
+    r: BlockRange,
+    mut buf: IoBuf,
+    by_ref: Option<(u32, &mut Option<FileSlice>)>,
+) -> (Outcome, IoBuf) {
     let bytes = match check(lu, &r) {
         Ok(b) => b,
         Err(f) => return (Err(f), buf),
     };
     if bytes == 0 {
         return (Ok(Done::NO_DATA), buf);
+    }
+    if let Some((min, slice)) = by_ref
+        && bytes >= u64::from(min)
+    {
+        match lu.device.resident_slice(offset(lu, r.lba), bytes) {
+            Ok(Some(s)) => {
+                *slice = Some(s);
+                let done = Done {
+                    data_in: bytes as u32,
+                    transfer: bytes,
+                };
+                return (Ok(done), buf);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(lba = r.lba, blocks = r.blocks, "read failed: {e}");
+                let sense = Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR);
+                return (Err(sense.into()), buf);
+            }
+        }
     }
     // `check` bounded `bytes` by the maximum transfer, which fits in u32. Only growth is
     // zero-filled: the device overwrites every byte (zeros past a file's end included).
@@ -84,42 +112,6 @@ pub async fn read(lu: &LogicalUnit, r: BlockRange, mut buf: IoBuf) -> (Outcome, 
                 Err(Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into()),
                 buf,
             )
-        }
-    }
-}
-
-/// READ answered by reference: when the transfer is at least `min` bytes and the device's
-/// data is resident in memory, `slice` gets the file range and the transport sends it from
-/// the page cache. `None`: read into the buffer instead.
-pub fn read_ref(
-    lu: &LogicalUnit,
-    r: &BlockRange,
-    min: u32,
-    slice: &mut Option<FileSlice>,
-) -> Option<Outcome> {
-    let bytes = match check(lu, r) {
-        Ok(b) => b,
-        Err(f) => return Some(Err(f)),
-    };
-    if bytes < u64::from(min) || bytes == 0 {
-        return None;
-    }
-    match lu.device.resident_slice(offset(lu, r.lba), bytes) {
-        Ok(Some(s)) => {
-            *slice = Some(s);
-            Some(Ok(Done {
-                data_in: bytes as u32,
-                transfer: bytes,
-            }))
-        }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(lba = r.lba, blocks = r.blocks, "read failed: {e}");
-            Some(Err(Sense::new(
-                SenseKey::MediumError,
-                Asc::UNRECOVERED_READ_ERROR,
-            )
-            .into()))
         }
     }
 }

@@ -25,7 +25,7 @@ pub async fn execute(
     }
     let num_blocks = lu.device.num_blocks();
     let out = match cdb {
-        Cdb::Read(r) => return rw::read(lu, r, buf).await,
+        Cdb::Read(r) => return rw::read(lu, r, buf, None).await,
         Cdb::TestUnitReady => Ok(Done::NO_DATA),
         Cdb::RequestSense { desc, alloc_len } => request_sense(lu, cmd, desc, alloc_len, &mut buf),
         Cdb::Inquiry {
