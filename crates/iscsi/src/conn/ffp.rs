@@ -8,8 +8,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use esos_scsi::sense::{Asc, Sense, SenseKey};
@@ -19,7 +21,7 @@ use esos_scsi::{
 use futures_util::FutureExt;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::login::SessionKind;
@@ -220,6 +222,8 @@ struct Done {
 enum Msg<F> {
     /// An admitted command; the future runs it.
     Exec(TaskMeta, F),
+    /// An admitted command the reader already ran to completion (it did not have to wait).
+    Done(Done),
     /// A response the transport made itself (the engine never saw the command).
     Immediate(TaskMeta, Response),
     R2t {
@@ -382,8 +386,10 @@ pub(crate) async fn run(
         pending_tmfs: Vec::new(),
         logout: None,
         cancel: conn_cancel.clone(),
+        failed: false,
     };
-    let writer_task = tokio::spawn(writer.run(rx));
+    let writer = Arc::new(AsyncMutex::new(writer));
+    let writer_task = tokio::spawn(Writer::run(writer.clone(), rx));
     let mut reader = Reader {
         shared: &shared,
         rd,
@@ -395,6 +401,7 @@ pub(crate) async fn run(
         commands,
         nexus: nexus.clone(),
         tx,
+        writer,
         make: exec,
         ref_min: if wr_data_digest || !shared.config.params.zero_copy_reads {
             0
@@ -480,6 +487,8 @@ struct Reader<'a, F> {
     commands: Arc<AtomicU64>,
     nexus: Arc<Nexus>,
     tx: mpsc::Sender<Msg<F>>,
+    /// The writer's state, for answering a command directly when the writer is idle.
+    writer: Arc<AsyncMutex<Writer>>,
     make: fn(&LunMap, TaskMeta, Command, IoBuf, u32) -> F,
     /// Smallest READ answered from a file by reference (0: never; with data digests the
     /// writer must see the bytes).
@@ -521,7 +530,7 @@ fn exec(
 
 impl<F> Reader<'_, F>
 where
-    F: Future<Output = Done> + Send + 'static,
+    F: Future<Output = Done> + Send + Unpin + 'static,
 {
     async fn send(&self, m: Msg<F>) -> Result<(), ConnError> {
         self.tx
@@ -877,8 +886,34 @@ where
             self.refresh_luns();
         }
         self.commands.fetch_add(1, Ordering::Relaxed);
-        let fut = (self.make)(&self.luns, meta, cmd, buf, self.ref_min);
-        self.send(Msg::Exec(meta, fut)).await
+        let mut fut = (self.make)(&self.luns, meta, cmd, buf, self.ref_min);
+        // Alone on the connection (queue depth 1), a command is the whole round trip: most
+        // finish without waiting (page-cache copies, RAM and null devices, everything that
+        // is not I/O), so run it here and hand the writer only the outcome, which saves the
+        // writer a poll round through its running set. With others in flight the writer
+        // runs it, so reading the next commands and executing overlap on two cores. The
+        // writer polls a command that must wait again with its own waker: no wake-up is
+        // lost to the no-op one.
+        if self.state.in_flight.load(Ordering::Acquire) > u32::from(meta.counted)
+            || self.rd.buffered() > 0
+        {
+            return self.send(Msg::Exec(meta, fut)).await;
+        }
+        let polled = Pin::new(&mut fut).poll(&mut Context::from_waker(Waker::noop()));
+        let done = match polled {
+            Poll::Ready(done) => done,
+            Poll::Pending => return self.send(Msg::Exec(meta, fut)).await,
+        };
+        // Nothing queued for the writer: the response goes out from here, in order.
+        let done = if self.tx.capacity() == self.tx.max_capacity() {
+            match Writer::answer_now(&self.writer, done).await {
+                Ok(()) => return Ok(()),
+                Err(done) => done,
+            }
+        } else {
+            done
+        };
+        self.send(Msg::Done(done)).await
     }
 
     async fn nop_out(&mut self, n: pdu::NopOut, len: usize) -> Result<(), ConnError> {
@@ -1067,6 +1102,8 @@ struct Writer {
     pending_tmfs: Vec<PendingTmf>,
     logout: Option<(u32, u8)>,
     cancel: CancellationToken,
+    /// The socket failed: responses are only accounted for, no longer sent.
+    failed: bool,
 }
 
 impl Writer {
@@ -1076,13 +1113,18 @@ impl Writer {
         s
     }
 
-    async fn run<F>(mut self, mut rx: mpsc::Receiver<Msg<F>>)
+    async fn run<F>(me: Arc<AsyncMutex<Writer>>, mut rx: mpsc::Receiver<Msg<F>>)
     where
         F: Future<Output = Done> + Send + 'static,
     {
         let mut running: FuturesUnordered<F> = FuturesUnordered::new();
-        let nop_interval = Duration::from_millis(self.shared.config.limits.nop_in_interval_ms);
-        let nop_timeout = Duration::from_millis(self.shared.config.limits.nop_in_timeout_ms);
+        let (nop_interval, nop_timeout) = {
+            let limits = &me.lock().await.shared.config.limits;
+            (
+                Duration::from_millis(limits.nop_in_interval_ms),
+                Duration::from_millis(limits.nop_in_timeout_ms),
+            )
+        };
         let mut ticker = tokio::time::interval(if nop_interval.is_zero() {
             Duration::from_secs(3600)
         } else {
@@ -1094,49 +1136,81 @@ impl Writer {
         let mut ping_since: Option<Instant> = None;
         let mut ping_ttt: u32 = 0;
         let mut open = true;
-        let mut failed = false;
+        /// What woke the writer.
+        enum Event<F> {
+            Done(Done),
+            Msg(Msg<F>),
+            Tick,
+        }
         loop {
-            if self.logout.is_some() && running.is_empty() {
-                if !failed {
-                    let (itt, response) = self.logout.take().expect("logout present");
-                    // The I_T nexus ends with the logout: its SPC-2 reservation, prevention
-                    // and unit attentions go before the initiator hears the logout is done,
-                    // so its next command on another session finds them gone.
-                    self.state.current_luns().nexus_gone(&self.nexus);
-                    let _ = self.send_logout(itt, response).await;
+            if running.is_empty() {
+                let mut w = me.lock().await;
+                if w.logout.is_some() {
+                    if !w.failed {
+                        let (itt, response) = w.logout.take().expect("logout present");
+                        // The I_T nexus ends with the logout: its SPC-2 reservation,
+                        // prevention and unit attentions go before the initiator hears the
+                        // logout is done, so its next command on another session finds
+                        // them gone.
+                        w.state.current_luns().nexus_gone(&w.nexus);
+                        let _ = w.send_logout(itt, response).await;
+                    }
+                    break;
                 }
-                break;
+                if !open {
+                    break;
+                }
             }
-            if !open && running.is_empty() {
-                break;
-            }
-            tokio::select! {
+            // Waits without the lock: meanwhile the reader may answer a command alone on
+            // the connection itself (see `Reader::submit`).
+            let event = tokio::select! {
                 biased;
-                Some(done) = running.next(), if !running.is_empty() => {
-                    failed |= self.complete(done, failed).await.is_err();
-                }
+                Some(done) = running.next(), if !running.is_empty() => Event::Done(done),
                 m = rx.recv(), if open => match m {
-                    Some(m) => failed |= self.handle(m, &mut running, failed).await.is_err(),
-                    None => open = false,
+                    Some(m) => Event::Msg(m),
+                    None => {
+                        open = false;
+                        continue;
+                    }
                 },
-                _ = ticker.tick(), if !nop_interval.is_zero() && open => {
-                    let rx_now = self.state.rx_count.load(Ordering::Relaxed);
+                _ = ticker.tick(), if !nop_interval.is_zero() && open => Event::Tick,
+            };
+            let mut w = me.lock().await;
+            let w = &mut *w;
+            match event {
+                Event::Done(done) => {
+                    let failed = w.failed;
+                    w.failed |= w.complete(done, failed).await.is_err();
+                }
+                Event::Msg(m) => {
+                    let failed = w.failed;
+                    w.failed |= w.handle(m, &mut running, failed).await.is_err();
+                }
+                Event::Tick => {
+                    let rx_now = w.state.rx_count.load(Ordering::Relaxed);
                     if rx_now != last_rx {
                         last_rx = rx_now;
                         ping_since = None;
                     } else if let Some(t) = ping_since {
                         if t.elapsed() >= nop_timeout {
                             tracing::warn!("initiator did not answer NOP-In: closing connection");
-                            self.cancel.cancel();
-                            failed = true;
+                            w.cancel.cancel();
+                            w.failed = true;
                         }
-                    } else if !failed {
+                    } else if !w.failed {
                         ping_ttt = ping_ttt.wrapping_add(1) & 0x7fff_ffff;
                         ping_since = Some(Instant::now());
                         let mut h = [0u8; BHS_LEN];
                         // A target ping does not advance StatSN (RFC 7143 11.19).
-                        pdu::encode_nop_in(&mut h, 0, pdu::RESERVED_TAG, ping_ttt, self.state.seq(self.stat_sn), 0);
-                        failed |= self.wr.send(&h, &[]).await.is_err();
+                        pdu::encode_nop_in(
+                            &mut h,
+                            0,
+                            pdu::RESERVED_TAG,
+                            ping_ttt,
+                            w.state.seq(w.stat_sn),
+                            0,
+                        );
+                        w.failed |= w.wr.send(&h, &[]).await.is_err();
                     }
                 }
             }
@@ -1144,13 +1218,15 @@ impl Writer {
             loop {
                 let mut progressed = false;
                 while let Some(Some(done)) = running.next().now_or_never() {
-                    failed |= self.complete(done, failed).await.is_err();
+                    let failed = w.failed;
+                    w.failed |= w.complete(done, failed).await.is_err();
                     progressed = true;
                 }
                 while open {
                     match rx.try_recv() {
                         Ok(m) => {
-                            failed |= self.handle(m, &mut running, failed).await.is_err();
+                            let failed = w.failed;
+                            w.failed |= w.handle(m, &mut running, failed).await.is_err();
                             progressed = true;
                         }
                         Err(mpsc::error::TryRecvError::Empty) => break,
@@ -1164,12 +1240,12 @@ impl Writer {
                     break;
                 }
             }
-            if !failed && self.wr.flush().await.is_err() {
-                failed = true;
+            if !w.failed && w.wr.flush().await.is_err() {
+                w.failed = true;
             }
-            if failed {
+            if w.failed {
                 // The socket is gone: stop reading, let running commands finish unanswered.
-                self.cancel.cancel();
+                w.cancel.cancel();
                 if !running.is_empty() && !open {
                     let drain = async { while running.next().await.is_some() {} };
                     let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
@@ -1177,8 +1253,32 @@ impl Writer {
                 }
             }
         }
-        self.cancel.cancel();
-        self.wr.shutdown().await;
+        let mut w = me.lock().await;
+        w.cancel.cancel();
+        w.wr.shutdown().await;
+    }
+
+    /// Answers a command the reader ran to completion, when the writer is idle: at queue
+    /// depth 1 this saves the hand-off to the writer task. `Err` gives `done` back when the
+    /// writer is busy (it will send it in order) or the connection has failed.
+    async fn answer_now(me: &AsyncMutex<Writer>, done: Done) -> Result<(), Done> {
+        let Ok(mut w) = me.try_lock() else {
+            return Err(done);
+        };
+        if w.failed {
+            return Err(done);
+        }
+        // Stays set if the reader is cancelled mid-write: nothing may follow half a PDU.
+        w.failed = true;
+        let sent = match w.complete(done, false).await {
+            Ok(()) => w.wr.flush().await,
+            Err(e) => Err(e),
+        };
+        w.failed = sent.is_err();
+        if w.failed {
+            w.cancel.cancel();
+        }
+        Ok(())
     }
 
     async fn handle<F>(
@@ -1196,6 +1296,9 @@ impl Writer {
                 running.push(fut);
                 Ok(())
             }
+            // Never in `inflight`: a task management request behind it in the channel
+            // finds it already answered, as if it had completed in `running`.
+            Msg::Done(done) => self.complete(done, failed).await,
             Msg::Immediate(meta, resp) => {
                 self.inflight.insert(meta.itt, (meta.lun, false));
                 self.complete(

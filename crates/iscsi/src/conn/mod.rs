@@ -70,6 +70,11 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
         }
     }
 
+    /// Bytes already read from the socket and not yet consumed: more PDUs waiting.
+    pub(crate) fn buffered(&self) -> usize {
+        self.rd.buffer().len()
+    }
+
     pub(crate) fn ahs(&self) -> &[u8] {
         &self.ahs
     }
