@@ -1270,10 +1270,12 @@ impl Writer {
         }
         // Stays set if the reader is cancelled mid-write: nothing may follow half a PDU.
         w.failed = true;
+        w.wr.eager = true;
         let sent = match w.complete(done, false).await {
             Ok(()) => w.wr.flush().await,
             Err(e) => Err(e),
         };
+        w.wr.eager = false;
         w.failed = sent.is_err();
         if w.failed {
             w.cancel.cancel();

@@ -160,6 +160,9 @@ pub(crate) struct PduWriter {
     /// Longest one socket write may make no progress: an initiator that stops reading
     /// (its Data-In, its responses) must not hold the connection and its buffers forever.
     stall_timeout: std::time::Duration,
+    /// The caller flushes right after this PDU: data segments are written from the
+    /// caller's buffer instead of being copied into `out` to wait for company.
+    pub eager: bool,
 }
 
 /// Data segments at least this long are written from the caller's buffer, not copied.
@@ -173,6 +176,7 @@ impl PduWriter {
             header_digest: false,
             data_digest: false,
             stall_timeout,
+            eager: false,
         }
     }
 
@@ -194,7 +198,7 @@ impl PduWriter {
             tail[pad..pad + 4].copy_from_slice(&digest::to_wire(digest::data(data)));
             tail_len += 4;
         }
-        if data.len() < ZERO_COPY_MIN_BYTES {
+        if data.len() < ZERO_COPY_MIN_BYTES && !self.eager {
             self.out.extend_from_slice(data);
             self.out.extend_from_slice(&tail[..tail_len]);
             return self.flush_if_full().await;
@@ -336,9 +340,17 @@ async fn write_all_vectored(
 ) -> std::io::Result<()> {
     let mut parts = &mut parts[..];
     while parts.iter().any(|p| !p.is_empty()) {
-        let n = tokio::time::timeout(stall_timeout, w.write_vectored(parts))
-            .await
-            .map_err(|_| stalled(stall_timeout))??;
+        // Try first: a socket with room takes the bytes now, without arming a timer.
+        let n = match w.try_write_vectored(parts) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(stall_timeout, w.write_vectored(parts))
+                    .await
+                    .map_err(|_| stalled(stall_timeout))??
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
