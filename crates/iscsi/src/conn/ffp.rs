@@ -2,7 +2,9 @@
 //! gathers their data; the writer drives admitted commands and sends every response.
 //!
 //! Reader and writer are separate tasks joined by a bounded channel, so a slow socket
-//! write never stops PDUs from being read, and the two halves can run on two cores.
+//! write never stops PDUs from being read, and the two halves can run on two cores. The
+//! exception is a command alone on its connection (queue depth 1): the reader runs it and,
+//! when the writer is idle, sends its response itself, sparing the round trip a hand-off.
 //! Buffers circulate through a per-connection pool: after warm-up a command allocates nothing.
 
 use std::collections::HashMap;
