@@ -3,16 +3,23 @@
 //! SELECT, PERSISTENT RESERVE OUT, UNMAP, EXTENDED COPY, SET TARGET PORT GROUPS,
 //! SANITIZE, WRITE SAME, COMPARE AND WRITE, ...) see hostile lists in any state.
 //!
+//! LUN 0 can instead be a file on tmpfs, whose large-enough READs the engine answers with a
+//! reference to the file range (`LunMap::submit_ref`, the zero-copy Data-In path).
+//!
 //! Input: one setup byte (bit 0 write cache, bit 1 read-only LUN 0, bit 2 thin, bit 3 LUN
-//! 1 is a CD-ROM, bit 4 4096-byte blocks), then commands, each a 6-byte header [flags,
+//! 1 is a CD-ROM, bit 4 4096-byte blocks, bit 5 LUN 0 is a tmpfs file), then commands, each a 6-byte header [flags,
 //! cdb_len, expected_len (2 bytes), data_out_len (2 bytes)], the CDB, the data-out bytes.
 //! Flags: bits 0-1 task attribute, bit 2 write direction, bit 3 LUN 1, bit 4 second nexus,
 //! bit 5 expected_len counts 512-byte units, bit 6 an unmapped LUN.
-//! Holds: no panic, no hang; data-in never exceeds the EDTL nor the returned buffer;
+//! Holds: no panic, no hang; data-in never exceeds the EDTL nor the returned buffer (nor,
+//! when answered by reference, the referenced range, which lies inside the LUN);
 //! (the direction bits are the transport's to police: the engine answers by the CDB);
 //! CHECK CONDITION always and only carries well-formed sense.
 #![no_main]
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -29,6 +36,32 @@ const BLOCKS: u64 = 64;
 const MAX_COMMANDS: usize = 16;
 /// A command taking longer than this is a hang.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Smallest READ answered by reference: low, so most fuzzed READs of the file take that path.
+const REF_MIN_BYTES: u32 = 512;
+
+/// The backing file of a file LUN 0 of `block_size`-byte blocks: created on tmpfs once per
+/// process and unlinked at once (so nothing is left behind, even after a crash), then
+/// reopened for each input through its /proc/self/fd link.
+fn tmpfs_file(block_size: u32) -> PathBuf {
+    static FILES: OnceLock<[File; 2]> = OnceLock::new();
+    let files = FILES.get_or_init(|| {
+        let make = |bs: u64| {
+            let path = format!("/dev/shm/esos-fuzz-engine-{}-{bs}", std::process::id());
+            let f = File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .expect("tmpfs file");
+            std::fs::remove_file(&path).expect("unlink tmpfs file");
+            f.set_len(BLOCKS * bs).expect("size tmpfs file");
+            f
+        };
+        [make(512), make(4096)]
+    });
+    let f = &files[usize::from(block_size == 4096)];
+    PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
+}
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -40,7 +73,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-fn unit(setup: u8, cdrom: bool) -> Arc<LogicalUnit> {
+fn unit(setup: u8, cdrom: bool, file: bool) -> Arc<LogicalUnit> {
     let block_size = if cdrom {
         2048
     } else if setup & 16 != 0 {
@@ -48,9 +81,15 @@ fn unit(setup: u8, cdrom: bool) -> Arc<LogicalUnit> {
     } else {
         512
     };
+    let size_bytes = BLOCKS * u64::from(block_size);
     let spec = DeviceSpec {
-        backend: Backend::Ram {
-            size_bytes: BLOCKS * u64::from(block_size),
+        backend: if file {
+            Backend::File {
+                path: tmpfs_file(block_size),
+                size_bytes: Some(size_bytes),
+            }
+        } else {
+            Backend::Ram { size_bytes }
         },
         block_size,
         read_only: cdrom,
@@ -88,7 +127,7 @@ fn unit(setup: u8, cdrom: bool) -> Arc<LogicalUnit> {
             ],
         })
     };
-    LogicalUnit::new(Device::open(&spec).expect("RAM device"), settings)
+    LogicalUnit::new(Device::open(&spec).expect("device"), settings)
 }
 
 fn nexus(id: u64) -> Arc<Nexus> {
@@ -112,8 +151,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let map = LunMap::new(vec![
-        (0, unit(setup, false)),
-        (1, unit(setup, setup & 8 != 0)),
+        (0, unit(setup, false, setup & 32 != 0)),
+        (1, unit(setup, setup & 8 != 0, false)),
     ]);
     let nexuses = [nexus(1), nexus(2)];
     runtime().block_on(async {
@@ -161,15 +200,35 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 Vec::new()
             };
-            let (r, buf) = tokio::time::timeout(COMMAND_TIMEOUT, map.submit(cmd, buf))
-                .await
-                .expect("command hung");
+            let (r, buf, by_ref) =
+                tokio::time::timeout(COMMAND_TIMEOUT, map.submit_ref(cmd, buf, REF_MIN_BYTES))
+                    .await
+                    .expect("command hung");
             assert!(r.data_in_len <= expected_len, "{r:?}");
-            assert!(
-                r.data_in_len as usize <= buf.len(),
-                "{r:?} buf {}",
-                buf.len()
-            );
+            match &by_ref {
+                Some(d) => {
+                    let lun_bytes = BLOCKS * if setup & 16 != 0 { 4096 } else { 512 };
+                    assert_eq!(r.status, Status::Good, "{r:?}");
+                    assert!(
+                        u64::from(r.data_in_len) <= d.slice.len,
+                        "{r:?} {}",
+                        d.slice.len
+                    );
+                    assert!(
+                        d.slice.offset + d.slice.len <= lun_bytes,
+                        "{} + {}",
+                        d.slice.offset,
+                        d.slice.len
+                    );
+                }
+                None => assert!(
+                    r.data_in_len as usize <= buf.len(),
+                    "{r:?} buf {}",
+                    buf.len()
+                ),
+            }
+            // Sent: the READ leaves the task set (an ORDERED command behind it may run).
+            drop(by_ref);
             match r.status {
                 Status::CheckCondition => check_sense(r.sense.as_slice()),
                 _ => assert!(r.sense.as_slice().is_empty(), "{r:?}"),
