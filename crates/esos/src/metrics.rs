@@ -18,12 +18,7 @@ use esos_scsi::stats::{DirectionSnapshot, LATENCY_BUCKETS_US};
 use crate::manager::Manager;
 
 /// The text exposition (OpenMetrics text format) of everything esos measures.
-pub fn render(manager: &Arc<Manager>) -> String {
-    render_for(manager)
-}
-
-/// [`render`] for a borrowed manager.
-pub fn render_for(manager: &Manager) -> String {
+pub fn render(manager: &Manager) -> String {
     let mut registry = Registry::with_prefix("esos");
     registry.register_collector(Box::new(EsosCollector {
         manager: Snapshot::take(manager),
@@ -48,7 +43,7 @@ pub async fn serve_tcp(addr: SocketAddr, manager: Arc<Manager>) -> std::io::Resu
             async move {
                 (
                     [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
-                    render_for(&m),
+                    render(&m),
                 )
             }
         }),

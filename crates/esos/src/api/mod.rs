@@ -111,7 +111,7 @@ impl Control for Manager {
         Manager::set_port_group_state(self, id, state)
     }
     fn metrics(&self) -> String {
-        crate::metrics::render_for(self)
+        crate::metrics::render(self)
     }
     fn system(&self) -> crate::system::SystemInfo {
         crate::system::daemon_info(Manager::config_path(self), &Manager::data_dir(self))
