@@ -40,25 +40,114 @@ pub(crate) const fn sa_row(usage: &'static [u8]) -> OpRow {
 
 pub(crate) const FF: u8 = 0xFF;
 
+/// Rows a CD/DVD unit (`mmc/opcodes.rs`) reports exactly as the disk does: the same
+/// command with the same fields evaluated.
+pub(crate) mod shared {
+    use super::{FF, OpRow, row, sa_row};
+    use crate::cdb::op;
+
+    pub(crate) const TEST_UNIT_READY: OpRow = row(&[op::TEST_UNIT_READY, 0, 0, 0, 0, 0]);
+    pub(crate) const REQUEST_SENSE: OpRow = row(&[op::REQUEST_SENSE, 0x01, 0, 0, FF, 0]);
+    pub(crate) const READ_6: OpRow = row(&[op::READ_6, 0x1F, FF, FF, FF, 0]);
+    pub(crate) const INQUIRY: OpRow = row(&[op::INQUIRY, 0x01, FF, FF, FF, 0]);
+    pub(crate) const MODE_SENSE_6: OpRow = row(&[op::MODE_SENSE_6, 0x08, FF, FF, FF, 0]);
+    pub(crate) const START_STOP_UNIT: OpRow = row(&[op::START_STOP_UNIT, 0x01, 0, 0x0F, 0xF7, 0]);
+    pub(crate) const PREVENT_ALLOW_MEDIUM_REMOVAL: OpRow =
+        row(&[op::PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 0x03, 0]);
+    pub(crate) const READ_CAPACITY_10: OpRow =
+        row(&[op::READ_CAPACITY_10, 0, FF, FF, FF, FF, 0, 0, 0x01, 0]);
+    pub(crate) const READ_10: OpRow = row(&[op::READ_10, 0x18, FF, FF, FF, FF, 0, FF, FF, 0]);
+    pub(crate) const MODE_SENSE_10: OpRow =
+        row(&[op::MODE_SENSE_10, 0x18, FF, FF, 0, 0, 0, FF, FF, 0]);
+    pub(crate) const READ_16: OpRow = row(&[
+        op::READ_16,
+        0x18,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]);
+    pub(crate) const READ_CAPACITY_16: OpRow = sa_row(&[
+        op::SERVICE_ACTION_IN_16,
+        op::SA_READ_CAPACITY_16,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]);
+    pub(crate) const REPORT_LUNS: OpRow =
+        row(&[op::REPORT_LUNS, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0]);
+    pub(crate) const REPORT_SUPPORTED_OPCODES: OpRow = sa_row(&[
+        op::MAINTENANCE_IN,
+        op::SA_REPORT_SUPPORTED_OPCODES,
+        0x87,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]);
+    pub(crate) const REPORT_SUPPORTED_TMFS: OpRow = sa_row(&[
+        op::MAINTENANCE_IN,
+        op::SA_REPORT_SUPPORTED_TMFS,
+        0x80,
+        0,
+        0,
+        0,
+        FF,
+        FF,
+        FF,
+        FF,
+        0,
+        0,
+    ]);
+    pub(crate) const READ_12: OpRow =
+        row(&[op::READ_12, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]);
+}
+
 /// Every command, ascending by (opcode, service action). DPO and FUA are listed for the
 /// commands that honour them, since MODE SENSE reports DPOFUA (SBC-3 6.4.1); protection
 /// fields, group numbers and the control byte are not, as only their zero value is accepted
 /// or they are ignored.
 pub const TABLE: &[OpRow] = &[
-    row(&[op::TEST_UNIT_READY, 0, 0, 0, 0, 0]),
-    row(&[op::REQUEST_SENSE, 0x01, 0, 0, FF, 0]),
-    row(&[op::READ_6, 0x1F, FF, FF, FF, 0]),
+    shared::TEST_UNIT_READY,
+    shared::REQUEST_SENSE,
+    shared::READ_6,
     row(&[op::WRITE_6, 0x1F, FF, FF, FF, 0]),
-    row(&[op::INQUIRY, 0x01, FF, FF, FF, 0]),
+    shared::INQUIRY,
     row(&[op::MODE_SELECT_6, 0x11, 0, 0, FF, 0]),
     // RESERVE(6) / RELEASE(6) (SPC-2 7.21, 7.17).
     row(&[0x16, 0, 0, 0, 0, 0]),
     row(&[0x17, 0, 0, 0, 0, 0]),
-    row(&[op::MODE_SENSE_6, 0x08, FF, FF, FF, 0]),
-    row(&[op::START_STOP_UNIT, 0x01, 0, 0x0F, 0xF7, 0]),
-    row(&[op::PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 0x03, 0]),
-    row(&[op::READ_CAPACITY_10, 0, FF, FF, FF, FF, 0, 0, 0x01, 0]),
-    row(&[op::READ_10, 0x18, FF, FF, FF, FF, 0, FF, FF, 0]),
+    shared::MODE_SENSE_6,
+    shared::START_STOP_UNIT,
+    shared::PREVENT_ALLOW_MEDIUM_REMOVAL,
+    shared::READ_CAPACITY_10,
+    shared::READ_10,
     row(&[op::WRITE_10, 0x18, FF, FF, FF, FF, 0, FF, FF, 0]),
     row(&[op::WRITE_AND_VERIFY_10, 0x12, FF, FF, FF, FF, 0, FF, FF, 0]),
     row(&[op::VERIFY_10, 0x12, FF, FF, FF, FF, 0, FF, FF, 0]),
@@ -78,7 +167,7 @@ pub const TABLE: &[OpRow] = &[
     // RESERVE(10) / RELEASE(10) (SPC-2 7.22, 7.18).
     row(&[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     row(&[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-    row(&[op::MODE_SENSE_10, 0x18, FF, FF, 0, 0, 0, FF, FF, 0]),
+    shared::MODE_SENSE_10,
     // PERSISTENT RESERVE IN (SPC-4 6.13): READ KEYS, READ RESERVATION, REPORT
     // CAPABILITIES, READ FULL STATUS.
     sa_row(&[0x5E, 0x00, 0, 0, 0, 0, 0, FF, FF, 0]),
@@ -118,24 +207,7 @@ pub const TABLE: &[OpRow] = &[
     sa_row(&[0x84, 0x01, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
     sa_row(&[0x84, 0x03, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
     sa_row(&[0x84, 0x04, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
-    row(&[
-        op::READ_16,
-        0x18,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        0,
-        0,
-    ]),
+    shared::READ_16,
     row(&[
         op::COMPARE_AND_WRITE,
         0x18,
@@ -284,24 +356,7 @@ pub const TABLE: &[OpRow] = &[
         0,
         0,
     ]),
-    sa_row(&[
-        op::SERVICE_ACTION_IN_16,
-        op::SA_READ_CAPACITY_16,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        FF,
-        FF,
-        FF,
-        FF,
-        0,
-        0,
-    ]),
+    shared::READ_CAPACITY_16,
     // GET LBA STATUS (SBC-3 5.6).
     sa_row(&[
         op::SERVICE_ACTION_IN_16,
@@ -321,7 +376,7 @@ pub const TABLE: &[OpRow] = &[
         0,
         0,
     ]),
-    row(&[op::REPORT_LUNS, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
+    shared::REPORT_LUNS,
     // REPORT TARGET PORT GROUPS (SPC-4 6.27): PARAMETER DATA FORMAT in byte 1.
     sa_row(&[
         op::MAINTENANCE_IN,
@@ -337,34 +392,8 @@ pub const TABLE: &[OpRow] = &[
         0,
         0,
     ]),
-    sa_row(&[
-        op::MAINTENANCE_IN,
-        op::SA_REPORT_SUPPORTED_OPCODES,
-        0x87,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        0,
-        0,
-    ]),
-    sa_row(&[
-        op::MAINTENANCE_IN,
-        op::SA_REPORT_SUPPORTED_TMFS,
-        0x80,
-        0,
-        0,
-        0,
-        FF,
-        FF,
-        FF,
-        FF,
-        0,
-        0,
-    ]),
+    shared::REPORT_SUPPORTED_OPCODES,
+    shared::REPORT_SUPPORTED_TMFS,
     // SET TARGET PORT GROUPS (SPC-4 6.39); hidden while ALUA is implicit only.
     sa_row(&[
         op::MAINTENANCE_OUT,
@@ -380,7 +409,7 @@ pub const TABLE: &[OpRow] = &[
         0,
         0,
     ]),
-    row(&[op::READ_12, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
+    shared::READ_12,
     row(&[op::WRITE_12, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
     row(&[
         op::WRITE_AND_VERIFY_12,

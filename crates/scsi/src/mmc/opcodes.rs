@@ -6,21 +6,20 @@ use super::cdb::{
     READ_TOC, READ_TRACK_INFORMATION,
 };
 use crate::IoBuf;
-use crate::cdb::op;
 use crate::disk::Outcome;
-use crate::disk::opcodes::{FF, OpRow, encode_report, row, sa_row};
+use crate::disk::opcodes::{FF, OpRow, encode_report, row, shared};
 
 /// Every command of the unit, ascending by (opcode, service action).
 pub const TABLE: &[OpRow] = &[
-    row(&[op::TEST_UNIT_READY, 0, 0, 0, 0, 0]),
-    row(&[op::REQUEST_SENSE, 0x01, 0, 0, FF, 0]),
-    row(&[op::READ_6, 0x1F, FF, FF, FF, 0]),
-    row(&[op::INQUIRY, 0x01, FF, FF, FF, 0]),
-    row(&[op::MODE_SENSE_6, 0x08, FF, FF, FF, 0]),
-    row(&[op::START_STOP_UNIT, 0x01, 0, 0x0F, 0xF7, 0]),
-    row(&[op::PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 0x03, 0]),
-    row(&[op::READ_CAPACITY_10, 0, FF, FF, FF, FF, 0, 0, 0x01, 0]),
-    row(&[op::READ_10, 0x18, FF, FF, FF, FF, 0, FF, FF, 0]),
+    shared::TEST_UNIT_READY,
+    shared::REQUEST_SENSE,
+    shared::READ_6,
+    shared::INQUIRY,
+    shared::MODE_SENSE_6,
+    shared::START_STOP_UNIT,
+    shared::PREVENT_ALLOW_MEDIUM_REMOVAL,
+    shared::READ_CAPACITY_10,
+    shared::READ_10,
     row(&[READ_TOC, 0x02, 0x0F, 0, 0, 0, FF, FF, FF, 0xC0]),
     row(&[GET_CONFIGURATION, 0x03, FF, FF, 0, 0, 0, FF, FF, 0]),
     row(&[
@@ -37,73 +36,13 @@ pub const TABLE: &[OpRow] = &[
     ]),
     row(&[READ_DISC_INFORMATION, 0, 0, 0, 0, 0, 0, FF, FF, 0]),
     row(&[READ_TRACK_INFORMATION, 0x03, FF, FF, FF, FF, 0, FF, FF, 0]),
-    row(&[op::MODE_SENSE_10, 0x18, FF, FF, 0, 0, 0, FF, FF, 0]),
-    row(&[
-        op::READ_16,
-        0x18,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        0,
-        0,
-    ]),
-    sa_row(&[
-        op::SERVICE_ACTION_IN_16,
-        op::SA_READ_CAPACITY_16,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        FF,
-        FF,
-        FF,
-        FF,
-        0,
-        0,
-    ]),
-    row(&[op::REPORT_LUNS, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0]),
-    sa_row(&[
-        op::MAINTENANCE_IN,
-        op::SA_REPORT_SUPPORTED_OPCODES,
-        0x87,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        FF,
-        0,
-        0,
-    ]),
-    sa_row(&[
-        op::MAINTENANCE_IN,
-        op::SA_REPORT_SUPPORTED_TMFS,
-        0x80,
-        0,
-        0,
-        0,
-        FF,
-        FF,
-        FF,
-        FF,
-        0,
-        0,
-    ]),
-    row(&[op::READ_12, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
+    shared::MODE_SENSE_10,
+    shared::READ_16,
+    shared::READ_CAPACITY_16,
+    shared::REPORT_LUNS,
+    shared::REPORT_SUPPORTED_OPCODES,
+    shared::REPORT_SUPPORTED_TMFS,
+    shared::READ_12,
     row(&[MECHANISM_STATUS, 0, 0, 0, 0, 0, 0, 0, FF, FF, 0, 0]),
 ];
 
@@ -123,7 +62,7 @@ pub fn report_opcodes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdb::{Cdb, group_len};
+    use crate::cdb::{Cdb, group_len, op};
 
     #[test]
     fn table_is_sorted_and_every_row_decodes() {
