@@ -1180,14 +1180,8 @@ impl Writer {
             let mut w = me.lock().await;
             let w = &mut *w;
             match event {
-                Event::Done(done) => {
-                    let failed = w.failed;
-                    w.failed |= w.complete(done, failed).await.is_err();
-                }
-                Event::Msg(m) => {
-                    let failed = w.failed;
-                    w.failed |= w.handle(m, &mut running, failed).await.is_err();
-                }
+                Event::Done(done) => w.failed |= w.complete(done).await.is_err(),
+                Event::Msg(m) => w.failed |= w.handle(m, &mut running).await.is_err(),
                 Event::Tick => {
                     let rx_now = w.state.rx_count.load(Ordering::Relaxed);
                     if rx_now != last_rx {
@@ -1220,15 +1214,13 @@ impl Writer {
             loop {
                 let mut progressed = false;
                 while let Some(Some(done)) = running.next().now_or_never() {
-                    let failed = w.failed;
-                    w.failed |= w.complete(done, failed).await.is_err();
+                    w.failed |= w.complete(done).await.is_err();
                     progressed = true;
                 }
                 while open {
                     match rx.try_recv() {
                         Ok(m) => {
-                            let failed = w.failed;
-                            w.failed |= w.handle(m, &mut running, failed).await.is_err();
+                            w.failed |= w.handle(m, &mut running).await.is_err();
                             progressed = true;
                         }
                         Err(mpsc::error::TryRecvError::Empty) => break,
@@ -1270,16 +1262,16 @@ impl Writer {
         if w.failed {
             return Err(done);
         }
-        // Stays set if the reader is cancelled mid-write: nothing may follow half a PDU.
-        w.failed = true;
+        // A reader cancelled mid-write leaves the PduWriter cut short: the writer's next
+        // send then fails instead of following half a PDU.
         w.wr.eager = true;
-        let sent = match w.complete(done, false).await {
+        let sent = match w.complete(done).await {
             Ok(()) => w.wr.flush().await,
             Err(e) => Err(e),
         };
         w.wr.eager = false;
-        w.failed = sent.is_err();
-        if w.failed {
+        if sent.is_err() {
+            w.failed = true;
             w.cancel.cancel();
         }
         Ok(())
@@ -1289,7 +1281,6 @@ impl Writer {
         &mut self,
         m: Msg<F>,
         running: &mut FuturesUnordered<F>,
-        failed: bool,
     ) -> std::io::Result<()>
     where
         F: Future<Output = Done> + Send + 'static,
@@ -1302,21 +1293,18 @@ impl Writer {
             }
             // Never in `inflight`: a task management request behind it in the channel
             // finds it already answered, as if it had completed in `running`.
-            Msg::Done(done) => self.complete(done, failed).await,
+            Msg::Done(done) => self.complete(done).await,
             Msg::Immediate(meta, resp) => {
                 self.inflight.insert(meta.itt, (meta.lun, false));
-                self.complete(
-                    Done {
-                        meta,
-                        resp,
-                        buf: Vec::new(),
-                        data_ref: None,
-                    },
-                    failed,
-                )
+                self.complete(Done {
+                    meta,
+                    resp,
+                    buf: Vec::new(),
+                    data_ref: None,
+                })
                 .await
             }
-            _ if failed => Ok(()),
+            _ if self.failed => Ok(()),
             Msg::R2t {
                 lun,
                 itt,
@@ -1404,7 +1392,7 @@ impl Writer {
     }
 
     /// Answers one finished command (or only accounts for it when aborted or failed).
-    async fn complete(&mut self, done: Done, failed: bool) -> std::io::Result<()> {
+    async fn complete(&mut self, done: Done) -> std::io::Result<()> {
         let Done {
             meta,
             resp,
@@ -1414,7 +1402,7 @@ impl Writer {
         self.state.finished(meta.counted);
         self.state.release(meta.units);
         let aborted = self.inflight.remove(&meta.itt).is_some_and(|(_, a)| a);
-        let result = if aborted || failed {
+        let result = if aborted || self.failed {
             Ok(())
         } else {
             let data = match &data_ref {

@@ -163,6 +163,9 @@ pub(crate) struct PduWriter {
     /// The caller flushes right after this PDU: data segments are written from the
     /// caller's buffer instead of being copied into `out` to wait for company.
     pub eager: bool,
+    /// A socket write did not finish (it failed, or its future was dropped): the stream
+    /// may end inside a PDU, so nothing more may follow.
+    torn: bool,
 }
 
 /// Data segments at least this long are written from the caller's buffer, not copied.
@@ -177,7 +180,25 @@ impl PduWriter {
             data_digest: false,
             stall_timeout,
             eager: false,
+            torn: false,
         }
+    }
+
+    /// Marks the stream as possibly cut short until [`Self::end_write`]; refuses to write
+    /// after a write that never ended.
+    fn begin_write(&mut self) -> std::io::Result<()> {
+        if self.torn {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "an earlier write stopped inside a PDU",
+            ));
+        }
+        self.torn = true;
+        Ok(())
+    }
+
+    fn end_write(&mut self) {
+        self.torn = false;
     }
 
     /// Queues one PDU: header, header digest, data, padding, data digest.
@@ -203,6 +224,7 @@ impl PduWriter {
             self.out.extend_from_slice(&tail[..tail_len]);
             return self.flush_if_full().await;
         }
+        self.begin_write()?;
         let mut parts = [
             IoSlice::new(&self.out),
             IoSlice::new(data),
@@ -210,6 +232,7 @@ impl PduWriter {
         ];
         write_all_vectored(&mut self.w, &mut parts, self.stall_timeout).await?;
         self.out.clear();
+        self.end_write();
         Ok(())
     }
 
@@ -233,6 +256,7 @@ impl PduWriter {
             self.out
                 .extend_from_slice(&digest::to_wire(digest::header(bhs, &[])));
         }
+        self.begin_write()?;
         let sock = self.w.as_ref().as_raw_fd();
         let mut at = 0;
         while at < self.out.len() {
@@ -275,6 +299,7 @@ impl PduWriter {
             }
             left -= n;
         }
+        self.end_write();
         // Past the file's end (or padding): zeros.
         static ZEROS: [u8; 4096] = [0; 4096];
         let mut tail = left + pdu::pad_len(len);
@@ -319,9 +344,11 @@ impl PduWriter {
 
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
+            self.begin_write()?;
             let mut parts = [IoSlice::new(&self.out)];
             write_all_vectored(&mut self.w, &mut parts, self.stall_timeout).await?;
             self.out.clear();
+            self.end_write();
         }
         Ok(())
     }
@@ -492,5 +519,44 @@ mod tests {
             }
             assert!(matches!(rd.read_header().await, Err(ConnError::Closed)));
         }
+    }
+
+    /// A write whose future is dropped while the socket is full (a reader cancelled
+    /// mid-response) leaves the writer refusing everything after it: the initiator must
+    /// never see a PDU start inside another.
+    #[tokio::test]
+    async fn a_write_cut_short_refuses_what_follows() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (_rd, wr) = client.unwrap().into_split();
+        // The peer never reads, so the socket fills up.
+        let (_peer, _) = server.unwrap();
+        let mut w = PduWriter::new(wr, std::time::Duration::from_secs(60));
+        let big = vec![0x5au8; 8 << 20];
+        let seq = pdu::SeqNums {
+            stat_sn: 0,
+            exp_cmd_sn: 1,
+            max_cmd_sn: 64,
+        };
+        let header = |itt: u32, len: usize| {
+            let mut h = [0u8; BHS_LEN];
+            pdu::encode_data_in(&mut h, true, None, 0, itt, seq, 0, 0, len);
+            h
+        };
+        let fill = async {
+            for itt in 0..64 {
+                w.send(&header(itt, big.len()), &big).await?;
+            }
+            std::io::Result::Ok(())
+        };
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(300), fill).await;
+        assert!(cut.is_err(), "writes into an unread socket never blocked");
+        w.send(&header(1000, 0), &[]).await.unwrap(); // queued only
+        let e = w.flush().await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+        let n = ZERO_COPY_MIN_BYTES;
+        let e = w.send(&header(1001, n), &big[..n]).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
     }
 }
