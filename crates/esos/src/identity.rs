@@ -110,7 +110,7 @@ struct StoredIdentity {
 }
 
 /// The generated identities, keyed by device identity key.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct IdentityStore {
     path: PathBuf,
     entries: BTreeMap<String, (String, [u8; 16])>,

@@ -41,6 +41,12 @@ pub enum ApplyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The identities of new devices could not be saved; nothing was changed.
+    #[error("{0}; nothing was changed")]
+    Identities(crate::identity::IdentityError),
+    /// Opening the new devices stopped without a result (a bug); nothing was changed.
+    #[error("opening the new devices failed: {0}; nothing was changed")]
+    Open(String),
 }
 
 /// What an apply changed (empty lists: nothing to do; applying is idempotent).
@@ -214,6 +220,27 @@ pub struct Running {
     pub server: ServerHandle,
 }
 
+/// A device opened by an apply, by name.
+type Opened = (String, Arc<LogicalUnit>);
+
+/// Opens the devices `added` (indices into `plan.devices`) with identities resolved in
+/// `identities`, then saves the store: initiators must never see an identity that a restart
+/// would not reproduce. Blocking; any failure leaves the live store untouched.
+fn open_added(
+    plan: &Plan,
+    added: &[usize],
+    mut identities: IdentityStore,
+) -> Result<(Vec<Opened>, IdentityStore), ApplyError> {
+    let mut opened = Vec::with_capacity(added.len());
+    for &i in added {
+        let identity = identities.resolve(&plan.devices[i], &mut identity::os_random);
+        let unit = graph::open_unit(plan, i, identity)?;
+        opened.push((plan.devices[i].name.clone(), unit));
+    }
+    identities.save().map_err(ApplyError::Identities)?;
+    Ok((opened, identities))
+}
+
 impl Manager {
     pub fn new(r: Running) -> Manager {
         let units = r
@@ -312,22 +339,20 @@ impl Manager {
         if dry_run {
             return Ok(report);
         }
-        let mut opened = Vec::with_capacity(added.len());
-        {
-            let mut st = self.state();
-            for &i in &added {
-                let identity = st
-                    .identities
-                    .resolve(&new.devices[i], &mut identity::os_random);
-                let unit = graph::open_unit(&new, i, identity)?;
-                opened.push((new.devices[i].name.clone(), unit));
-            }
-            // Initiators must never see an identity that a restart would not reproduce.
-            st.identities.save().map_err(|e| ApplyError::Persist {
-                path: new.data_dir.join("identity.toml"),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-        }
+        // Opening can take long (a new file is created, a block device probed, reservation
+        // state read) and saving identities syncs a file: both run on the blocking pool,
+        // not under the state lock, so status reads and the I/O tasks on this worker go on
+        // meanwhile. New identities are resolved on a copy of the store that replaces the
+        // live one only once every device opened and the copy is saved; `apply_lock` keeps
+        // any other apply from changing the store in between.
+        let identities = self.state().identities.clone();
+        let plan = new.clone();
+        let to_open = added.clone();
+        let (opened, identities) =
+            tokio::task::spawn_blocking(move || open_added(&plan, &to_open, identities))
+                .await
+                .map_err(|e| ApplyError::Open(e.to_string()))??;
+        self.state().identities = identities;
         let mut units: HashMap<String, Arc<LogicalUnit>> = new
             .devices
             .iter()
@@ -389,12 +414,15 @@ impl Manager {
         }
         match &self.config_path {
             Some(path) => {
-                identity::write_atomic(path, text.as_bytes()).map_err(|source| {
-                    ApplyError::Persist {
+                // Several fsyncs: off the async worker, like the opens above.
+                let (file, data) = (path.clone(), text.to_owned());
+                tokio::task::spawn_blocking(move || identity::write_atomic(&file, data.as_bytes()))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+                    .map_err(|source| ApplyError::Persist {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 report.persisted_to = Some(path.clone());
             }
             None => report.warnings.push(

@@ -76,7 +76,9 @@ impl From<ApplyError> for ApiError {
         let status = match &e {
             ApplyError::Config(_) | ApplyError::Device(_) => StatusCode::BAD_REQUEST,
             ApplyError::NotLive { .. } | ApplyError::InUse { .. } => StatusCode::CONFLICT,
-            ApplyError::Persist { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApplyError::Persist { .. } | ApplyError::Identities(_) | ApplyError::Open(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError::new(status, e.to_string())
     }

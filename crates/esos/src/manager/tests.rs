@@ -105,6 +105,31 @@ async fn apply_adds_and_removes_live_and_persists() {
 }
 
 #[tokio::test]
+async fn a_device_that_fails_to_open_leaves_no_identity_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(dir.path()).await;
+    let before = m.export();
+    // Passes the preflight (an existing regular file) but not the open: 1,000 bytes is no
+    // whole number of 512-byte blocks.
+    std::fs::write(dir.path().join("odd.img"), vec![0u8; 1000]).unwrap();
+    let bad =
+        format!("{before}\n[[device]]\nname = \"odd\"\ntype = \"file\"\npath = \"odd.img\"\n");
+    let e = m.apply(&bad, false, false).await.unwrap_err();
+    assert!(matches!(e, ApplyError::Device(_)), "{e}");
+    assert!(e.to_string().contains("odd.img"), "{e}");
+    assert_eq!(m.export(), before);
+    assert_eq!(m.devices().len(), 1);
+
+    // The next successful apply saves the identities it made, and none for "odd": a
+    // device that never came to exist must not keep one.
+    let grown = text("address = \"127.0.0.1:0\"", true, true);
+    m.apply(&grown, false, false).await.unwrap();
+    let ids = std::fs::read_to_string(dir.path().join("state/identity.toml")).unwrap();
+    assert!(ids.contains(&m.devices()[1].serial), "{ids}");
+    assert!(!ids.contains("odd"), "{ids}");
+}
+
+#[tokio::test]
 async fn refusals_leave_everything_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let m = start(dir.path()).await;
