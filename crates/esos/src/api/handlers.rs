@@ -138,10 +138,26 @@ async fn mutate<T>(
     q: &Mutate,
     change: impl FnOnce(&str) -> Result<(String, T), EditError>,
 ) -> Result<(ApplyReport, T), ApiError> {
-    let _one_at_a_time = s.edit_lock.lock().await;
+    let one_at_a_time = Arc::clone(&s.edit_lock).lock_owned().await;
     let text = s.control.export();
     let (new_text, out) = change(&text)?;
-    let report = s.control.apply(&new_text, q.dry_run, q.force).await?;
+    // The apply runs in a task of its own, holding the edit lock, so it goes to its end
+    // even when the client leaves mid-request (a timeout, a closed connection): dropped
+    // between two of its steps it would leave the daemon half changed and the config
+    // file out of step with what runs.
+    let control = Arc::clone(&s.control);
+    let (dry_run, force) = (q.dry_run, q.force);
+    let report = tokio::spawn(async move {
+        let _one_at_a_time = one_at_a_time;
+        control.apply(&new_text, dry_run, force).await
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the apply stopped without a result: {e}"),
+        )
+    })??;
     Ok((report, out))
 }
 

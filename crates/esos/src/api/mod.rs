@@ -125,7 +125,7 @@ impl Control for Manager {
 pub(crate) struct AppState {
     control: Arc<dyn Control>,
     /// Held from `export` to the end of `apply`: a read-modify-write of the config text.
-    edit_lock: tokio::sync::Mutex<()>,
+    edit_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The `/api/v1` router over `control`.
@@ -133,7 +133,7 @@ pub fn router(control: Arc<dyn Control>) -> Router {
     use handlers as h;
     let state = Arc::new(AppState {
         control,
-        edit_lock: tokio::sync::Mutex::new(()),
+        edit_lock: Arc::new(tokio::sync::Mutex::new(())),
     });
     let api = Router::new()
         .route("/devices", get(h::list_devices).post(h::add_device))

@@ -18,6 +18,8 @@ const LAB: &str = "iqn.2026-11.org.example:lab";
 
 struct Fake {
     text: Mutex<String>,
+    /// How long an apply takes after validating (a real one opens devices meanwhile).
+    apply_ms: std::sync::atomic::AtomicU64,
     sessions: Mutex<Vec<SessionInfo>>,
     log: crate::system::LogRing,
 }
@@ -26,6 +28,7 @@ impl Fake {
     fn new(text: &str) -> Arc<Fake> {
         Arc::new(Fake {
             text: Mutex::new(text.to_owned()),
+            apply_ms: std::sync::atomic::AtomicU64::new(1),
             sessions: Mutex::new(vec![session(7)]),
             log: crate::system::LogRing::new(),
         })
@@ -72,7 +75,8 @@ impl Control for Fake {
             // Let other requests run between export and apply, as a real apply does while
             // it opens devices: a lost update would show.
             tokio::task::yield_now().await;
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            let ms = self.apply_ms.load(std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             let old = plan_of(&self.export())?;
             let mut report = ApplyReport::default();
             for d in &new.devices {
@@ -480,6 +484,28 @@ async fn concurrent_edits_are_not_lost() {
     for i in 0..N {
         assert!(names.contains(&format!("c{i}")), "c{i} lost: {names:?}");
     }
+}
+
+#[tokio::test]
+async fn an_apply_goes_to_its_end_when_the_client_leaves() {
+    let fake = Fake::new(EXAMPLE);
+    fake.apply_ms
+        .store(300, std::sync::atomic::Ordering::Relaxed);
+    let app = app(&fake);
+    // The client gives up while the apply is under way: its request future is dropped.
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        call(&app, Method::POST, "/api/v1/devices", Some(ram("left"))),
+    )
+    .await;
+    assert!(cut.is_err(), "the request was to be cut short");
+    // The next change waits for that apply and builds on it: nothing half done, nothing lost.
+    fake.apply_ms.store(1, std::sync::atomic::Ordering::Relaxed);
+    let (st, body, _) = call(&app, Method::POST, "/api/v1/devices", Some(ram("next"))).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let names: Vec<String> = fake.plan().devices.into_iter().map(|d| d.name).collect();
+    assert!(names.contains(&"left".to_owned()), "{names:?}");
+    assert!(names.contains(&"next".to_owned()), "{names:?}");
 }
 
 #[tokio::test]
