@@ -347,9 +347,8 @@ impl Manager {
         // any other apply from changing the store in between.
         let identities = self.state().identities.clone();
         let plan = new.clone();
-        let to_open = added.clone();
         let (opened, identities) =
-            tokio::task::spawn_blocking(move || open_added(&plan, &to_open, identities))
+            tokio::task::spawn_blocking(move || open_added(&plan, &added, identities))
                 .await
                 .map_err(|e| ApplyError::Open(e.to_string()))??;
         self.state().identities = identities;
