@@ -24,6 +24,7 @@ import iscsi_login  # noqa: E402
 ESOS_PORT = 3340
 ESOS_SCALE_PORT = 3341
 IPERF_PORT = 3349
+SOCKPERF_PORT = 3348
 TGT_PORT = 3350
 TGT_CONTROL = 40
 TGT_SCALE_PORT = 3351
@@ -42,8 +43,10 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # reads); writes use qemu-img bench with the iscsi driver.
 WORKLOADS = [
     ("4K rand read QD1", "file", 4096, 1, True, False),
+    ("4K seq read QD1", "file", 4096, 1, False, False),
     ("4K rand read QD32", "file", 4096, 32, True, False),
     ("4K rand write QD32", "file", 4096, 32, True, True),
+    ("4K seq write QD32", "file", 4096, 32, False, True),
     ("1M seq read QD8", "file", 1 << 20, 8, False, False),
     ("1M seq write QD8", "file", 1 << 20, 8, False, True),
     ("4K rand read QD32", "null", 4096, 32, True, False),
@@ -240,6 +243,25 @@ def iperf(procs, work):
         procs.stop(s)
 
 
+def loopback_rtt(procs, work, secs=3):
+    """The machine's TCP round trip on loopback for a 4 KiB message (sockperf ping-pong):
+    the floor under any QD1 latency, since one command is one request and one answer."""
+    s = procs.start(["sockperf", "server", "-i", "127.0.0.1", "-p", str(SOCKPERF_PORT), "--tcp"],
+                    os.path.join(work, "sockperf.log"))
+    try:
+        wait_listen(SOCKPERF_PORT, s)
+        out = run(["sockperf", "ping-pong", "-i", "127.0.0.1", "-p", str(SOCKPERF_PORT), "--tcp",
+                   "-m", "4096", "-t", str(secs)], timeout=secs + 30)
+        # sockperf reports half the round trip ("latency"); the floor is the whole of it.
+        avg = re.search(r"Latency is ([0-9.]+) usec", out)
+        p50 = re.search(r"percentile 50\.000 =\s*([0-9.]+)", out)
+        if not avg or not p50:
+            raise RuntimeError(f"no result from sockperf: {out[-300:]}")
+        return {"avg_us": 2 * float(avg.group(1)), "p50_us": 2 * float(p50.group(1))}
+    finally:
+        procs.stop(s)
+
+
 def wait_listen_iperf(s):
     # iperf3 -1 serves exactly one test: a probe connection would consume it, so wait for
     # the listening socket to appear in /proc/net/tcp instead.
@@ -401,7 +423,9 @@ def fmt(v, unit):
     return f"{v:.2f}" if v < 10 else f"{v:.1f}"
 
 
-TARGETS = {  # (workload name, backing) -> minimum esos/tgt ratio from the issue
+TARGETS = {  # (workload name, backing) -> minimum esos/tgt ratio; None: measured, no target
+    ("4K seq read QD1", "file"): None,
+    ("4K seq write QD32", "file"): None,
     ("4K rand read QD32", "file"): 2.0,
     ("4K rand write QD32", "file"): 2.0,
     ("4K rand read QD32", "null"): 1.3,
@@ -411,16 +435,22 @@ TARGETS = {  # (workload name, backing) -> minimum esos/tgt ratio from the issue
 }
 
 
-def report(results, meta, iperf_mib, scale, hwm):
+def spread(vals, unit):
+    """min–max over the rounds, for the reader to judge the median beside it."""
+    return f"{fmt(min(vals), unit)}–{fmt(max(vals), unit)}"
+
+
+def report(results, meta, iperf_mib, scale, hwm, rtt):
     out = []
     w = out.append
     w(f"Run: {meta['date']}; {meta['rounds']} rounds x {meta['secs']} s per workload, "
-      f"alternating esos and tgt; medians shown.")
+      f"alternating esos and tgt; medians shown, with the min–max over the rounds.")
     w(f"Machine: {meta['nproc']} CPUs, {meta['cpu']}, kernel {meta['kernel']}; "
       f"1-minute load average before the run: {meta['load']}, after: {meta['load_after']}.")
     w("")
-    w("| workload | backing | esos | tgt | esos/tgt | per-round ratios | target | met "
-      "| esos lat µs | tgt lat µs | esos CPU-s/M I/O | tgt CPU-s/M I/O | CPU ratio |")
+    w("| workload | backing | esos (min–max) | tgt (min–max) | esos/tgt (min–max) | "
+      "per-round ratios | target | met | esos lat µs | tgt lat µs | esos CPU-s/M I/O | "
+      "tgt CPU-s/M I/O | CPU ratio |")
     w("| --- | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for wl in WORKLOADS:
         name, backing, size, *_ = wl
@@ -432,17 +462,31 @@ def report(results, meta, iperf_mib, scale, hwm):
         key = "mib_s" if big else "iops"
         unit = "MiB/s" if big else "IOPS"
         ratio = med["esos"][key] / med["tgt"][key]
-        per_round = ", ".join(
-            f"{e[key] / t[key]:.2f}" for e, t in zip(results[("esos", name, backing)],
-                                                    results[("tgt", name, backing)]))
+        ratios = [e[key] / t[key] for e, t in zip(results[("esos", name, backing)],
+                                                   results[("tgt", name, backing)])]
+        per_round = ", ".join(f"{r:.2f}" for r in ratios)
         goal = TARGETS[(name, backing)]
+        goal_s, met = ("-", "-") if goal is None else (f"≥ {goal}×",
+                                                       "yes" if ratio >= goal else "NO")
         cpu_ratio = med["esos"]["cpu_per_mio"] / med["tgt"]["cpu_per_mio"]
-        w(f"| {name} | {backing} | {fmt(med['esos'][key], key)} {unit} | "
-          f"{fmt(med['tgt'][key], key)} {unit} | {ratio:.2f}× | {per_round} | ≥ {goal}× | "
-          f"{'yes' if ratio >= goal else 'NO'} | {med['esos']['lat_us']:.0f} | "
-          f"{med['tgt']['lat_us']:.0f} | {med['esos']['cpu_per_mio']:.2f} | "
+        e_sp = spread([r[key] for r in results[("esos", name, backing)]], key)
+        t_sp = spread([r[key] for r in results[("tgt", name, backing)]], key)
+        lat = {t: f"{med[t]['lat_us']:.0f}" for t in ("esos", "tgt")}
+        if name.endswith("QD1") and rtt:
+            # One command is one round trip: show what is left above the machine's floor.
+            lat = {t: f"{lat[t]} (floor {med[t]['lat_us'] - rtt['avg_us']:+.0f})"
+                   for t in lat}
+        w(f"| {name} | {backing} | {fmt(med['esos'][key], key)} {unit} ({e_sp}) | "
+          f"{fmt(med['tgt'][key], key)} {unit} ({t_sp}) | {ratio:.2f}× "
+          f"({min(ratios):.2f}–{max(ratios):.2f}) | {per_round} | {goal_s} | "
+          f"{met} | {lat['esos']} | "
+          f"{lat['tgt']} | {med['esos']['cpu_per_mio']:.2f} | "
           f"{med['tgt']['cpu_per_mio']:.2f} | {cpu_ratio:.2f}× |")
     w("")
+    if rtt:
+        w(f"Loopback TCP round trip for a 4 KiB message (sockperf ping-pong, 3 s): "
+          f"{rtt['avg_us']:.0f} µs average, {rtt['p50_us']:.0f} µs median: the floor under "
+          f"every QD1 latency above (one command is one request and one answer).")
     r1m = statistics.median(r["mib_s"] for r in results[("esos", "1M seq read QD8", "file")])
     w(f"iperf3 loopback, one stream, 5 s: {iperf_mib:,.0f} MiB/s. esos 1M seq read QD8 = "
       f"{100 * r1m / iperf_mib:.0f}% of it (target ≥ 60%: "
@@ -486,8 +530,8 @@ def report(results, meta, iperf_mib, scale, hwm):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--secs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--secs", type=int, default=4)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--sessions", type=int, default=256)
     ap.add_argument("--no-scale", action="store_true")
@@ -495,7 +539,7 @@ def main():
     ap.add_argument("--json")
     a = ap.parse_args()
 
-    for port in [ESOS_PORT, ESOS_SCALE_PORT, IPERF_PORT, TGT_PORT, TGT_SCALE_PORT]:
+    for port in [ESOS_PORT, ESOS_SCALE_PORT, IPERF_PORT, SOCKPERF_PORT, TGT_PORT, TGT_SCALE_PORT]:
         if not port_free(port):
             sys.exit(f"bench: 127.0.0.1:{port} is in use")
     t_start = time.monotonic()
@@ -517,6 +561,8 @@ def main():
         shutil.copyfile(esos_img, tgt_img)
         log("bench: iperf3 loopback ceiling")
         iperf_mib = iperf(procs, work)
+        log("bench: loopback round trip (sockperf)")
+        rtt = loopback_rtt(procs, work)
         esos = Esos(procs, a.bin, work, esos_img)
         tgt = Tgt(procs, work, tgt_img)
         results, counts = {}, {}
@@ -538,7 +584,7 @@ def main():
             scale = {"esos": scale_esos(procs, a.bin, work, a.sessions),
                      "tgt": scale_tgt(procs, work, a.sessions)}
         meta["load_after"] = open("/proc/loadavg").read().split()[0]
-        text = report(results, meta, iperf_mib, scale, hwm)
+        text = report(results, meta, iperf_mib, scale, hwm, rtt)
         text += f"\n\nTotal bench time: {time.monotonic() - t_start:.0f} s.\n"
         print(text)
         if a.out:
@@ -546,7 +592,7 @@ def main():
                 f.write(text)
         if a.json:
             with open(a.json, "w") as f:
-                json.dump({"meta": meta, "iperf_mib_s": iperf_mib, "scale": scale, "hwm_kib": hwm,
+                json.dump({"meta": meta, "iperf_mib_s": iperf_mib, "loopback_rtt": rtt, "scale": scale, "hwm_kib": hwm,
                            "results": {"|".join(k): v for k, v in results.items()}}, f, indent=1)
     finally:
         procs.stop_all()
