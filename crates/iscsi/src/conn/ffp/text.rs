@@ -1,0 +1,114 @@
+//! Text requests in full feature phase (SendTargets): requests gathered over several
+//! PDUs, long responses sent in pieces the initiator asks for.
+
+use std::future::Future;
+
+use crate::pdu::{self, BHS_LEN, reject_reason};
+
+use super::super::ConnError;
+use super::super::text::{self, Asker};
+use super::reader::Reader;
+use super::{Done, Msg};
+
+impl<F> Reader<'_, F>
+where
+    F: Future<Output = Done> + Send + Unpin + 'static,
+{
+    pub(super) async fn text(
+        &mut self,
+        t: pdu::TextRequest,
+        bhs: &[u8; BHS_LEN],
+        len: usize,
+    ) -> Result<(), ConnError> {
+        if self.text_in.len() + len > text::MAX_TEXT_REQUEST {
+            self.rd.skip_data(len).await?;
+            self.text_in.clear();
+            return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;
+        }
+        let start = self.text_in.len();
+        self.text_in.resize(start + len, 0);
+        self.rd.read_data(&mut self.text_in[start..]).await?;
+        if !self.accept_cmd_sn(t.cmd_sn, t.immediate) {
+            self.text_in.clear();
+            return Ok(());
+        }
+        if !t.immediate {
+            self.advance_cmd_sn(false);
+        }
+        let max_seg = self.params.initiator_max_recv_data_segment_length as usize;
+        // A continuation of our own long response.
+        if t.ttt != pdu::RESERVED_TAG {
+            let (data, done, ttt) = match self.text_out.as_mut() {
+                Some((ttt, out, off)) if *ttt == t.ttt => {
+                    let end = (*off + max_seg).min(out.len());
+                    let piece = out[*off..end].to_vec();
+                    *off = end;
+                    (piece, end >= out.len(), *ttt)
+                }
+                _ => {
+                    self.text_in.clear();
+                    return self.reject(reject_reason::INVALID_PDU_FIELD, bhs).await;
+                }
+            };
+            if done {
+                self.text_out = None;
+            }
+            self.text_in.clear();
+            let ttt = if done { pdu::RESERVED_TAG } else { ttt };
+            return self
+                .send(Msg::Text {
+                    itt: t.itt,
+                    ttt,
+                    final_flag: done,
+                    cont: !done,
+                    data,
+                })
+                .await;
+        }
+        if t.cont {
+            // More pieces of this request follow; acknowledge with an empty response.
+            return self
+                .send(Msg::Text {
+                    itt: t.itt,
+                    ttt: pdu::RESERVED_TAG,
+                    final_flag: false,
+                    cont: false,
+                    data: Vec::new(),
+                })
+                .await;
+        }
+        let asker = Asker {
+            initiator: &self.asker_initiator,
+            session_target: self.target_name.as_deref(),
+            local: self.local,
+        };
+        let out = text::respond(self.shared, &asker, &self.text_in);
+        self.text_in.clear();
+        let Ok(out) = out else {
+            return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;
+        };
+        if out.len() <= max_seg {
+            return self
+                .send(Msg::Text {
+                    itt: t.itt,
+                    ttt: pdu::RESERVED_TAG,
+                    final_flag: true,
+                    cont: false,
+                    data: out,
+                })
+                .await;
+        }
+        let ttt = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
+        let first = out[..max_seg].to_vec();
+        self.text_out = Some((ttt, out, max_seg));
+        self.send(Msg::Text {
+            itt: t.itt,
+            ttt,
+            final_flag: false,
+            cont: true,
+            data: first,
+        })
+        .await
+    }
+}
