@@ -11,6 +11,8 @@ pub const MAX_AHS_LEN: usize = 255 * 4;
 /// The reserved tag value (RFC 7143 11.1): "no task".
 pub const RESERVED_TAG: u32 = 0xffff_ffff;
 
+use esos_common::be::{put_u16, put_u24, put_u32, put_u64, u16_at, u24_at, u32_at, u64_at};
+
 /// Initiator opcodes (RFC 7143 11.1.1).
 pub mod opcode {
     pub const NOP_OUT: u8 = 0x00;
@@ -60,27 +62,6 @@ pub enum PduError {
     CdbTooLong(usize),
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn be64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(a)
-}
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
-}
-fn put64(b: &mut [u8], at: usize, v: u64) {
-    b[at..at + 8].copy_from_slice(&v.to_be_bytes());
-}
-
 /// Fields common to every BHS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BhsCommon {
@@ -98,7 +79,7 @@ pub fn common(bhs: &[u8; BHS_LEN]) -> BhsCommon {
         opcode: bhs[0] & 0x3f,
         immediate: bhs[0] & 0x40 != 0,
         ahs_len: bhs[4] as usize * 4,
-        data_len: (bhs[5] as usize) << 16 | (bhs[6] as usize) << 8 | bhs[7] as usize,
+        data_len: u24_at(bhs, 5) as usize,
     }
 }
 
@@ -228,11 +209,11 @@ pub fn parse_request(bhs: &[u8; BHS_LEN], ahs: &[u8]) -> Result<Request, PduErro
     Ok(match c.opcode {
         opcode::NOP_OUT => Request::NopOut(NopOut {
             immediate: c.immediate,
-            lun: be64(b, 8),
-            itt: be32(b, 16),
-            ttt: be32(b, 20),
-            cmd_sn: be32(b, 24),
-            exp_stat_sn: be32(b, 28),
+            lun: u64_at(b, 8),
+            itt: u32_at(b, 16),
+            ttt: u32_at(b, 20),
+            cmd_sn: u32_at(b, 24),
+            exp_stat_sn: u32_at(b, 28),
         }),
         opcode::SCSI_COMMAND => {
             let mut cdb = [0u8; esos_scsi::MAX_CDB_LEN];
@@ -244,7 +225,7 @@ pub fn parse_request(bhs: &[u8; BHS_LEN], ahs: &[u8]) -> Result<Request, PduErro
                 if rest.len() < 4 {
                     return Err(PduError::BadAhs(ahs.len()));
                 }
-                let len = be16(rest, 0) as usize;
+                let len = u16_at(rest, 0) as usize;
                 let kind = rest[2];
                 let total = (3 + len + 3) & !3;
                 if total > rest.len() || len == 0 {
@@ -266,7 +247,7 @@ pub fn parse_request(bhs: &[u8; BHS_LEN], ahs: &[u8]) -> Result<Request, PduErro
                         cdb[16..16 + extra].copy_from_slice(&rest[4..4 + extra]);
                         cdb_len = 16 + extra;
                     }
-                    AHS_BIDI_READ_LENGTH if len == 5 => bidi_read_len = Some(be32(rest, 4)),
+                    AHS_BIDI_READ_LENGTH if len == 5 => bidi_read_len = Some(u32_at(rest, 4)),
                     _ => return Err(PduError::BadAhs(ahs.len())),
                 }
                 rest = &rest[total..];
@@ -277,11 +258,11 @@ pub fn parse_request(bhs: &[u8; BHS_LEN], ahs: &[u8]) -> Result<Request, PduErro
                 read: b[1] & 0x40 != 0,
                 write: b[1] & 0x20 != 0,
                 attr: b[1] & 0x07,
-                lun: be64(b, 8),
-                itt: be32(b, 16),
-                edtl: be32(b, 20),
-                cmd_sn: be32(b, 24),
-                exp_stat_sn: be32(b, 28),
+                lun: u64_at(b, 8),
+                itt: u32_at(b, 16),
+                edtl: u32_at(b, 20),
+                cmd_sn: u32_at(b, 24),
+                exp_stat_sn: u32_at(b, 28),
                 cdb,
                 cdb_len: cdb_len as u8,
                 bidi_read_len,
@@ -290,13 +271,13 @@ pub fn parse_request(bhs: &[u8; BHS_LEN], ahs: &[u8]) -> Result<Request, PduErro
         opcode::TASK_MGMT_REQUEST => Request::TaskMgmt(TaskMgmt {
             immediate: c.immediate,
             function: b[1] & 0x7f,
-            lun: be64(b, 8),
-            itt: be32(b, 16),
-            rtt: be32(b, 20),
-            cmd_sn: be32(b, 24),
-            exp_stat_sn: be32(b, 28),
-            ref_cmd_sn: be32(b, 32),
-            exp_data_sn: be32(b, 36),
+            lun: u64_at(b, 8),
+            itt: u32_at(b, 16),
+            rtt: u32_at(b, 20),
+            cmd_sn: u32_at(b, 24),
+            exp_stat_sn: u32_at(b, 28),
+            ref_cmd_sn: u32_at(b, 32),
+            exp_data_sn: u32_at(b, 36),
         }),
         opcode::LOGIN_REQUEST => {
             let mut isid = [0u8; 6];
@@ -309,43 +290,43 @@ pub fn parse_request(bhs: &[u8; BHS_LEN], ahs: &[u8]) -> Result<Request, PduErro
                 version_max: b[2],
                 version_min: b[3],
                 isid,
-                tsih: be16(b, 14),
-                itt: be32(b, 16),
-                cid: be16(b, 20),
-                cmd_sn: be32(b, 24),
-                exp_stat_sn: be32(b, 28),
+                tsih: u16_at(b, 14),
+                itt: u32_at(b, 16),
+                cid: u16_at(b, 20),
+                cmd_sn: u32_at(b, 24),
+                exp_stat_sn: u32_at(b, 28),
             })
         }
         opcode::TEXT_REQUEST => Request::Text(TextRequest {
             immediate: c.immediate,
             final_flag: b[1] & 0x80 != 0,
             cont: b[1] & 0x40 != 0,
-            lun: be64(b, 8),
-            itt: be32(b, 16),
-            ttt: be32(b, 20),
-            cmd_sn: be32(b, 24),
-            exp_stat_sn: be32(b, 28),
+            lun: u64_at(b, 8),
+            itt: u32_at(b, 16),
+            ttt: u32_at(b, 20),
+            cmd_sn: u32_at(b, 24),
+            exp_stat_sn: u32_at(b, 28),
         }),
         opcode::DATA_OUT => Request::DataOut(DataOut {
             final_flag: b[1] & 0x80 != 0,
-            lun: be64(b, 8),
-            itt: be32(b, 16),
-            ttt: be32(b, 20),
-            exp_stat_sn: be32(b, 28),
-            data_sn: be32(b, 36),
-            buffer_offset: be32(b, 40),
+            lun: u64_at(b, 8),
+            itt: u32_at(b, 16),
+            ttt: u32_at(b, 20),
+            exp_stat_sn: u32_at(b, 28),
+            data_sn: u32_at(b, 36),
+            buffer_offset: u32_at(b, 40),
         }),
         opcode::LOGOUT_REQUEST => Request::Logout(LogoutRequest {
             immediate: c.immediate,
             reason: b[1] & 0x7f,
-            itt: be32(b, 16),
-            cid: be16(b, 20),
-            cmd_sn: be32(b, 24),
-            exp_stat_sn: be32(b, 28),
+            itt: u32_at(b, 16),
+            cid: u16_at(b, 20),
+            cmd_sn: u32_at(b, 24),
+            exp_stat_sn: u32_at(b, 28),
         }),
         opcode::SNACK_REQUEST => Request::Snack(Snack {
             snack_type: b[1] & 0x0f,
-            itt: be32(b, 16),
+            itt: u32_at(b, 16),
         }),
         other => return Err(PduError::UnknownOpcode(other)),
     })
@@ -364,15 +345,13 @@ fn start(h: &mut [u8; BHS_LEN], op: u8, flags: u8, data_len: usize) {
     h[0] = op;
     h[1] = flags;
     debug_assert!(data_len < 1 << 24);
-    h[5] = (data_len >> 16) as u8;
-    h[6] = (data_len >> 8) as u8;
-    h[7] = data_len as u8;
+    put_u24(h, 5, data_len as u32);
 }
 
 fn put_seq(h: &mut [u8; BHS_LEN], s: SeqNums) {
-    put32(h, 24, s.stat_sn);
-    put32(h, 28, s.exp_cmd_sn);
-    put32(h, 32, s.max_cmd_sn);
+    put_u32(h, 24, s.stat_sn);
+    put_u32(h, 28, s.exp_cmd_sn);
+    put_u32(h, 32, s.max_cmd_sn);
 }
 
 /// Residual flags and count as SCSI Response and Data-In carry them.
@@ -381,11 +360,11 @@ fn put_residual(h: &mut [u8; BHS_LEN], residual: esos_scsi::Residual) {
         esos_scsi::Residual::None => {}
         esos_scsi::Residual::Underflow(n) => {
             h[1] |= 0x02;
-            put32(h, 44, n);
+            put_u32(h, 44, n);
         }
         esos_scsi::Residual::Overflow(n) => {
             h[1] |= 0x04;
-            put32(h, 44, n);
+            put_u32(h, 44, n);
         }
     }
 }
@@ -400,9 +379,9 @@ pub fn encode_nop_in(
     data_len: usize,
 ) {
     start(h, opcode::NOP_IN, 0x80, data_len);
-    put64(h, 8, lun);
-    put32(h, 16, itt);
-    put32(h, 20, ttt);
+    put_u64(h, 8, lun);
+    put_u32(h, 16, itt);
+    put_u32(h, 20, ttt);
     put_seq(h, seq);
 }
 
@@ -419,9 +398,9 @@ pub fn encode_scsi_response(
     start(h, opcode::SCSI_RESPONSE, 0x80, data_len);
     h[2] = 0; // Command Completed at Target.
     h[3] = status;
-    put32(h, 16, itt);
+    put_u32(h, 16, itt);
     put_seq(h, seq);
-    put32(h, 36, exp_data_sn);
+    put_u32(h, 36, exp_data_sn);
     put_residual(h, residual);
 }
 
@@ -443,19 +422,19 @@ pub fn encode_data_in(
         flags |= 0x81;
     }
     start(h, opcode::DATA_IN, flags, data_len);
-    put64(h, 8, lun);
-    put32(h, 16, itt);
-    put32(h, 20, RESERVED_TAG);
+    put_u64(h, 8, lun);
+    put_u32(h, 16, itt);
+    put_u32(h, 20, RESERVED_TAG);
     put_seq(h, seq);
     if let Some((st, residual)) = status {
         h[3] = st;
         put_residual(h, residual);
     } else {
         // StatSN is reserved without the S bit.
-        put32(h, 24, 0);
+        put_u32(h, 24, 0);
     }
-    put32(h, 36, data_sn);
-    put32(h, 40, offset);
+    put_u32(h, 36, data_sn);
+    put_u32(h, 40, offset);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -470,19 +449,19 @@ pub fn encode_r2t(
     length: u32,
 ) {
     start(h, opcode::R2T, 0x80, 0);
-    put64(h, 8, lun);
-    put32(h, 16, itt);
-    put32(h, 20, ttt);
+    put_u64(h, 8, lun);
+    put_u32(h, 16, itt);
+    put_u32(h, 20, ttt);
     put_seq(h, seq);
-    put32(h, 36, r2t_sn);
-    put32(h, 40, offset);
-    put32(h, 44, length);
+    put_u32(h, 36, r2t_sn);
+    put_u32(h, 40, offset);
+    put_u32(h, 44, length);
 }
 
 pub fn encode_task_mgmt_response(h: &mut [u8; BHS_LEN], itt: u32, response: u8, seq: SeqNums) {
     start(h, opcode::TASK_MGMT_RESPONSE, 0x80, 0);
     h[2] = response;
-    put32(h, 16, itt);
+    put_u32(h, 16, itt);
     put_seq(h, seq);
 }
 
@@ -507,8 +486,8 @@ pub fn encode_login_response(
     h[2] = 0; // Version-max
     h[3] = 0; // Version-active
     h[8..14].copy_from_slice(&isid);
-    put16(h, 14, tsih);
-    put32(h, 16, itt);
+    put_u16(h, 14, tsih);
+    put_u32(h, 16, itt);
     put_seq(h, seq);
     h[36] = r.status_class;
     h[37] = r.status_detail;
@@ -533,9 +512,9 @@ pub fn encode_text_response(
         flags |= 0x40;
     }
     start(h, opcode::TEXT_RESPONSE, flags, data_len);
-    put64(h, 8, lun);
-    put32(h, 16, itt);
-    put32(h, 20, ttt);
+    put_u64(h, 8, lun);
+    put_u32(h, 16, itt);
+    put_u32(h, 20, ttt);
     put_seq(h, seq);
 }
 
@@ -549,27 +528,27 @@ pub fn encode_logout_response(
 ) {
     start(h, opcode::LOGOUT_RESPONSE, 0x80, 0);
     h[2] = response;
-    put32(h, 16, itt);
+    put_u32(h, 16, itt);
     put_seq(h, seq);
-    put16(h, 40, time2wait);
-    put16(h, 42, time2retain);
+    put_u16(h, 40, time2wait);
+    put_u16(h, 42, time2retain);
 }
 
 /// Reject (RFC 7143 11.17): the data segment is the rejected PDU's BHS.
 pub fn encode_reject(h: &mut [u8; BHS_LEN], reason: u8, seq: SeqNums) {
     start(h, opcode::REJECT, 0x80, BHS_LEN);
     h[2] = reason;
-    put32(h, 16, RESERVED_TAG);
+    put_u32(h, 16, RESERVED_TAG);
     put_seq(h, seq);
 }
 
 /// Async Message (RFC 7143 11.9), e.g. event 1 "target requests logout".
 pub fn encode_async(h: &mut [u8; BHS_LEN], event: u8, seq: SeqNums, param3: u16) {
     start(h, opcode::ASYNC_MESSAGE, 0x80, 0);
-    put32(h, 16, RESERVED_TAG);
+    put_u32(h, 16, RESERVED_TAG);
     put_seq(h, seq);
     h[36] = event;
-    put16(h, 42, param3);
+    put_u16(h, 42, param3);
 }
 
 /// Builders used by tests (and later by fuzz targets) to make initiator PDUs.
@@ -583,11 +562,11 @@ pub mod build {
             h[0] |= 0x40;
         }
         h[1] = (c.final_flag as u8) << 7 | (c.read as u8) << 6 | (c.write as u8) << 5 | c.attr & 7;
-        put64(&mut h, 8, c.lun);
-        put32(&mut h, 16, c.itt);
-        put32(&mut h, 20, c.edtl);
-        put32(&mut h, 24, c.cmd_sn);
-        put32(&mut h, 28, c.exp_stat_sn);
+        put_u64(&mut h, 8, c.lun);
+        put_u32(&mut h, 16, c.itt);
+        put_u32(&mut h, 20, c.edtl);
+        put_u32(&mut h, 24, c.cmd_sn);
+        put_u32(&mut h, 28, c.exp_stat_sn);
         h[32..48].copy_from_slice(&c.cdb[..16]);
         h
     }
@@ -600,12 +579,12 @@ pub mod build {
             (d.final_flag as u8) << 7,
             data_len,
         );
-        put64(&mut h, 8, d.lun);
-        put32(&mut h, 16, d.itt);
-        put32(&mut h, 20, d.ttt);
-        put32(&mut h, 28, d.exp_stat_sn);
-        put32(&mut h, 36, d.data_sn);
-        put32(&mut h, 40, d.buffer_offset);
+        put_u64(&mut h, 8, d.lun);
+        put_u32(&mut h, 16, d.itt);
+        put_u32(&mut h, 20, d.ttt);
+        put_u32(&mut h, 28, d.exp_stat_sn);
+        put_u32(&mut h, 36, d.data_sn);
+        put_u32(&mut h, 40, d.buffer_offset);
         h
     }
 
@@ -623,11 +602,11 @@ pub mod build {
         h[2] = l.version_max;
         h[3] = l.version_min;
         h[8..14].copy_from_slice(&l.isid);
-        put16(&mut h, 14, l.tsih);
-        put32(&mut h, 16, l.itt);
-        put16(&mut h, 20, l.cid);
-        put32(&mut h, 24, l.cmd_sn);
-        put32(&mut h, 28, l.exp_stat_sn);
+        put_u16(&mut h, 14, l.tsih);
+        put_u32(&mut h, 16, l.itt);
+        put_u16(&mut h, 20, l.cid);
+        put_u32(&mut h, 24, l.cmd_sn);
+        put_u32(&mut h, 28, l.exp_stat_sn);
         h
     }
 }
@@ -791,14 +770,14 @@ mod tests {
         );
         assert_eq!(h[0], opcode::DATA_IN);
         assert_eq!(h[1], 0x80 | 0x01 | 0x02);
-        assert_eq!(be32(&h, 24), 7);
-        assert_eq!(be32(&h, 44), 100);
-        assert_eq!(be32(&h, 36), 2);
-        assert_eq!(be32(&h, 40), 4096);
+        assert_eq!(u32_at(&h, 24), 7);
+        assert_eq!(u32_at(&h, 44), 100);
+        assert_eq!(u32_at(&h, 36), 2);
+        assert_eq!(u32_at(&h, 40), 4096);
         assert_eq!(common(&h).data_len, 512);
         encode_data_in(&mut h, false, None, 0, 5, seq, 3, 0, 512);
         assert_eq!(h[1], 0);
-        assert_eq!(be32(&h, 24), 0);
+        assert_eq!(u32_at(&h, 24), 0);
     }
 
     #[test]
@@ -856,11 +835,11 @@ mod round_trip_tests {
         #[test]
         fn nop_out(imm: bool, lun: u64, itt: u32, ttt: u32, sn: u32, exp: u32, dl in 0usize..1 << 24) {
             let mut h = header(opcode::NOP_OUT, imm, 0x80, dl);
-            put64(&mut h, 8, lun);
-            put32(&mut h, 16, itt);
-            put32(&mut h, 20, ttt);
-            put32(&mut h, 24, sn);
-            put32(&mut h, 28, exp);
+            put_u64(&mut h, 8, lun);
+            put_u32(&mut h, 16, itt);
+            put_u32(&mut h, 20, ttt);
+            put_u32(&mut h, 24, sn);
+            put_u32(&mut h, 28, exp);
             let want = NopOut { immediate: imm, lun, itt, ttt, cmd_sn: sn, exp_stat_sn: exp };
             prop_assert_eq!(parse_request(&h, &[]), Ok(Request::NopOut(want)));
             prop_assert_eq!(common(&h).data_len, dl);
@@ -870,13 +849,13 @@ mod round_trip_tests {
         fn task_mgmt(imm: bool, function in 1u8..=14, lun: u64, itt: u32, rtt: u32,
                      sns: (u32, u32, u32, u32)) {
             let mut h = header(opcode::TASK_MGMT_REQUEST, imm, 0x80 | function, 0);
-            put64(&mut h, 8, lun);
-            put32(&mut h, 16, itt);
-            put32(&mut h, 20, rtt);
-            put32(&mut h, 24, sns.0);
-            put32(&mut h, 28, sns.1);
-            put32(&mut h, 32, sns.2);
-            put32(&mut h, 36, sns.3);
+            put_u64(&mut h, 8, lun);
+            put_u32(&mut h, 16, itt);
+            put_u32(&mut h, 20, rtt);
+            put_u32(&mut h, 24, sns.0);
+            put_u32(&mut h, 28, sns.1);
+            put_u32(&mut h, 32, sns.2);
+            put_u32(&mut h, 36, sns.3);
             let want = TaskMgmt {
                 immediate: imm, function, lun, itt, rtt, cmd_sn: sns.0, exp_stat_sn: sns.1,
                 ref_cmd_sn: sns.2, exp_data_sn: sns.3,
@@ -889,11 +868,11 @@ mod round_trip_tests {
                         exp: u32, dl in 0usize..1 << 24) {
             let flags = (f as u8) << 7 | (c as u8) << 6;
             let mut h = header(opcode::TEXT_REQUEST, imm, flags, dl);
-            put64(&mut h, 8, lun);
-            put32(&mut h, 16, itt);
-            put32(&mut h, 20, ttt);
-            put32(&mut h, 24, sn);
-            put32(&mut h, 28, exp);
+            put_u64(&mut h, 8, lun);
+            put_u32(&mut h, 16, itt);
+            put_u32(&mut h, 20, ttt);
+            put_u32(&mut h, 24, sn);
+            put_u32(&mut h, 28, exp);
             let want = TextRequest {
                 immediate: imm, final_flag: f, cont: c, lun, itt, ttt, cmd_sn: sn, exp_stat_sn: exp,
             };
@@ -903,10 +882,10 @@ mod round_trip_tests {
         #[test]
         fn logout(imm: bool, reason in 0u8..3, itt: u32, cid: u16, sn: u32, exp: u32) {
             let mut h = header(opcode::LOGOUT_REQUEST, imm, 0x80 | reason, 0);
-            put32(&mut h, 16, itt);
-            put16(&mut h, 20, cid);
-            put32(&mut h, 24, sn);
-            put32(&mut h, 28, exp);
+            put_u32(&mut h, 16, itt);
+            put_u16(&mut h, 20, cid);
+            put_u32(&mut h, 24, sn);
+            put_u32(&mut h, 28, exp);
             let want = LogoutRequest { immediate: imm, reason, itt, cid, cmd_sn: sn, exp_stat_sn: exp };
             prop_assert_eq!(parse_request(&h, &[]), Ok(Request::Logout(want)));
         }
@@ -914,7 +893,7 @@ mod round_trip_tests {
         #[test]
         fn snack(snack_type in 0u8..4, itt: u32) {
             let mut h = header(opcode::SNACK_REQUEST, false, 0x80 | snack_type, 0);
-            put32(&mut h, 16, itt);
+            put_u32(&mut h, 16, itt);
             prop_assert_eq!(parse_request(&h, &[]), Ok(Request::Snack(Snack { snack_type, itt })));
         }
 
@@ -965,9 +944,9 @@ mod round_trip_tests {
                 opcode: opcode::SCSI_RESPONSE, immediate: false, ahs_len: 0, data_len: dl,
             });
             prop_assert_eq!((h[1], h[2], h[3]), (0x80 | flag, 0, status));
-            prop_assert_eq!((be32(&h, 16), be32(&h, 24), be32(&h, 28), be32(&h, 32)),
+            prop_assert_eq!((u32_at(&h, 16), u32_at(&h, 24), u32_at(&h, 28), u32_at(&h, 32)),
                             (itt, seq.stat_sn, seq.exp_cmd_sn, seq.max_cmd_sn));
-            prop_assert_eq!((be32(&h, 36), be32(&h, 44)), (eds, count));
+            prop_assert_eq!((u32_at(&h, 36), u32_at(&h, 44)), (eds, count));
         }
 
         #[test]
@@ -981,15 +960,15 @@ mod round_trip_tests {
             // The S bit implies the F bit (RFC 7143 11.7.1).
             prop_assert_eq!(h[1] & 0x80 != 0, f || status.is_some());
             prop_assert_eq!(h[1] & 0x01 != 0, status.is_some());
-            prop_assert_eq!((be64(&h, 8), be32(&h, 16), be32(&h, 20)), (lun, itt, RESERVED_TAG));
-            prop_assert_eq!((be32(&h, 36), be32(&h, 40)), (dsn, off));
+            prop_assert_eq!((u64_at(&h, 8), u32_at(&h, 16), u32_at(&h, 20)), (lun, itt, RESERVED_TAG));
+            prop_assert_eq!((u32_at(&h, 36), u32_at(&h, 40)), (dsn, off));
             match status {
                 Some((st, res)) => {
                     let (flag, count) = residual_on_wire(res);
-                    prop_assert_eq!((h[1] & 0x06, h[3], be32(&h, 44)), (flag, st, count));
-                    prop_assert_eq!(be32(&h, 24), seq.stat_sn);
+                    prop_assert_eq!((h[1] & 0x06, h[3], u32_at(&h, 44)), (flag, st, count));
+                    prop_assert_eq!(u32_at(&h, 24), seq.stat_sn);
                 }
-                None => prop_assert_eq!((h[1] & 0x06, be32(&h, 24), be32(&h, 44)), (0, 0, 0)),
+                None => prop_assert_eq!((h[1] & 0x06, u32_at(&h, 24), u32_at(&h, 44)), (0, 0, 0)),
             }
         }
 
@@ -1000,8 +979,8 @@ mod round_trip_tests {
             prop_assert_eq!(common(&h), BhsCommon {
                 opcode: opcode::R2T, immediate: false, ahs_len: 0, data_len: 0,
             });
-            prop_assert_eq!((be64(&h, 8), be32(&h, 16), be32(&h, 20)), (lun, itt, ttt));
-            prop_assert_eq!((be32(&h, 36), be32(&h, 40), be32(&h, 44)), (sn, off, len));
+            prop_assert_eq!((u64_at(&h, 8), u32_at(&h, 16), u32_at(&h, 20)), (lun, itt, ttt));
+            prop_assert_eq!((u32_at(&h, 36), u32_at(&h, 40), u32_at(&h, 44)), (sn, off, len));
         }
 
         #[test]
@@ -1011,19 +990,19 @@ mod round_trip_tests {
             let mut h = [0u8; BHS_LEN];
             encode_nop_in(&mut h, lun, itt, ttt, seq, dl);
             prop_assert_eq!((common(&h).opcode, common(&h).data_len), (opcode::NOP_IN, dl));
-            prop_assert_eq!((be64(&h, 8), be32(&h, 16), be32(&h, 20)), (lun, itt, ttt));
+            prop_assert_eq!((u64_at(&h, 8), u32_at(&h, 16), u32_at(&h, 20)), (lun, itt, ttt));
             encode_text_response(&mut h, f, c, lun, itt, ttt, seq, dl);
             prop_assert_eq!(h[1], (f as u8) << 7 | (c as u8) << 6);
             prop_assert_eq!((common(&h).opcode, common(&h).data_len), (opcode::TEXT_RESPONSE, dl));
             encode_logout_response(&mut h, itt, code, seq, t2w, t2r);
-            prop_assert_eq!((h[0], h[2], be32(&h, 16)), (opcode::LOGOUT_RESPONSE, code, itt));
-            prop_assert_eq!((be16(&h, 40), be16(&h, 42)), (t2w, t2r));
+            prop_assert_eq!((h[0], h[2], u32_at(&h, 16)), (opcode::LOGOUT_RESPONSE, code, itt));
+            prop_assert_eq!((u16_at(&h, 40), u16_at(&h, 42)), (t2w, t2r));
             encode_reject(&mut h, code, seq);
             prop_assert_eq!((h[0], h[2], common(&h).data_len), (opcode::REJECT, code, BHS_LEN));
             encode_async(&mut h, code, seq, t2w);
-            prop_assert_eq!((h[0], h[36], be16(&h, 42)), (opcode::ASYNC_MESSAGE, code, t2w));
+            prop_assert_eq!((h[0], h[36], u16_at(&h, 42)), (opcode::ASYNC_MESSAGE, code, t2w));
             prop_assert_eq!(
-                (be32(&h, 24), be32(&h, 28), be32(&h, 32)),
+                (u32_at(&h, 24), u32_at(&h, 28), u32_at(&h, 32)),
                 (seq.stat_sn, seq.exp_cmd_sn, seq.max_cmd_sn)
             );
         }
@@ -1040,7 +1019,7 @@ mod round_trip_tests {
             prop_assert_eq!((common(&h).opcode, common(&h).data_len), (opcode::LOGIN_RESPONSE, dl));
             prop_assert_eq!(h[1], (t as u8) << 7 | (c as u8) << 6 | csg << 2 | nsg);
             prop_assert_eq!(&h[8..14], &isid[..]);
-            prop_assert_eq!((be16(&h, 14), be32(&h, 16), h[36], h[37]), (tsih, itt, class, detail));
+            prop_assert_eq!((u16_at(&h, 14), u32_at(&h, 16), h[36], h[37]), (tsih, itt, class, detail));
         }
     }
 }

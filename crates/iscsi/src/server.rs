@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use esos_common::sync::{LockExt, RwLockExt};
 use esos_scsi::LunMap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -231,15 +232,11 @@ impl ServerHandle {
     /// Returns how many sessions were closed.
     pub fn set_live(&self, live: LiveConfig) -> u32 {
         let live = Arc::new(live);
-        *self.shared.live.write().unwrap_or_else(|e| e.into_inner()) = live.clone();
+        *self.shared.live.write_locked() = live.clone();
         self.shared
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Release);
-        let sessions = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let sessions = self.shared.sessions.locked();
         let mut closed = 0;
         for e in sessions.values() {
             let Some(target) = &e.snapshot.target else {
@@ -287,8 +284,7 @@ impl ServerHandle {
         let current: Vec<(SocketAddr, PortalConfig)> = self
             .shared
             .portals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .iter()
             .map(|(c, p, _)| (*c, p.clone()))
             .collect();
@@ -313,23 +309,15 @@ impl ServerHandle {
             .collect();
         let mut closed = 0;
         if !removed.is_empty() {
-            self.shared
-                .portals
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|(_, p, stop)| {
-                    let keep = !removed.contains(&p.addr);
-                    if !keep {
-                        tracing::info!(portal = %p.addr, "portal removed: no longer listening");
-                        stop.cancel();
-                    }
-                    keep
-                });
-            let sessions = self
-                .shared
-                .sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            self.shared.portals.locked().retain(|(_, p, stop)| {
+                let keep = !removed.contains(&p.addr);
+                if !keep {
+                    tracing::info!(portal = %p.addr, "portal removed: no longer listening");
+                    stop.cancel();
+                }
+                keep
+            });
+            let sessions = self.shared.sessions.locked();
             for e in sessions.values() {
                 if removed.contains(&e.portal.addr) {
                     e.cancel.cancel();
@@ -350,11 +338,7 @@ impl ServerHandle {
 
     /// The sessions in full feature phase.
     pub fn sessions(&self) -> Vec<SessionSnapshot> {
-        let sessions = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let sessions = self.shared.sessions.locked();
         let mut out: Vec<_> = sessions
             .values()
             .map(|e| {
@@ -370,11 +354,7 @@ impl ServerHandle {
     /// Closes session `id` (its connections drop; in-flight commands finish first).
     /// False when there is no such session.
     pub fn close_session(&self, id: u64) -> bool {
-        let sessions = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let sessions = self.shared.sessions.locked();
         match sessions.get(&id) {
             Some(e) => {
                 e.cancel.cancel();
@@ -420,8 +400,7 @@ impl Shared {
     /// The portals accepting connections now.
     pub(crate) fn portals(&self) -> Vec<PortalConfig> {
         self.portals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .iter()
             .map(|(_, p, _)| p.clone())
             .collect()
@@ -436,8 +415,7 @@ impl Shared {
     ) {
         let stop = self.shutdown.child_token();
         self.portals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .push((configured, portal.clone(), stop.clone()));
         self.tasks
             .spawn(accept_loop(self.clone(), listener, portal, stop));
@@ -445,7 +423,7 @@ impl Shared {
 
     /// The current targets and discovery CHAP.
     pub(crate) fn live(&self) -> Arc<LiveConfig> {
-        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.live.read_locked().clone()
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use esos_common::sync::LockExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -89,7 +90,7 @@ impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map inconsistent (single inserts
         // and removes), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.locked()
     }
 
     pub(crate) fn next_nexus_id(&self) -> u64 {

@@ -326,10 +326,7 @@ mod tests {
             for (i, want) in pdus.iter().enumerate() {
                 let hdr = rd.read_header().await.unwrap();
                 assert_eq!(hdr.common.data_len, want.len());
-                assert_eq!(
-                    u32::from_be_bytes(hdr.bhs[16..20].try_into().unwrap()),
-                    i as u32
-                );
+                assert_eq!(esos_common::be::u32_at(&hdr.bhs, 16), i as u32);
                 let mut got = vec![0u8; want.len()];
                 rd.read_data(&mut got).await.unwrap();
                 assert_eq!(&got, want);

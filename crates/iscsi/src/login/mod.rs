@@ -9,6 +9,8 @@ mod tests;
 
 use std::collections::HashSet;
 
+use esos_common::limits::MAX_ISCSI_NAME_LEN;
+
 use crate::params::{SessionParams, TargetParams};
 use crate::text::{self, TextAccumulator, TextPair};
 use chap::ChapChallenge;
@@ -20,9 +22,6 @@ pub const MAX_LOGIN_PDUS: u32 = 32;
 
 /// Distinct keys accepted during one login; far above the ~30 real initiators send.
 pub const MAX_LOGIN_KEYS: usize = 256;
-
-/// Longest iSCSI name (RFC 7143 4.2.7.1: 223 bytes).
-pub const MAX_ISCSI_NAME_BYTES: usize = 223;
 
 /// Longest CHAP_N we compare against a configured user name.
 pub const MAX_CHAP_NAME_BYTES: usize = 255;
@@ -752,7 +751,7 @@ fn is_security_key(key: &str) -> bool {
 /// to compare.
 fn valid_iscsi_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= MAX_ISCSI_NAME_BYTES
+        && name.len() <= MAX_ISCSI_NAME_LEN
         && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 

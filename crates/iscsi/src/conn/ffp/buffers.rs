@@ -1,6 +1,7 @@
 //! Buffers: the per-connection pool that makes a warmed-up command allocate nothing, and
 //! the budgets (per connection, per server) that bound the data buffered for commands.
 
+use esos_common::sync::LockExt;
 use esos_scsi::IoBuf;
 
 use super::state::ConnState;
@@ -40,12 +41,7 @@ impl ConnState {
     }
 
     pub(super) fn take_buf(&self, len: usize) -> IoBuf {
-        let mut b = self
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
+        let mut b = self.pool.locked().pop().unwrap_or_default();
         if b.len() > len {
             b.truncate(len);
         } else {
@@ -56,18 +52,14 @@ impl ConnState {
 
     /// A pooled buffer as it is, for a command without data-out (see `LunMap::submit`).
     pub(super) fn take_scratch(&self) -> IoBuf {
-        self.pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default()
+        self.pool.locked().pop().unwrap_or_default()
     }
 
     pub(super) fn put_buf(&self, b: IoBuf) {
         if b.capacity() == 0 || b.capacity() > MAX_POOLED_CAPACITY {
             return;
         }
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = self.pool.locked();
         if pool.len() < MAX_POOLED_BUFFERS {
             pool.push(b);
         }

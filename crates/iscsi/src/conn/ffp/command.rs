@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
+use esos_common::limits::MAX_TRANSFER_BYTES;
 use esos_scsi::{Command, IoBuf, LunMap, Residual, Response, Status, TaskAttr};
 
 use crate::pdu::{self, BHS_LEN, reject_reason};
@@ -15,7 +16,7 @@ use super::super::ConnError;
 use super::reader::Reader;
 use super::write::PendingWrite;
 use super::writer::Writer;
-use super::{Done, MAX_TRANSFER_BYTES, Msg, SENSE_INVALID_FIELD_IN_CDB, TaskMeta, sense_response};
+use super::{Done, Msg, SENSE_INVALID_FIELD_IN_CDB, TaskMeta, sense_response};
 
 /// Runs one command and pairs its outcome with what the writer needs. A named function, so
 /// its (unnameable) future type can flow into the reader through a function pointer. The
@@ -45,6 +46,8 @@ impl<F> Reader<'_, F>
 where
     F: Future<Output = Done> + Send + Unpin + 'static,
 {
+    /// Checks CmdSN: a non-immediate command must carry ExpCmdSN. `false`: drop the PDU
+    /// silently (RFC 7143 3.2.2.1).
     pub(super) fn accept_cmd_sn(&self, cmd_sn: u32, immediate: bool) -> bool {
         if immediate {
             return true;
@@ -57,6 +60,8 @@ where
         true
     }
 
+    /// Advances ExpCmdSN past an accepted command; `counted` ones hold a window slot until
+    /// answered.
     pub(super) fn advance_cmd_sn(&self, counted: bool) {
         if counted {
             self.state.in_flight.fetch_add(1, Ordering::AcqRel);

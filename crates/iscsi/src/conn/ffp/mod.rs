@@ -13,6 +13,7 @@ mod nop;
 mod read;
 mod reader;
 mod state;
+mod tag;
 mod text;
 mod tmf;
 mod write;
@@ -23,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use esos_common::sync::LockExt;
 use esos_scsi::sense::{Asc, Sense, SenseKey};
 use esos_scsi::{DataInRef, IoBuf, LunMap, Nexus, Residual, Response, Status};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
@@ -39,13 +41,11 @@ pub(crate) use buffers::{BUDGET_UNIT_BYTES, MAX_BUFFERED_BYTES_TOTAL};
 use command::exec;
 use reader::Reader;
 use state::ConnState;
+use tag::TagAllocator;
 use writer::Writer;
 
 /// Messages queued from reader to writer before the reader waits.
 const CHANNEL_DEPTH: usize = 256;
-/// Largest transfer one command may ask for; larger EDTLs are refused before any buffer
-/// is allocated.
-pub(crate) const MAX_TRANSFER_BYTES: u32 = 32 * 1024 * 1024;
 /// READs of at least this many bytes from a memory-resident file (tmpfs) send their data
 /// from the page cache with `sendfile` when no data digest is negotiated: the copy into a
 /// buffer and the copy from it into the socket both go. Smaller reads are cheaper copied:
@@ -257,7 +257,7 @@ pub(crate) async fn run(
             SPLICE_MIN_BYTES
         },
         pending: HashMap::new(),
-        next_ttt: 1,
+        tags: TagAllocator::new(),
         text_in: Vec::new(),
         text_out: None,
         asker_initiator: outcome.initiator_name.clone(),
@@ -303,21 +303,13 @@ struct Registered<'a> {
 impl<'a> Registered<'a> {
     fn new(shared: &'a Shared, entry: SessionEntry) -> Registered<'a> {
         let id = entry.snapshot.id;
-        shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, entry);
+        shared.sessions.locked().insert(id, entry);
         Registered { shared, id }
     }
 }
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        self.shared.sessions.locked().remove(&self.id);
     }
 }

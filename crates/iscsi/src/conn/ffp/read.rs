@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use esos_common::be::put_u16;
 use esos_scsi::{Response, Status};
 
 use crate::pdu::{self, BHS_LEN};
@@ -113,7 +114,7 @@ impl Writer {
         let sense = resp.sense.as_slice();
         let mut seg = [0u8; 2 + esos_scsi::MAX_SENSE_LEN];
         let seg_len = if sense.is_empty() { 0 } else { 2 + sense.len() };
-        seg[..2].copy_from_slice(&(sense.len() as u16).to_be_bytes());
+        put_u16(&mut seg, 0, sense.len() as u16);
         seg[2..2 + sense.len()].copy_from_slice(sense);
         let sn = self.next_stat_sn();
         pdu::encode_scsi_response(

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use esos_common::sync::LockExt;
 use esos_scsi::{Command, IoBuf, LunMap, Nexus};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
@@ -15,6 +16,7 @@ use crate::server::{PortalConfig, Shared};
 
 use super::super::{ConnError, PduReader};
 use super::state::ConnState;
+use super::tag::TagAllocator;
 use super::write::PendingWrite;
 use super::writer::Writer;
 use super::{Done, Msg, TaskMeta};
@@ -39,7 +41,8 @@ pub(super) struct Reader<'a, F> {
     /// writer must see the bytes).
     pub(super) ref_min: u32,
     pub(super) pending: HashMap<u32, PendingWrite>,
-    pub(super) next_ttt: u32,
+    /// Target transfer tags for R2Ts and text continuations.
+    pub(super) tags: TagAllocator,
     pub(super) text_in: Vec<u8>,
     /// A text response still being sent in pieces: (ttt, data, offset).
     pub(super) text_out: Option<(u32, Vec<u8>, usize)>,
@@ -64,7 +67,6 @@ where
         self.send(Msg::Reject { reason, bhs: *bhs }).await
     }
 
-    /// Checks and advances CmdSN. `false`: drop the PDU silently (RFC 7143 3.2.2.1).
     /// The configuration changed: move to this session's new LUN map. Sessions that are no
     /// longer admitted are cancelled by `ServerHandle::set_live`; here such a session keeps
     /// its old map until the cancellation ends it.
@@ -79,7 +81,7 @@ where
         };
         new.remapped_from(&self.luns, &self.nexus);
         self.luns = new.clone();
-        *self.state.luns.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        *self.state.luns.locked() = new.clone();
     }
     pub(super) async fn run(&mut self) -> Result<(), ConnError> {
         loop {

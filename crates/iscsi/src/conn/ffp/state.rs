@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use esos_common::sync::LockExt;
 use esos_scsi::{IoBuf, LunMap};
 
 use crate::pdu::SeqNums;
@@ -28,7 +29,7 @@ pub(super) struct ConnState {
 
 impl ConnState {
     pub(super) fn current_luns(&self) -> LunMap {
-        self.luns.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.luns.locked().clone()
     }
 
     /// MaxCmdSN: the window shrinks by the commands in flight (RFC 7143 4.2.2.1).

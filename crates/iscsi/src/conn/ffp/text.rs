@@ -98,8 +98,7 @@ where
                 })
                 .await;
         }
-        let ttt = self.next_ttt;
-        self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
+        let ttt = self.tags.next();
         let first = out[..max_seg].to_vec();
         self.text_out = Some((ttt, out, max_seg));
         self.send(Msg::Text {

@@ -26,8 +26,19 @@ pub(super) struct PendingWrite {
     /// Next offset to request with an R2T.
     pub(super) next_r2t_offset: u32,
     pub(super) r2t_sn: u32,
-    /// Outstanding R2Ts: (ttt, offset, length, bytes received so far).
-    pub(super) r2ts: Vec<(u32, u32, u32, u32)>,
+    /// R2Ts sent whose data has not all arrived.
+    pub(super) r2ts: Vec<OutstandingR2t>,
+}
+
+/// One R2T the initiator still owes data for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OutstandingR2t {
+    pub(super) ttt: u32,
+    /// First byte asked for, in the command's buffer.
+    pub(super) offset: u32,
+    pub(super) len: u32,
+    /// Bytes of it received so far.
+    pub(super) received: u32,
 }
 
 impl<F> Reader<'_, F>
@@ -46,12 +57,13 @@ where
             while p.r2ts.len() < max_out && p.next_r2t_offset < p.edtl {
                 let offset = p.next_r2t_offset;
                 let len = max_burst.min(p.edtl - offset);
-                let ttt = self.next_ttt;
-                self.next_ttt = self.next_ttt.wrapping_add(1);
-                if self.next_ttt == pdu::RESERVED_TAG {
-                    self.next_ttt = 1;
-                }
-                p.r2ts.push((ttt, offset, len, 0));
+                let ttt = self.tags.next_free(|t| p.r2ts.iter().any(|r| r.ttt == t));
+                p.r2ts.push(OutstandingR2t {
+                    ttt,
+                    offset,
+                    len,
+                    received: 0,
+                });
                 msgs.push(Msg::R2t {
                     lun: p.cmd.lun,
                     itt,
@@ -89,8 +101,8 @@ where
                 p.unsolicited_end,
             )
         } else {
-            match p.r2ts.iter().find(|r| r.0 == d.ttt) {
-                Some(&(_, r_off, r_len, r_got)) => (offset == r_off + r_got, r_off + r_len),
+            match p.r2ts.iter().find(|r| r.ttt == d.ttt) {
+                Some(r) => (offset == r.offset + r.received, r.offset + r.len),
                 None => (false, 0),
             }
         };
@@ -133,9 +145,9 @@ where
                 p.next_data_sn = 0;
                 p.next_r2t_offset = p.next_r2t_offset.max(p.received);
             }
-        } else if let Some(i) = p.r2ts.iter().position(|r| r.0 == d.ttt) {
-            p.r2ts[i].3 += len as u32;
-            if p.r2ts[i].3 >= p.r2ts[i].2 {
+        } else if let Some(i) = p.r2ts.iter().position(|r| r.ttt == d.ttt) {
+            p.r2ts[i].received += len as u32;
+            if p.r2ts[i].received >= p.r2ts[i].len {
                 p.r2ts.remove(i);
                 p.next_data_sn = 0;
             }

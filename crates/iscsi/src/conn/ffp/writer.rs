@@ -1,5 +1,5 @@
 //! The writer: runs admitted commands, sends every response in order, and keeps the
-//! connection alive with NOP-In pings.
+//! connection alive with NOP-In pings (see [`super::nop`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +19,7 @@ use crate::pdu::{self, BHS_LEN};
 use crate::server::Shared;
 
 use super::super::PduWriter;
+use super::nop::{KeepAlive, KeepAliveStep};
 use super::state::ConnState;
 use super::tmf::PendingTmf;
 use super::{Done, Msg};
@@ -33,10 +34,10 @@ pub(super) struct Writer {
     pub(super) params: SessionParams,
     pub(super) stat_sn: u32,
     pub(super) target_name: Option<String>,
-    /// ITT → (LUN, aborted).
     /// The session's I_T nexus: units are told which of their tasks an abort covers, and
     /// that it ended before the Logout Response goes out.
     pub(super) nexus: Arc<Nexus>,
+    /// ITT → (LUN, aborted).
     pub(super) inflight: HashMap<u32, (u64, bool)>,
     pub(super) pending_tmfs: Vec<PendingTmf>,
     pub(super) logout: Option<(u32, u8)>,
@@ -71,9 +72,7 @@ impl Writer {
         });
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
-        let mut last_rx = 0u64;
-        let mut ping_since: Option<Instant> = None;
-        let mut ping_ttt: u32 = 0;
+        let mut keep_alive = KeepAlive::new(nop_timeout);
         let mut open = true;
         /// What woke the writer.
         enum Event<F> {
@@ -120,30 +119,17 @@ impl Writer {
                 Event::Done(done) => w.failed |= w.complete(done).await.is_err(),
                 Event::Msg(m) => w.failed |= w.handle(m, &mut running).await.is_err(),
                 Event::Tick => {
-                    let rx_now = w.state.rx_count.load(Ordering::Relaxed);
-                    if rx_now != last_rx {
-                        last_rx = rx_now;
-                        ping_since = None;
-                    } else if let Some(t) = ping_since {
-                        if t.elapsed() >= nop_timeout {
+                    let rx_count = w.state.rx_count.load(Ordering::Relaxed);
+                    match keep_alive.tick(rx_count, Instant::now(), !w.failed) {
+                        KeepAliveStep::Quiet => {}
+                        KeepAliveStep::Ping { ttt } => {
+                            w.failed |= w.send_ping(ttt).await.is_err();
+                        }
+                        KeepAliveStep::Expired => {
                             tracing::warn!("initiator did not answer NOP-In: closing connection");
                             w.cancel.cancel();
                             w.failed = true;
                         }
-                    } else if !w.failed {
-                        ping_ttt = ping_ttt.wrapping_add(1) & 0x7fff_ffff;
-                        ping_since = Some(Instant::now());
-                        let mut h = [0u8; BHS_LEN];
-                        // A target ping does not advance StatSN (RFC 7143 11.19).
-                        pdu::encode_nop_in(
-                            &mut h,
-                            0,
-                            pdu::RESERVED_TAG,
-                            ping_ttt,
-                            w.state.seq(w.stat_sn),
-                            0,
-                        );
-                        w.failed |= w.wr.send(&h, &[]).await.is_err();
                     }
                 }
             }
