@@ -270,6 +270,20 @@ mod tests {
     use super::*;
     use crate::conn::{ConnError, PduReader};
 
+    /// A final Data-In header without status.
+    fn data_in(itt: u32, seq: pdu::SeqNums, data_len: usize) -> pdu::DataIn {
+        pdu::DataIn {
+            final_flag: true,
+            status: None,
+            lun: 0,
+            itt,
+            seq,
+            data_sn: 0,
+            offset: 0,
+            data_len,
+        }
+    }
+
     /// Everything one PduWriter puts on a loopback socket for `pdus` (header + data each,
     /// then one flush), with the given digests and write mode.
     async fn wire_bytes(
@@ -299,7 +313,8 @@ mod tests {
                 exp_cmd_sn: 1,
                 max_cmd_sn: 64,
             };
-            pdu::encode_data_in(&mut h, true, None, 0, i as u32, seq, 0, 0, data.len());
+            let head = data_in(i as u32, seq, data.len());
+            pdu::encode_data_in(&mut h, &head);
             w.send(&h, data).await.unwrap();
         }
         w.flush().await.unwrap();
@@ -355,7 +370,7 @@ mod tests {
         };
         let header = |itt: u32, len: usize| {
             let mut h = [0u8; BHS_LEN];
-            pdu::encode_data_in(&mut h, true, None, 0, itt, seq, 0, 0, len);
+            pdu::encode_data_in(&mut h, &data_in(itt, seq, len));
             h
         };
         let fill = async {

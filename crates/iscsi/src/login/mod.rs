@@ -50,7 +50,7 @@ pub struct LoginRequestFields {
 }
 
 /// The header fields of the Login Response to send (the runtime adds ITT, StatSN, etc.).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginResponseFields {
     pub transit: bool,
     pub cont: bool,

@@ -101,14 +101,14 @@ impl Writer {
     /// Sends a NOP-In ping; a target ping does not advance StatSN (RFC 7143 11.19).
     pub(super) async fn send_ping(&mut self, ttt: u32) -> std::io::Result<()> {
         let mut h = [0u8; BHS_LEN];
-        pdu::encode_nop_in(
-            &mut h,
-            0,
-            pdu::RESERVED_TAG,
+        let head = pdu::NopIn {
+            lun: 0,
+            itt: pdu::RESERVED_TAG,
             ttt,
-            self.state.seq(self.stat_sn),
-            0,
-        );
+            seq: self.state.seq(self.stat_sn),
+            data_len: 0,
+        };
+        pdu::encode_nop_in(&mut h, &head);
         self.wr.send(&h, &[]).await
     }
 }

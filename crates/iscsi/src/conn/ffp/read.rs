@@ -72,28 +72,26 @@ impl Writer {
             let end = (offset + max_seg).min(data_len).min(burst_end);
             let last = end == data_len;
             let final_flag = last || end == burst_end;
-            let st = if last && collapse {
-                Some((status, resp.residual))
-            } else {
-                None
-            };
+            let st = (last && collapse).then_some(pdu::CollapsedStatus {
+                status,
+                residual: resp.residual,
+            });
             let sn = if st.is_some() {
                 self.next_stat_sn()
             } else {
                 self.stat_sn
             };
-            let seq = self.state.seq(sn);
-            pdu::encode_data_in(
-                &mut h,
+            let head = pdu::DataIn {
                 final_flag,
-                st,
-                meta.lun,
-                meta.itt,
-                seq,
+                status: st,
+                lun: meta.lun,
+                itt: meta.itt,
+                seq: self.state.seq(sn),
                 data_sn,
-                offset as u32,
-                end - offset,
-            );
+                offset: offset as u32,
+                data_len: end - offset,
+            };
+            pdu::encode_data_in(&mut h, &head);
             match data {
                 DataIn::Buf(buf) => self.wr.send(&h, &buf[offset..end]).await?,
                 DataIn::File(slice) => {
@@ -117,15 +115,15 @@ impl Writer {
         put_u16(&mut seg, 0, sense.len() as u16);
         seg[2..2 + sense.len()].copy_from_slice(sense);
         let sn = self.next_stat_sn();
-        pdu::encode_scsi_response(
-            &mut h,
-            meta.itt,
+        let head = pdu::ScsiResponse {
+            itt: meta.itt,
             status,
-            resp.residual,
-            self.state.seq(sn),
-            data_sn,
-            seg_len,
-        );
+            residual: resp.residual,
+            seq: self.state.seq(sn),
+            exp_data_sn: data_sn,
+            data_len: seg_len,
+        };
+        pdu::encode_scsi_response(&mut h, &head);
         self.wr.send(&h, &seg[..seg_len]).await
     }
 }

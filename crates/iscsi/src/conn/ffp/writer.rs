@@ -237,16 +237,16 @@ impl Writer {
                 len,
             } => {
                 let mut h = [0u8; BHS_LEN];
-                pdu::encode_r2t(
-                    &mut h,
+                let head = pdu::R2t {
                     lun,
                     itt,
                     ttt,
-                    self.state.seq(self.stat_sn),
+                    seq: self.state.seq(self.stat_sn),
                     r2t_sn,
                     offset,
-                    len,
-                );
+                    length: len,
+                };
+                pdu::encode_r2t(&mut h, &head);
                 self.wr.send(&h, &[]).await
             }
             Msg::NopIn { itt, lun, data } => {
@@ -254,14 +254,14 @@ impl Writer {
                 let max = self.params.initiator_max_recv_data_segment_length as usize;
                 let data = &data[..data.len().min(max)];
                 let sn = self.next_stat_sn();
-                pdu::encode_nop_in(
-                    &mut h,
+                let head = pdu::NopIn {
                     lun,
                     itt,
-                    pdu::RESERVED_TAG,
-                    self.state.seq(sn),
-                    data.len(),
-                );
+                    ttt: pdu::RESERVED_TAG,
+                    seq: self.state.seq(sn),
+                    data_len: data.len(),
+                };
+                pdu::encode_nop_in(&mut h, &head);
                 self.wr.send(&h, data).await
             }
             Msg::Text {
@@ -273,16 +273,16 @@ impl Writer {
             } => {
                 let mut h = [0u8; BHS_LEN];
                 let sn = self.next_stat_sn();
-                pdu::encode_text_response(
-                    &mut h,
+                let head = pdu::TextResponse {
                     final_flag,
                     cont,
-                    0,
+                    lun: 0,
                     itt,
                     ttt,
-                    self.state.seq(sn),
-                    data.len(),
-                );
+                    seq: self.state.seq(sn),
+                    data_len: data.len(),
+                };
+                pdu::encode_text_response(&mut h, &head);
                 self.wr.send(&h, &data).await
             }
             Msg::Reject { reason, bhs } => {
@@ -305,11 +305,14 @@ impl Writer {
     pub(super) async fn send_logout(&mut self, itt: u32, response: u8) -> std::io::Result<()> {
         let mut h = [0u8; BHS_LEN];
         let sn = self.next_stat_sn();
-        let (t2w, t2r) = (
-            self.params.default_time2wait as u16,
-            self.params.default_time2retain as u16,
-        );
-        pdu::encode_logout_response(&mut h, itt, response, self.state.seq(sn), t2w, t2r);
+        let head = pdu::LogoutResponse {
+            itt,
+            response,
+            seq: self.state.seq(sn),
+            time2wait: self.params.default_time2wait as u16,
+            time2retain: self.params.default_time2retain as u16,
+        };
+        pdu::encode_logout_response(&mut h, &head);
         self.wr.send(&h, &[]).await?;
         self.wr.flush().await
     }
