@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::config::PortalConfig;
 use crate::login::{
     Login, LoginOutcome, LoginRequestFields, LoginResponseFields, LoginStep, SessionKind,
 };
 use crate::pdu::{self, BHS_LEN, LoginResponse, Request, SeqNums};
-use crate::server::{PortalConfig, Shared};
-use crate::session::{RegisterError, Registry, SessionGuard, SessionKey};
+use crate::session::{RegisterError, SessionGuard, SessionKey};
+use crate::shared::Shared;
 
 use super::{ConnError, PduReader, PduWriter};
 
@@ -106,7 +107,7 @@ pub(crate) async fn login_phase(
             tsih: req.tsih,
             cid: req.cid,
         };
-        let policy = crate::server::Policy { shared, portal };
+        let policy = crate::shared::Policy { shared, portal };
         match login.step(&fields, &data, &policy) {
             LoginStep::Continue {
                 response,
@@ -174,7 +175,7 @@ async fn register(shared: &Arc<Shared>, outcome: &LoginOutcome) -> Result<Sessio
         SessionKind::Normal { target_name } => Some(target_name.as_str()),
     };
     let key = SessionKey::new(&outcome.initiator_name, outcome.isid, target);
-    Registry::register(shared, key).await.map_err(|e| {
+    shared.registry.register(key).await.map_err(|e| {
         tracing::warn!(error = %e, "session refused");
         match e {
             RegisterError::TooManySessions

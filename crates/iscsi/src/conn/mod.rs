@@ -17,7 +17,8 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::server::{PortalConfig, Shared};
+use crate::config::PortalConfig;
+use crate::shared::Shared;
 
 pub(crate) use pdu_reader::PduReader;
 pub(crate) use pdu_writer::PduWriter;

@@ -24,14 +24,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use esos_common::sync::LockExt;
 use esos_scsi::sense::{Asc, Sense, SenseKey};
 use esos_scsi::{DataInRef, IoBuf, LunMap, Nexus, Residual, Response, Status};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
+use crate::config::PortalConfig;
 use crate::login::SessionKind;
 use crate::pdu::{self, BHS_LEN};
-use crate::server::{PortalConfig, SessionEntry, SessionSnapshot, Shared};
+use crate::session::{SessionInfo, SessionSnapshot};
+use crate::shared::Shared;
 
 use super::login::LoggedIn;
 use super::{ConnError, PduReader, PduWriter};
@@ -160,7 +161,7 @@ pub(crate) async fn run(
             let Some(t) = live.target(target_name) else {
                 return;
             };
-            let Some(m) = crate::server::LiveConfig::lun_map(t, &outcome.initiator_name) else {
+            let Some(m) = crate::config::LiveConfig::lun_map(t, &outcome.initiator_name) else {
                 return;
             };
             (Some(t.name.clone()), m.clone())
@@ -192,26 +193,22 @@ pub(crate) async fn run(
         luns: Mutex::new(luns.clone()),
     });
     let commands = Arc::new(AtomicU64::new(0));
-    let registered = Registered::new(
-        &shared,
-        SessionEntry {
-            snapshot: SessionSnapshot {
-                id: nexus.id,
-                tsih: guard.tsih,
-                initiator: outcome.initiator_name.clone(),
-                isid,
-                target: target_name.clone(),
-                portal: local,
-                peer,
-                since: std::time::SystemTime::now(),
-                params: params.clone(),
-                commands: 0,
-            },
-            portal: portal.clone(),
-            commands: commands.clone(),
-            cancel: guard.cancel.clone(),
+    guard.list(SessionInfo {
+        snapshot: SessionSnapshot {
+            id: nexus.id,
+            tsih: guard.tsih,
+            initiator: outcome.initiator_name.clone(),
+            isid,
+            target: target_name.clone(),
+            portal: local,
+            peer,
+            since: std::time::SystemTime::now(),
+            params: params.clone(),
+            commands: 0,
         },
-    );
+        portal: portal.clone(),
+        commands: commands.clone(),
+    });
     let mut rd = rd;
     let mut wr = wr;
     rd.header_digest = params.header_digest;
@@ -288,28 +285,8 @@ pub(crate) async fn run(
         state.current_luns().nexus_gone(&nexus);
     }
     let _ = writer_task.await;
-    drop(registered);
     state.current_luns().nexus_gone(&nexus);
+    // Unlists the session and frees its TSIH: a reinstating login waits for this.
     drop(guard);
     tracing::info!(initiator = %outcome.initiator_name, "session ended");
-}
-
-/// Keeps a session listed in [`Shared::sessions`] while it runs.
-struct Registered<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl<'a> Registered<'a> {
-    fn new(shared: &'a Shared, entry: SessionEntry) -> Registered<'a> {
-        let id = entry.snapshot.id;
-        shared.sessions.locked().insert(id, entry);
-        Registered { shared, id }
-    }
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        self.shared.sessions.locked().remove(&self.id);
-    }
 }

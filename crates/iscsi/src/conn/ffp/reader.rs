@@ -10,9 +10,10 @@ use esos_common::sync::LockExt;
 use esos_scsi::{Command, IoBuf, LunMap, Nexus};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
+use crate::config::PortalConfig;
 use crate::params::SessionParams;
 use crate::pdu::{self, BHS_LEN, Request, reject_reason};
-use crate::server::{PortalConfig, Shared};
+use crate::shared::Shared;
 
 use super::super::{ConnError, PduReader};
 use super::state::ConnState;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::params::SessionParams;
 use crate::pdu::{self, BHS_LEN};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 use super::super::PduWriter;
 use super::nop::{KeepAlive, KeepAliveStep};
