@@ -1,6 +1,8 @@
 //! Login phase state machine (RFC 7143 6, 13): security negotiation (None, CHAP) and
-//! operational negotiation. No I/O: the runtime feeds it login requests and sends what it
-//! answers. (Interface; the implementation fills it in.)
+//! operational negotiation. No I/O: [`Login::step`] takes one Login Request and a
+//! [`LoginPolicy`] (what the configuration allows) and returns the next [`LoginStep`]; the
+//! runtime (`conn::login`) reads the requests and sends the responses. Fuzzed by
+//! `fuzz/fuzz_targets/login.rs`.
 
 pub mod chap;
 pub mod negotiate;

@@ -1,8 +1,8 @@
 //! iSCSI PDU codec (RFC 7143 11): pure functions over byte slices.
 //!
 //! Every PDU starts with a 48-byte Basic Header Segment (BHS). Requests are decoded into
-//! typed structs by [`parse_request`] ([`request`]); responses are encoded from named
-//! structs by the `encode_*` functions ([`response`]) into a caller-owned 48-byte array,
+//! typed structs by [`parse_request`] (`request.rs`); responses are encoded from named
+//! structs by the `encode_*` functions (`response.rs`) into a caller-owned 48-byte array,
 //! so the runtime builds headers on its stack and never allocates. [`build`] makes
 //! initiator PDUs for tests and fuzz targets.
 

@@ -6,6 +6,14 @@
 //! exception is a command alone on its connection (queue depth 1): the reader runs it and,
 //! when the writer is idle, sends its response itself, sparing the round trip a hand-off.
 //! Buffers circulate through a per-connection pool: after warm-up a command allocates nothing.
+//!
+//! Where a command goes: [`reader`] reads its PDU, [`command`] admits it (CmdSN window,
+//! refusals, buffer budget, immediate data). A WRITE that needs more data waits in
+//! [`write`](mod@write) (unsolicited Data-Out, R2Ts from [`tag`]) until it has all of it. The engine
+//! runs the command in the [`writer`] task (or in the reader at queue depth 1), and
+//! [`read`] sends its Data-In and SCSI Response. Beside them: [`tmf`] (task management),
+//! [`nop`] (NOP-Out and the keep-alive), [`text`] (SendTargets), and [`state`] and
+//! [`buffers`], what reader and writer share.
 
 mod buffers;
 mod command;

@@ -18,7 +18,7 @@ pub(super) struct ConnState {
     /// PDUs received so far; the writer's NOP-In timer watches it for liveness.
     pub(super) rx_count: AtomicU64,
     pub(super) pool: Mutex<Vec<IoBuf>>,
-    /// Buffer budget of this connection, in [`BUDGET_UNIT_BYTES`] units.
+    /// Buffer budget of this connection, in [`super::BUDGET_UNIT_BYTES`] units.
     pub(super) budget: tokio::sync::Semaphore,
     /// Buffer budget of the whole server.
     pub(super) global_budget: Arc<tokio::sync::Semaphore>,
