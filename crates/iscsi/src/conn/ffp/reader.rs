@@ -18,6 +18,7 @@ use crate::shared::Shared;
 use super::super::{ConnError, PduReader};
 use super::state::ConnState;
 use super::tag::TagAllocator;
+use super::text::TextOut;
 use super::write::PendingWrite;
 use super::writer::Writer;
 use super::{Done, Msg, TaskMeta};
@@ -45,8 +46,8 @@ pub(super) struct Reader<'a, F> {
     /// Target transfer tags for R2Ts and text continuations.
     pub(super) tags: TagAllocator,
     pub(super) text_in: Vec<u8>,
-    /// A text response still being sent in pieces: (ttt, data, offset).
-    pub(super) text_out: Option<(u32, Vec<u8>, usize)>,
+    /// A text response still being sent in pieces.
+    pub(super) text_out: Option<TextOut>,
     pub(super) asker_initiator: String,
     pub(super) target_name: Option<String>,
     pub(super) local: SocketAddr,
@@ -112,7 +113,7 @@ where
             };
             match req {
                 Request::ScsiCommand(c) => self.scsi_command(c, &hdr.bhs, len).await?,
-                Request::DataOut(d) => self.data_out(d, &hdr.bhs, len).await?,
+                Request::DataOut(d) => self.data_out(d, len).await?,
                 Request::NopOut(n) => self.nop_out(n, len).await?,
                 Request::Text(t) => self.text(t, &hdr.bhs, len).await?,
                 Request::TaskMgmt(t) => {

@@ -39,11 +39,11 @@ where
         // A continuation of our own long response.
         if t.ttt != pdu::RESERVED_TAG {
             let (data, done, ttt) = match self.text_out.as_mut() {
-                Some((ttt, out, off)) if *ttt == t.ttt => {
-                    let end = (*off + max_seg).min(out.len());
-                    let piece = out[*off..end].to_vec();
-                    *off = end;
-                    (piece, end >= out.len(), *ttt)
+                Some(out) if out.ttt == t.ttt => {
+                    let end = (out.sent + max_seg).min(out.data.len());
+                    let piece = out.data[out.sent..end].to_vec();
+                    out.sent = end;
+                    (piece, end >= out.data.len(), out.ttt)
                 }
                 _ => {
                     self.text_in.clear();
@@ -100,7 +100,11 @@ where
         }
         let ttt = self.tags.next();
         let first = out[..max_seg].to_vec();
-        self.text_out = Some((ttt, out, max_seg));
+        self.text_out = Some(TextOut {
+            ttt,
+            data: out,
+            sent: max_seg,
+        });
         self.send(Msg::Text {
             itt: t.itt,
             ttt,
@@ -110,4 +114,13 @@ where
         })
         .await
     }
+}
+
+/// A text response longer than the initiator's MaxRecvDataSegmentLength, sent a piece
+/// per Text Request that continues it with `ttt` (RFC 7143 11.10, 11.11).
+pub(super) struct TextOut {
+    pub(super) ttt: u32,
+    pub(super) data: Vec<u8>,
+    /// Bytes of `data` sent so far.
+    pub(super) sent: usize,
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use esos_scsi::{Command, IoBuf};
 
-use crate::pdu::{self, BHS_LEN};
+use crate::pdu;
 
 use super::super::ConnError;
 use super::reader::Reader;
@@ -82,12 +82,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn data_out(
-        &mut self,
-        d: pdu::DataOut,
-        bhs: &[u8; BHS_LEN],
-        len: usize,
-    ) -> Result<(), ConnError> {
+    pub(super) async fn data_out(&mut self, d: pdu::DataOut, len: usize) -> Result<(), ConnError> {
         let Some(p) = self.pending.get_mut(&d.itt) else {
             // Data for a task that ended (aborted, or refused early): discard it.
             tracing::debug!(itt = d.itt, "Data-Out for an unknown task: discarded");
@@ -130,7 +125,6 @@ where
                 counted: p.counted,
                 units: p.units,
             };
-            let _ = bhs;
             return self
                 .send(Msg::Immediate(meta, sense_response(asc, p.edtl)))
                 .await;
