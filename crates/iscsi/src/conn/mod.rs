@@ -1,13 +1,8 @@
-//! One TCP connection: framing, the login phase, then the full feature phase.
+//! One TCP connection: framing ([`pdu_reader`], [`pdu_writer`]), the login phase
+//! ([`login`]), then the full feature phase ([`ffp`]).
 
 mod ffp;
-
-/// Units in the server-wide buffer budget.
-pub(crate) const BUFFER_BUDGET_UNITS: usize =
-    ffp::MAX_BUFFERED_BYTES_TOTAL / ffp::BUDGET_UNIT_BYTES;
 mod login;
-mod text;
-
 mod pdu_reader;
 mod pdu_writer;
 
@@ -22,6 +17,10 @@ use crate::shared::Shared;
 
 pub(crate) use pdu_reader::PduReader;
 pub(crate) use pdu_writer::PduWriter;
+
+/// Units in the server-wide buffer budget.
+pub(crate) const BUFFER_BUDGET_UNITS: usize =
+    ffp::MAX_BUFFERED_BYTES_TOTAL / ffp::BUDGET_UNIT_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnError {

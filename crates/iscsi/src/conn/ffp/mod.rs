@@ -12,7 +12,7 @@
 //! [`write`](mod@write) (unsolicited Data-Out, R2Ts from [`tag`]) until it has all of it. The engine
 //! runs the command in the [`writer`] task (or in the reader at queue depth 1), and
 //! [`read`] sends its Data-In and SCSI Response. Beside them: [`tmf`] (task management),
-//! [`nop`] (NOP-Out and the keep-alive), [`text`] (SendTargets), and [`state`] and
+//! [`nop`] (NOP-Out and the keep-alive), [`text`] (Text PDUs, answered by [`send_targets`]), and [`state`] and
 //! [`buffers`], what reader and writer share.
 
 mod buffers;
@@ -20,6 +20,7 @@ mod command;
 mod nop;
 mod read;
 mod reader;
+mod send_targets;
 mod state;
 mod tag;
 mod text;

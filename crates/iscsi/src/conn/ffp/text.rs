@@ -6,8 +6,8 @@ use std::future::Future;
 use crate::pdu::{self, BHS_LEN, reject_reason};
 
 use super::super::ConnError;
-use super::super::text::{self, Asker};
 use super::reader::Reader;
+use super::send_targets::{self, Asker};
 use super::{Done, Msg};
 
 impl<F> Reader<'_, F>
@@ -20,7 +20,7 @@ where
         bhs: &[u8; BHS_LEN],
         len: usize,
     ) -> Result<(), ConnError> {
-        if self.text_in.len() + len > text::MAX_TEXT_REQUEST {
+        if self.text_in.len() + len > send_targets::MAX_TEXT_REQUEST {
             self.rd.skip_data(len).await?;
             self.text_in.clear();
             return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;
@@ -82,7 +82,7 @@ where
             session_target: self.target_name.as_deref(),
             local: self.local,
         };
-        let out = text::respond(self.shared, &asker, &self.text_in);
+        let out = send_targets::respond(self.shared, &asker, &self.text_in);
         self.text_in.clear();
         let Ok(out) = out else {
             return self.reject(reject_reason::PROTOCOL_ERROR, bhs).await;

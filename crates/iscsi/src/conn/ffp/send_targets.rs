@@ -1,4 +1,5 @@
-//! Text requests in full feature phase: SendTargets (RFC 7143 Appendix C) and key replies.
+//! What a text request in full feature phase is answered: SendTargets (RFC 7143 Appendix C)
+//! and NotUnderstood for other keys. The PDU exchange is in [`super::text`].
 
 use std::net::{IpAddr, SocketAddr};
 
