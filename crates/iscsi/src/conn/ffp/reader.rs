@@ -85,6 +85,8 @@ where
         self.luns = new.clone();
         *self.state.luns.locked() = new.clone();
     }
+
+    /// Reads PDUs until the connection ends, a Logout is received or framing fails.
     pub(super) async fn run(&mut self) -> Result<(), ConnError> {
         loop {
             let hdr = self.rd.read_header().await?;

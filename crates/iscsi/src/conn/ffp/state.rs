@@ -44,6 +44,8 @@ impl ConnState {
             max_cmd_sn: exp.wrapping_add(free).wrapping_sub(1),
         }
     }
+
+    /// A command answered (or ended unanswered): a `counted` one frees its window slot.
     pub(super) fn finished(&self, counted: bool) {
         if counted {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
