@@ -1,4 +1,4 @@
-//! PDU framing of a connection (crates/iscsi/src/conn/mod.rs `PduReader`): BHS, AHS,
+//! PDU framing of a connection (crates/iscsi/src/conn/pdu_reader.rs `PduReader`): BHS, AHS,
 //! header digest, data segment, padding, data digest. Input: one byte of flags (bit 0
 //! HeaderDigest, bit 1 DataDigest), then the byte stream an initiator sends.
 //! Holds: no panic; every delivered PDU is exactly the bytes at its place in the stream;

@@ -1,4 +1,4 @@
-//! BHS + AHS decoding (crates/iscsi/src/pdu.rs). Input: 48 bytes of BHS, then the AHS.
+//! BHS + AHS decoding (crates/iscsi/src/pdu/request.rs). Input: 48 bytes of BHS, then the AHS.
 //! Holds: no panic; the common fields stay within their wire widths; every request the
 //! `pdu::build` encoders cover decodes again to the same value after re-encoding.
 #![no_main]

@@ -49,32 +49,35 @@ fn pdu_codec(c: &mut Criterion) {
     g.bench_function("encode_data_in_with_status", |b| {
         let mut h = [0u8; BHS_LEN];
         b.iter(|| {
-            pdu::encode_data_in(
-                &mut h,
-                true,
-                Some((0, esos_scsi::Residual::None)),
-                black_box(0),
-                black_box(0x1234),
+            let head = pdu::DataIn {
+                final_flag: true,
+                status: Some(pdu::CollapsedStatus {
+                    status: 0,
+                    residual: esos_scsi::Residual::None,
+                }),
+                lun: black_box(0),
+                itt: black_box(0x1234),
                 seq,
-                0,
-                0,
-                black_box(4096),
-            );
+                data_sn: 0,
+                offset: 0,
+                data_len: black_box(4096),
+            };
+            pdu::encode_data_in(&mut h, &head);
             black_box(&h);
         })
     });
     g.bench_function("encode_scsi_response", |b| {
         let mut h = [0u8; BHS_LEN];
         b.iter(|| {
-            pdu::encode_scsi_response(
-                &mut h,
-                black_box(0x1234),
-                0,
-                esos_scsi::Residual::None,
+            let head = pdu::ScsiResponse {
+                itt: black_box(0x1234),
+                status: 0,
+                residual: esos_scsi::Residual::None,
                 seq,
-                0,
-                0,
-            );
+                exp_data_sn: 0,
+                data_len: 0,
+            };
+            pdu::encode_scsi_response(&mut h, &head);
             black_box(&h);
         })
     });

@@ -1,99 +1,28 @@
-//! The iSCSI runtime: portals, the session registry and the accept loop.
+//! The iSCSI runtime: binding portals, the accept loop, and the handle management uses
+//! to change a running server (targets, portals, sessions).
 //!
-//! Each accepted TCP connection runs as two tasks (see [`crate::conn`]): a reader that
-//! decodes PDUs and admits commands in CmdSN order, and a writer that drives the admitted
-//! commands and sends every response, batching what is ready into one socket write.
+//! Modules depend one way: `server` starts connections (`conn`), which register
+//! their sessions in the session table (`session`); all of them read the state in
+//! `shared` and the configuration types in `config`, re-exported here.
+//! Each accepted TCP connection runs as two tasks (see `conn`): a reader that decodes PDUs
+//! and admits commands in CmdSN order, and a writer that drives the admitted commands and
+//! sends every response, batching what is ready into one socket write.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use esos_scsi::LunMap;
+use esos_common::sync::{LockExt, RwLockExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::login::{ChapCredentials, LoginPolicy, TargetCheck};
-use crate::params::TargetParams;
+pub use crate::config::{
+    InitiatorGroup, Limits, LiveConfig, PortalConfig, ServerConfig, TargetConfig,
+};
 use crate::session::Registry;
-
-/// A listening address and the target portal group it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortalConfig {
-    pub addr: SocketAddr,
-    /// Target portal group tag (1..=65535) reported at login and in SendTargets.
-    pub group_tag: u16,
-}
-
-/// Initiators allowed into a target, and the LUNs they see (LUN masking).
-#[derive(Debug, Clone)]
-pub struct InitiatorGroup {
-    pub name: String,
-    /// iSCSI names of the initiators in this group (compared case-insensitively).
-    pub initiators: Vec<String>,
-    pub luns: LunMap,
-}
-
-#[derive(Debug, Clone)]
-pub struct TargetConfig {
-    /// iqn./eui./naa. name, validated by the config layer.
-    pub name: String,
-    pub alias: Option<String>,
-    /// A disabled target refuses logins and is hidden from discovery.
-    pub enabled: bool,
-    /// Portals this target is reachable on; empty = every portal.
-    pub portals: Vec<SocketAddr>,
-    pub groups: Vec<InitiatorGroup>,
-    /// LUNs for initiators in no group; `None` refuses them.
-    pub default_luns: Option<LunMap>,
-    /// CHAP the initiator must pass to log in to this target.
-    pub chap: Option<ChapCredentials>,
-}
-
-/// Limits on everything a peer controls.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Sessions across all targets (discovery included).
-    pub max_sessions: u32,
-    /// Sessions per target.
-    pub max_sessions_per_target: u32,
-    /// A login that has not reached full feature phase within this time is dropped.
-    pub login_timeout_ms: u64,
-    /// Commands one session may have in flight (the CmdSN window, MaxCmdSN - ExpCmdSN + 1).
-    pub max_cmds_per_session: u32,
-    /// Idle time after which the target sends a NOP-In ping; 0 disables pings.
-    pub nop_in_interval_ms: u64,
-    /// A ping not answered within this time ends the connection. A socket write that makes
-    /// no progress for this long (an initiator that stopped reading) ends it too.
-    pub nop_in_timeout_ms: u64,
-    /// Connections accepted but not yet in full feature phase. Beyond it new connections
-    /// are closed at once, so half-open or slow logins cannot exhaust tasks and buffers
-    /// before `login_timeout_ms` reaps them.
-    pub max_login_connections: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_sessions: 1024,
-            max_sessions_per_target: 256,
-            login_timeout_ms: 15_000,
-            max_cmds_per_session: 128,
-            nop_in_interval_ms: 15_000,
-            nop_in_timeout_ms: 30_000,
-            max_login_connections: 128,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub portals: Vec<PortalConfig>,
-    pub targets: Vec<TargetConfig>,
-    pub discovery_chap: Option<ChapCredentials>,
-    pub params: TargetParams,
-    pub limits: Limits,
-}
+pub use crate::session::SessionSnapshot;
+use crate::shared::{Counters, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -106,106 +35,6 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-}
-
-/// The part of the configuration that can change while the server runs
-/// ([`ServerHandle::set_live`]).
-#[derive(Debug, Clone, Default)]
-pub struct LiveConfig {
-    pub targets: Vec<TargetConfig>,
-    pub discovery_chap: Option<ChapCredentials>,
-}
-
-impl LiveConfig {
-    /// Looks up a target by name; iSCSI names compare case-insensitively (RFC 3722).
-    pub(crate) fn target(&self, name: &str) -> Option<&TargetConfig> {
-        self.targets
-            .iter()
-            .find(|t| t.name.eq_ignore_ascii_case(name))
-    }
-
-    /// The LUN map `initiator` sees on `target`, or `None` when it may not log in.
-    pub(crate) fn lun_map<'a>(target: &'a TargetConfig, initiator: &str) -> Option<&'a LunMap> {
-        target
-            .groups
-            .iter()
-            .find(|g| {
-                g.initiators
-                    .iter()
-                    .any(|i| i.eq_ignore_ascii_case(initiator))
-            })
-            .map(|g| &g.luns)
-            .or(target.default_luns.as_ref())
-    }
-
-    /// The map a session of `initiator` on `target` reached through `portal` has under
-    /// this configuration; `None` when it would no longer be let in.
-    pub(crate) fn session_map(
-        &self,
-        target: &str,
-        initiator: &str,
-        portal: &PortalConfig,
-    ) -> Option<&LunMap> {
-        let t = self.target(target)?;
-        if !t.enabled || !target_on_portal(t, portal) {
-            return None;
-        }
-        Self::lun_map(t, initiator)
-    }
-}
-
-/// True when `target` is reachable through `portal`.
-pub(crate) fn target_on_portal(target: &TargetConfig, portal: &PortalConfig) -> bool {
-    target.portals.is_empty() || target.portals.contains(&portal.addr)
-}
-
-/// A logged-in session as management sees it.
-#[derive(Debug, Clone)]
-pub struct SessionSnapshot {
-    /// Unique for the life of the process (the session's I_T nexus id).
-    pub id: u64,
-    pub tsih: u16,
-    pub initiator: String,
-    pub isid: [u8; 6],
-    /// `None` for discovery sessions.
-    pub target: Option<String>,
-    pub portal: SocketAddr,
-    pub peer: SocketAddr,
-    pub since: std::time::SystemTime,
-    pub params: crate::params::SessionParams,
-    /// SCSI commands received so far.
-    pub commands: u64,
-}
-
-/// Registered by each session for [`ServerHandle::sessions`] and live reconfiguration.
-pub(crate) struct SessionEntry {
-    pub(crate) snapshot: SessionSnapshot,
-    pub(crate) portal: PortalConfig,
-    pub(crate) commands: Arc<std::sync::atomic::AtomicU64>,
-    pub(crate) cancel: CancellationToken,
-}
-
-/// Server-wide event counters, for monitoring.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    logins: std::sync::atomic::AtomicU64,
-    login_failures: std::sync::atomic::AtomicU64,
-    /// Data-In bytes sent straight from a file's pages (`zero_copy_reads`).
-    pub(crate) zero_copy_bytes: std::sync::atomic::AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn logged_in(&self) {
-        self.logins
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// A connection that ended before full feature phase: refused, timed out, malformed or
-    /// simply closed (discovery-less probes count too).
-    pub(crate) fn login_failed(&self) {
-        self.login_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Login outcomes since the server started.
@@ -231,34 +60,26 @@ impl ServerHandle {
     /// Returns how many sessions were closed.
     pub fn set_live(&self, live: LiveConfig) -> u32 {
         let live = Arc::new(live);
-        *self.shared.live.write().unwrap_or_else(|e| e.into_inner()) = live.clone();
+        *self.shared.live.write_locked() = live.clone();
         self.shared
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Release);
-        let sessions = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut closed = 0;
-        for e in sessions.values() {
+        self.shared.registry.close_where(|e| {
             let Some(target) = &e.snapshot.target else {
-                continue;
+                return false;
             };
-            if live
+            let gone = live
                 .session_map(target, &e.snapshot.initiator, &e.portal)
-                .is_none()
-            {
+                .is_none();
+            if gone {
                 tracing::info!(
                     initiator = %e.snapshot.initiator,
                     target = %target,
                     "configuration no longer admits this session: closing it"
                 );
-                e.cancel.cancel();
-                closed += 1;
             }
-        }
-        closed
+            gone
+        })
     }
 
     /// Login outcomes since the server started.
@@ -287,8 +108,7 @@ impl ServerHandle {
         let current: Vec<(SocketAddr, PortalConfig)> = self
             .shared
             .portals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .iter()
             .map(|(c, p, _)| (*c, p.clone()))
             .collect();
@@ -313,32 +133,21 @@ impl ServerHandle {
             .collect();
         let mut closed = 0;
         if !removed.is_empty() {
-            self.shared
-                .portals
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|(_, p, stop)| {
-                    let keep = !removed.contains(&p.addr);
-                    if !keep {
-                        tracing::info!(portal = %p.addr, "portal removed: no longer listening");
-                        stop.cancel();
-                    }
-                    keep
-                });
-            let sessions = self
-                .shared
-                .sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for e in sessions.values() {
-                if removed.contains(&e.portal.addr) {
-                    e.cancel.cancel();
-                    closed += 1;
+            self.shared.portals.locked().retain(|(_, p, stop)| {
+                let keep = !removed.contains(&p.addr);
+                if !keep {
+                    tracing::info!(portal = %p.addr, "portal removed: no longer listening");
+                    stop.cancel();
                 }
-            }
+                keep
+            });
+            closed = self
+                .shared
+                .registry
+                .close_where(|e| removed.contains(&e.portal.addr));
         }
         for (configured, (listener, portal)) in bound {
-            self.shared.start_portal(configured, listener, portal);
+            start_portal(&self.shared, configured, listener, portal);
         }
         Ok(closed)
     }
@@ -350,38 +159,13 @@ impl ServerHandle {
 
     /// The sessions in full feature phase.
     pub fn sessions(&self) -> Vec<SessionSnapshot> {
-        let sessions = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<_> = sessions
-            .values()
-            .map(|e| {
-                let mut s = e.snapshot.clone();
-                s.commands = e.commands.load(std::sync::atomic::Ordering::Relaxed);
-                s
-            })
-            .collect();
-        out.sort_by_key(|s| s.id);
-        out
+        self.shared.registry.snapshots()
     }
 
     /// Closes session `id` (its connections drop; in-flight commands finish first).
     /// False when there is no such session.
     pub fn close_session(&self, id: u64) -> bool {
-        let sessions = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match sessions.get(&id) {
-            Some(e) => {
-                e.cancel.cancel();
-                true
-            }
-            None => false,
-        }
+        self.shared.registry.close_where(|e| e.snapshot.id == id) > 0
     }
 }
 
@@ -390,95 +174,6 @@ pub struct Server {
     shared: Arc<Shared>,
     /// (configured address, listener, portal as bound)
     listeners: Vec<(SocketAddr, TcpListener, PortalConfig)>,
-}
-
-/// State every connection task reads.
-pub(crate) struct Shared {
-    /// Static part of the configuration; its `targets` and `discovery_chap` are moved to
-    /// `live` at bind time and stay empty.
-    pub(crate) config: ServerConfig,
-    live: std::sync::RwLock<Arc<LiveConfig>>,
-    /// Bumped by every [`ServerHandle::set_live`]; sessions compare it per command.
-    pub(crate) generation: std::sync::atomic::AtomicU64,
-    /// Sessions in full feature phase, by session id.
-    pub(crate) sessions: std::sync::Mutex<std::collections::HashMap<u64, SessionEntry>>,
-    pub(crate) counters: Counters,
-    /// Portals accepting connections: the address as configured (port 0 = any), the
-    /// portal as bound, and the token that stops its accept loop.
-    portals: std::sync::Mutex<Vec<(SocketAddr, PortalConfig, CancellationToken)>>,
-    pub(crate) registry: Registry,
-    /// Cancelled when the server shuts down.
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tasks: TaskTracker,
-    /// Buffer budget shared by every connection (see `conn::ffp::MAX_BUFFERED_BYTES_TOTAL`).
-    pub(crate) buffer_budget: Arc<tokio::sync::Semaphore>,
-    /// One permit per connection still in the login phase (`Limits::max_login_connections`).
-    pub(crate) login_slots: Arc<tokio::sync::Semaphore>,
-}
-
-impl Shared {
-    /// The portals accepting connections now.
-    pub(crate) fn portals(&self) -> Vec<PortalConfig> {
-        self.portals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(_, p, _)| p.clone())
-            .collect()
-    }
-
-    /// Starts accepting on `listener`, bound for the portal configured as `configured`.
-    fn start_portal(
-        self: &Arc<Self>,
-        configured: SocketAddr,
-        listener: TcpListener,
-        portal: PortalConfig,
-    ) {
-        let stop = self.shutdown.child_token();
-        self.portals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((configured, portal.clone(), stop.clone()));
-        self.tasks
-            .spawn(accept_loop(self.clone(), listener, portal, stop));
-    }
-
-    /// The current targets and discovery CHAP.
-    pub(crate) fn live(&self) -> Arc<LiveConfig> {
-        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-/// Answers a login's questions for a connection accepted on `portal`.
-pub(crate) struct Policy<'a> {
-    pub(crate) shared: &'a Shared,
-    pub(crate) portal: &'a PortalConfig,
-}
-
-impl LoginPolicy for Policy<'_> {
-    fn check_target(&self, target_name: &str, initiator_name: &str) -> TargetCheck {
-        let live = self.shared.live();
-        let Some(t) = live.target(target_name) else {
-            return TargetCheck::NotFound;
-        };
-        if !target_on_portal(t, self.portal) {
-            return TargetCheck::NotFound;
-        }
-        if !t.enabled {
-            return TargetCheck::Disabled;
-        }
-        if LiveConfig::lun_map(t, initiator_name).is_none() {
-            return TargetCheck::Forbidden;
-        }
-        TargetCheck::Allowed {
-            alias: t.alias.clone(),
-            chap: t.chap.clone(),
-        }
-    }
-
-    fn discovery_chap(&self) -> Option<ChapCredentials> {
-        self.shared.live().discovery_chap.clone()
-    }
 }
 
 impl Server {
@@ -496,10 +191,12 @@ impl Server {
             targets: std::mem::take(&mut config.targets),
             discovery_chap: config.discovery_chap.take(),
         };
-        let registry = Registry::new(
+        let shutdown = CancellationToken::new();
+        let registry = Arc::new(Registry::new(
             config.limits.max_sessions,
             config.limits.max_sessions_per_target,
-        );
+            shutdown.clone(),
+        ));
         let login_slots = Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_login_connections as usize,
         ));
@@ -508,11 +205,10 @@ impl Server {
                 config,
                 live: std::sync::RwLock::new(Arc::new(live)),
                 generation: std::sync::atomic::AtomicU64::new(0),
-                sessions: Default::default(),
                 counters: Counters::default(),
                 portals: Default::default(),
                 registry,
-                shutdown: CancellationToken::new(),
+                shutdown,
                 tasks: TaskTracker::new(),
                 buffer_budget: Arc::new(tokio::sync::Semaphore::new(
                     crate::conn::BUFFER_BUDGET_UNITS,
@@ -540,7 +236,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let shared = self.shared;
         for (configured, listener, portal) in self.listeners {
-            shared.start_portal(configured, listener, portal);
+            start_portal(&shared, configured, listener, portal);
         }
         shutdown.await;
         tracing::info!("shutting down: draining sessions");
@@ -571,6 +267,23 @@ async fn bind_portal(p: &PortalConfig) -> Result<(TcpListener, PortalConfig), Se
         })?;
     }
     Ok((l, p))
+}
+
+/// Starts accepting on `listener`, bound for the portal configured as `configured`.
+fn start_portal(
+    shared: &Arc<Shared>,
+    configured: SocketAddr,
+    listener: TcpListener,
+    portal: PortalConfig,
+) {
+    let stop = shared.shutdown.child_token();
+    shared
+        .portals
+        .locked()
+        .push((configured, portal.clone(), stop.clone()));
+    shared
+        .tasks
+        .spawn(accept_loop(shared.clone(), listener, portal, stop));
 }
 
 /// Accepts connections on one portal until `stop` (a child of the server's shutdown

@@ -1,12 +1,19 @@
-//! The session registry: TSIH allocation, session limits and reinstatement (RFC 7143 6.3.5).
+//! The session table, the one owner of every session from login to its end: TSIH
+//! allocation, session limits and reinstatement at login (RFC 7143 6.3.5), then what
+//! management lists and closes while the session is in full feature phase. A session's
+//! [`SessionGuard`] is its only cleanup: dropping it removes the session everywhere.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use esos_common::sync::LockExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::PortalConfig;
 
 /// How long a reinstating login waits for the old session to finish its in-flight commands.
 pub(crate) const REINSTATE_WAIT: Duration = Duration::from_secs(10);
@@ -30,10 +37,39 @@ impl SessionKey {
     }
 }
 
+/// A logged-in session as management sees it.
+#[derive(Debug, Clone)]
+pub struct SessionSnapshot {
+    /// Unique for the life of the process (the session's I_T nexus id).
+    pub id: u64,
+    pub tsih: u16,
+    pub initiator: String,
+    pub isid: [u8; 6],
+    /// `None` for discovery sessions.
+    pub target: Option<String>,
+    pub portal: SocketAddr,
+    pub peer: SocketAddr,
+    pub since: std::time::SystemTime,
+    pub params: crate::params::SessionParams,
+    /// SCSI commands received so far.
+    pub commands: u64,
+}
+
+/// What a session in full feature phase shows management ([`SessionGuard::list`]).
+pub(crate) struct SessionInfo {
+    pub(crate) snapshot: SessionSnapshot,
+    /// The portal it logged in through, as configured (live reconfiguration checks it).
+    pub(crate) portal: PortalConfig,
+    /// SCSI commands received, counted by the connection.
+    pub(crate) commands: Arc<AtomicU64>,
+}
+
 struct Entry {
     key: SessionKey,
     cancel: CancellationToken,
     done: watch::Receiver<()>,
+    /// Set once the session reaches full feature phase.
+    info: Option<SessionInfo>,
 }
 
 struct Inner {
@@ -56,25 +92,39 @@ pub(crate) struct Registry {
     max_sessions: u32,
     max_per_target: u32,
     next_nexus: AtomicU64,
+    /// The server's shutdown: every session's cancellation token is a child of it.
+    shutdown: CancellationToken,
 }
 
 /// Held by a running session; unregisters it on drop and tells waiters it has ended.
 pub(crate) struct SessionGuard {
-    registry: Arc<crate::server::Shared>,
+    registry: Arc<Registry>,
     pub tsih: u16,
     pub cancel: CancellationToken,
     _done: watch::Sender<()>,
 }
 
+impl SessionGuard {
+    /// Lists the session for management; it stays listed until the guard drops.
+    pub(crate) fn list(&self, info: SessionInfo) {
+        if let Some(e) = self.registry.lock().by_tsih.get_mut(&self.tsih) {
+            e.info = Some(info);
+        }
+    }
+}
+
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        let mut inner = self.registry.registry_lock();
-        inner.by_tsih.remove(&self.tsih);
+        self.registry.lock().by_tsih.remove(&self.tsih);
     }
 }
 
 impl Registry {
-    pub(crate) fn new(max_sessions: u32, max_per_target: u32) -> Registry {
+    pub(crate) fn new(
+        max_sessions: u32,
+        max_per_target: u32,
+        shutdown: CancellationToken,
+    ) -> Registry {
         Registry {
             inner: Mutex::new(Inner {
                 by_tsih: HashMap::new(),
@@ -83,13 +133,14 @@ impl Registry {
             max_sessions,
             max_per_target,
             next_nexus: AtomicU64::new(1),
+            shutdown,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map inconsistent (single inserts
         // and removes), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.locked()
     }
 
     pub(crate) fn next_nexus_id(&self) -> u64 {
@@ -98,11 +149,10 @@ impl Registry {
 
     /// Registers a new session, first ending any session with the same key (reinstatement).
     pub(crate) async fn register(
-        shared: &Arc<crate::server::Shared>,
+        self: &Arc<Self>,
         key: SessionKey,
     ) -> Result<SessionGuard, RegisterError> {
-        let reg = &shared.registry;
-        let old: Vec<(CancellationToken, watch::Receiver<()>)> = reg
+        let old: Vec<(CancellationToken, watch::Receiver<()>)> = self
             .lock()
             .by_tsih
             .values()
@@ -118,8 +168,8 @@ impl Registry {
                 return Err(RegisterError::ReinstateTimeout);
             }
         }
-        let mut inner = reg.lock();
-        if inner.by_tsih.len() >= reg.max_sessions as usize {
+        let mut inner = self.lock();
+        if inner.by_tsih.len() >= self.max_sessions as usize {
             return Err(RegisterError::TooManySessions);
         }
         if key.target.is_some()
@@ -128,7 +178,7 @@ impl Registry {
                 .values()
                 .filter(|e| e.key.target == key.target)
                 .count()
-                >= reg.max_per_target as usize
+                >= self.max_per_target as usize
         {
             return Err(RegisterError::TooManySessionsForTarget);
         }
@@ -138,7 +188,7 @@ impl Registry {
             tsih = tsih.wrapping_add(1);
         }
         inner.next_tsih = tsih.wrapping_add(1);
-        let cancel = shared.shutdown.child_token();
+        let cancel = self.shutdown.child_token();
         let (tx, rx) = watch::channel(());
         inner.by_tsih.insert(
             tsih,
@@ -146,11 +196,12 @@ impl Registry {
                 key,
                 cancel: cancel.clone(),
                 done: rx,
+                info: None,
             },
         );
         drop(inner);
         Ok(SessionGuard {
-            registry: shared.clone(),
+            registry: self.clone(),
             tsih,
             cancel,
             _done: tx,
@@ -171,11 +222,97 @@ impl Registry {
     pub(crate) fn exists(&self, tsih: u16) -> bool {
         self.lock().by_tsih.contains_key(&tsih)
     }
+
+    /// The sessions in full feature phase, by id.
+    pub(crate) fn snapshots(&self) -> Vec<SessionSnapshot> {
+        let mut out: Vec<SessionSnapshot> = self
+            .lock()
+            .by_tsih
+            .values()
+            .filter_map(|e| e.info.as_ref())
+            .map(|i| SessionSnapshot {
+                commands: i.commands.load(Ordering::Relaxed),
+                ..i.snapshot.clone()
+            })
+            .collect();
+        out.sort_by_key(|s| s.id);
+        out
+    }
+
+    /// Cancels the listed sessions `close` picks; returns how many.
+    pub(crate) fn close_where(&self, close: impl Fn(&SessionInfo) -> bool) -> u32 {
+        let mut closed = 0;
+        for e in self.lock().by_tsih.values() {
+            if let Some(info) = &e.info
+                && close(info)
+            {
+                e.cancel.cancel();
+                closed += 1;
+            }
+        }
+        closed
+    }
 }
 
-// Registry is reached through Shared; this lets SessionGuard's Drop lock it.
-impl crate::server::Shared {
-    fn registry_lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.registry.lock()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: u64, portal: PortalConfig) -> SessionInfo {
+        SessionInfo {
+            snapshot: SessionSnapshot {
+                id,
+                tsih: 0,
+                initiator: "iqn.2024-01.org.example:host".into(),
+                isid: [0; 6],
+                target: Some("iqn.2024-01.org.esos:disk".into()),
+                portal: portal.addr,
+                peer: portal.addr,
+                since: std::time::SystemTime::now(),
+                params: crate::params::SessionParams::default(),
+                commands: 0,
+            },
+            portal,
+            commands: Arc::new(AtomicU64::new(id * 10)),
+        }
+    }
+
+    /// One table from login to the end: a registered session is listed once it reaches
+    /// full feature phase, closing it cancels it, and dropping its guard removes it from
+    /// login limits and the list alike.
+    #[tokio::test]
+    async fn one_guard_ends_a_session_everywhere() {
+        let shutdown = CancellationToken::new();
+        let reg = Arc::new(Registry::new(2, 2, shutdown.clone()));
+        let portal = PortalConfig {
+            addr: "127.0.0.1:3260".parse().unwrap(),
+            group_tag: 1,
+        };
+        let key = |n: u8| SessionKey::new("iqn.2024-01.org.example:host", [n; 6], Some("t"));
+        let a = reg.register(key(1)).await.unwrap();
+        let b = reg.register(key(2)).await.unwrap();
+        assert_eq!(
+            reg.register(key(3)).await.err(),
+            Some(RegisterError::TooManySessions)
+        );
+        assert!(
+            reg.snapshots().is_empty(),
+            "listed only in full feature phase"
+        );
+        a.list(info(7, portal.clone()));
+        b.list(info(5, portal.clone()));
+        let listed = reg.snapshots();
+        assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), [5, 7]);
+        assert_eq!(listed[1].commands, 70);
+        assert_eq!(reg.close_where(|i| i.snapshot.id == 7), 1);
+        assert!(a.cancel.is_cancelled() && !b.cancel.is_cancelled());
+        let tsih = a.tsih;
+        drop(a);
+        assert!(!reg.exists(tsih));
+        assert_eq!(reg.snapshots().len(), 1);
+        reg.register(key(3)).await.unwrap();
+        // Server shutdown reaches every session.
+        shutdown.cancel();
+        assert!(b.cancel.is_cancelled());
     }
 }

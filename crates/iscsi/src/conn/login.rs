@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::config::PortalConfig;
 use crate::login::{
     Login, LoginOutcome, LoginRequestFields, LoginResponseFields, LoginStep, SessionKind,
 };
-use crate::pdu::{self, BHS_LEN, Request, SeqNums};
-use crate::server::{PortalConfig, Shared};
-use crate::session::{RegisterError, Registry, SessionGuard, SessionKey};
+use crate::pdu::{self, BHS_LEN, LoginResponse, Request, SeqNums};
+use crate::session::{RegisterError, SessionGuard, SessionKey};
+use crate::shared::Shared;
 
 use super::{ConnError, PduReader, PduWriter};
 
@@ -73,22 +74,28 @@ pub(crate) async fn login_phase(
             _ => {
                 // Anything but a Login Request before full feature phase ends the login.
                 let f = fail_fields(0, STATUS_INITIATOR_ERROR, DETAIL_INVALID_DURING_LOGIN);
-                send_response(
-                    wr,
-                    &f,
-                    [0; 6],
-                    0,
-                    pdu::RESERVED_TAG,
-                    stat_sn,
-                    0,
-                    window,
-                    &[],
-                )
-                .await?;
+                let head = LoginResponse {
+                    fields: f,
+                    isid: [0; 6],
+                    tsih: 0,
+                    itt: pdu::RESERVED_TAG,
+                    seq: login_seq(stat_sn, 0, window),
+                    data_len: 0,
+                };
+                send_response(wr, head, &[]).await?;
                 return Ok(None);
             }
         };
         let ecs = *exp_cmd_sn.get_or_insert(req.cmd_sn);
+        // Every response to this request echoes its ISID and ITT.
+        let reply = |fields: LoginResponseFields, tsih: u16, stat_sn: u32| LoginResponse {
+            fields,
+            isid: req.isid,
+            tsih,
+            itt: req.itt,
+            seq: login_seq(stat_sn, ecs, window),
+            data_len: 0,
+        };
         let fields = LoginRequestFields {
             transit: req.transit,
             cont: req.cont,
@@ -100,16 +107,13 @@ pub(crate) async fn login_phase(
             tsih: req.tsih,
             cid: req.cid,
         };
-        let policy = crate::server::Policy { shared, portal };
+        let policy = crate::shared::Policy { shared, portal };
         match login.step(&fields, &data, &policy) {
             LoginStep::Continue {
                 response,
                 data: out,
             } => {
-                send_response(
-                    wr, &response, req.isid, req.tsih, req.itt, stat_sn, ecs, window, &out,
-                )
-                .await?;
+                send_response(wr, reply(response, req.tsih, stat_sn), &out).await?;
                 stat_sn = stat_sn.wrapping_add(1);
             }
             LoginStep::Fail {
@@ -121,10 +125,7 @@ pub(crate) async fn login_phase(
                     detail = response.status_detail,
                     "login refused"
                 );
-                send_response(
-                    wr, &response, req.isid, req.tsih, req.itt, stat_sn, ecs, window, &out,
-                )
-                .await?;
+                send_response(wr, reply(response, req.tsih, stat_sn), &out).await?;
                 return Ok(None);
             }
             LoginStep::Complete {
@@ -137,25 +138,11 @@ pub(crate) async fn login_phase(
                     Ok(g) => g,
                     Err((class, detail)) => {
                         let f = fail_fields(response.csg, class, detail);
-                        send_response(
-                            wr,
-                            &f,
-                            req.isid,
-                            req.tsih,
-                            req.itt,
-                            stat_sn,
-                            ecs,
-                            window,
-                            &[],
-                        )
-                        .await?;
+                        send_response(wr, reply(f, req.tsih, stat_sn), &[]).await?;
                         return Ok(None);
                     }
                 };
-                send_response(
-                    wr, &response, req.isid, guard.tsih, req.itt, stat_sn, ecs, window, &out,
-                )
-                .await?;
+                send_response(wr, reply(response, guard.tsih, stat_sn), &out).await?;
                 tracing::info!(
                     initiator = %outcome.initiator_name,
                     kind = ?outcome.kind,
@@ -188,7 +175,7 @@ async fn register(shared: &Arc<Shared>, outcome: &LoginOutcome) -> Result<Sessio
         SessionKind::Normal { target_name } => Some(target_name.as_str()),
     };
     let key = SessionKey::new(&outcome.initiator_name, outcome.isid, target);
-    Registry::register(shared, key).await.map_err(|e| {
+    shared.registry.register(key).await.map_err(|e| {
         tracing::warn!(error = %e, "session refused");
         match e {
             RegisterError::TooManySessions
@@ -198,26 +185,28 @@ async fn register(shared: &Arc<Shared>, outcome: &LoginOutcome) -> Result<Sessio
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Sends one Login Response with `data` as its data segment, and flushes.
 async fn send_response(
     wr: &mut PduWriter,
-    fields: &LoginResponseFields,
-    isid: [u8; 6],
-    tsih: u16,
-    itt: u32,
-    stat_sn: u32,
-    exp_cmd_sn: u32,
-    window: u32,
+    head: LoginResponse,
     data: &[u8],
 ) -> Result<(), ConnError> {
     let mut h = [0u8; BHS_LEN];
-    let seq = SeqNums {
-        stat_sn,
-        exp_cmd_sn,
-        max_cmd_sn: exp_cmd_sn.wrapping_add(window - 1),
+    let head = LoginResponse {
+        data_len: data.len(),
+        ..head
     };
-    pdu::encode_login_response(&mut h, fields, isid, tsih, itt, seq, data.len());
+    pdu::encode_login_response(&mut h, &head);
     wr.send(&h, data).await?;
     wr.flush().await?;
     Ok(())
+}
+
+/// Sequence numbers of a Login Response: the CmdSN window opens at `exp_cmd_sn`.
+fn login_seq(stat_sn: u32, exp_cmd_sn: u32, window: u32) -> SeqNums {
+    SeqNums {
+        stat_sn,
+        exp_cmd_sn,
+        max_cmd_sn: exp_cmd_sn.wrapping_add(window - 1),
+    }
 }

@@ -1,6 +1,8 @@
 //! Login phase state machine (RFC 7143 6, 13): security negotiation (None, CHAP) and
-//! operational negotiation. No I/O: the runtime feeds it login requests and sends what it
-//! answers. (Interface; the implementation fills it in.)
+//! operational negotiation. No I/O: [`Login::step`] takes one Login Request and a
+//! [`LoginPolicy`] (what the configuration allows) and returns the next [`LoginStep`]; the
+//! runtime (`conn::login`) reads the requests and sends the responses. Fuzzed by
+//! `fuzz/fuzz_targets/login.rs`.
 
 pub mod chap;
 pub mod negotiate;
@@ -8,6 +10,8 @@ pub mod negotiate;
 mod tests;
 
 use std::collections::HashSet;
+
+use esos_common::limits::MAX_ISCSI_NAME_LEN;
 
 use crate::params::{SessionParams, TargetParams};
 use crate::text::{self, TextAccumulator, TextPair};
@@ -20,9 +24,6 @@ pub const MAX_LOGIN_PDUS: u32 = 32;
 
 /// Distinct keys accepted during one login; far above the ~30 real initiators send.
 pub const MAX_LOGIN_KEYS: usize = 256;
-
-/// Longest iSCSI name (RFC 7143 4.2.7.1: 223 bytes).
-pub const MAX_ISCSI_NAME_BYTES: usize = 223;
 
 /// Longest CHAP_N we compare against a configured user name.
 pub const MAX_CHAP_NAME_BYTES: usize = 255;
@@ -51,7 +52,7 @@ pub struct LoginRequestFields {
 }
 
 /// The header fields of the Login Response to send (the runtime adds ITT, StatSN, etc.).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginResponseFields {
     pub transit: bool,
     pub cont: bool,
@@ -752,7 +753,7 @@ fn is_security_key(key: &str) -> bool {
 /// to compare.
 fn valid_iscsi_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= MAX_ISCSI_NAME_BYTES
+        && name.len() <= MAX_ISCSI_NAME_LEN
         && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 

@@ -1,8 +1,9 @@
-//! Text requests in full feature phase: SendTargets (RFC 7143 Appendix C) and key replies.
+//! What a text request in full feature phase is answered: SendTargets (RFC 7143 Appendix C)
+//! and NotUnderstood for other keys. The PDU exchange is in [`super::text`].
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::text::{self, TextError, push_pair};
 
 /// Largest text request (all Continue pieces together) we accept.
@@ -57,13 +58,13 @@ fn send_targets(shared: &Shared, asker: &Asker<'_>, value: &str, out: &mut Vec<u
             (name, _) => t.name.eq_ignore_ascii_case(name),
         };
         // Discovery shows only what this initiator may log in to (RFC 7143 Appendix C).
-        if !wanted || !t.enabled || crate::server::LiveConfig::lun_map(t, asker.initiator).is_none()
+        if !wanted || !t.enabled || crate::config::LiveConfig::lun_map(t, asker.initiator).is_none()
         {
             continue;
         }
         push_pair(out, "TargetName", &t.name);
         for p in &shared.portals() {
-            if crate::server::target_on_portal(t, p) {
+            if crate::config::target_on_portal(t, p) {
                 push_pair(
                     out,
                     "TargetAddress",
