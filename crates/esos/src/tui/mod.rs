@@ -44,7 +44,7 @@ pub fn run(socket: PathBuf) -> ExitCode {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         eprintln!("esos: tui needs a terminal; use the other verbs (esos --help) in scripts");
-        return ExitCode::from(crate::cmd::EXIT_USAGE);
+        return ExitCode::from(crate::cli::EXIT_USAGE);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
