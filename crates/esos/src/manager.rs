@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use esos_block::Backend;
+use esos_common::sync::LockExt;
 use esos_iscsi::server::{LiveConfig, ServerHandle};
 use esos_scsi::LogicalUnit;
 use serde::Serialize;
@@ -264,7 +265,7 @@ impl Manager {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// The running config as TOML: the admin's file text, comments and layout intact.

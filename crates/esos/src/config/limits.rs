@@ -1,13 +1,11 @@
 //! Bounds and defaults of config values: one home, so the validator, the ALUA rules and
-//! the editors agree.
+//! the editors agree. Limits other crates enforce too come from [`esos_common::limits`].
+
+pub use esos_common::limits::MAX_LUN;
 
 /// Largest `physical_block_size` accepted: 64 KiB, beyond any real medium's physical block,
 /// so the LBPPB exponent (4 bits in READ CAPACITY(16)) always fits.
 pub const MAX_PHYSICAL_BLOCK_SIZE: u32 = 64 << 10;
-
-/// LUNs are reported with the flat / peripheral addressing methods, whose 14-bit field
-/// bounds the LUN number (SAM-5 4.7.7).
-pub const MAX_LUN: u64 = 16383;
 
 /// RFC 7143 recommends CHAP secrets of at least 12 bytes (96 bits): shorter ones fall to
 /// an offline dictionary attack on one captured exchange.

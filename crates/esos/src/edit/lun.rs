@@ -2,12 +2,11 @@
 
 use super::device::device_exists;
 use super::target::target_mut;
+use esos_common::limits::MAX_LUN;
+
 use super::*;
 
 // --- LUN maps -----------------------------------------------------------------------
-
-/// Largest LUN number written (the config's flat-addressing limit, SAM-5 4.7.7.2).
-pub(super) const MAX_LUN: u64 = crate::config::MAX_LUN;
 
 fn map_label(target: &str, map: LunMap<'_>) -> String {
     match map {

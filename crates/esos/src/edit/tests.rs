@@ -1,4 +1,5 @@
-use super::lun::MAX_LUN;
+use esos_common::limits::MAX_LUN;
+
 use super::*;
 use crate::config;
 
