@@ -1,6 +1,11 @@
 //! CHAP blocks: names, secrets, and the rule that one secret serves one direction only.
 
-use super::*;
+use esos_iscsi::login::chap::constant_time_eq;
+
+use super::Validator;
+use crate::config::limits::{CHAP_NAME_MAX_LEN, CHAP_SECRET_MAX_LEN, CHAP_SECRET_MIN_LEN};
+use crate::config::plan::Chap;
+use crate::config::schema::{RawChap, RawConfig};
 
 impl Validator {
     pub(super) fn chap(&mut self, raw: &RawChap, key: &str) -> Option<Chap> {

@@ -1,6 +1,16 @@
 //! `[[device]]`: backends, sizes, block sizes and INQUIRY identity overrides.
 
-use super::*;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use esos_block::{Backend, DeviceSpec, OPTICAL_BLOCK_SIZE, SUPPORTED_BLOCK_SIZES};
+
+use super::{Source, Validator, size_value};
+use crate::config::limits::{MAX_PHYSICAL_BLOCK_SIZE, MIN_SANITIZE_RATE};
+use crate::config::names::validate_object_name;
+use crate::config::plan::{DevicePlan, IdentityOverrides};
+use crate::config::schema::{CacheMode, DeviceType, RawDevice};
+use crate::config::size::HumanSize;
 
 impl Validator {
     pub(super) fn devices(&mut self, raw: &[RawDevice], source: &Source) -> Vec<DevicePlan> {

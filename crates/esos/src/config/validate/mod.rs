@@ -2,26 +2,17 @@
 //! Pure: no file is opened and nothing is started, so `esos config check` and the daemon
 //! share exactly the same rules.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use esos_block::{Backend, DeviceSpec, OPTICAL_BLOCK_SIZE, SUPPORTED_BLOCK_SIZES};
-
-use esos_iscsi::login::chap::constant_time_eq;
 use esos_iscsi::params::TargetParams;
 use esos_iscsi::server::{Limits, PortalConfig};
 
 use super::error::{ConfigError, KeyError, KeyErrors};
-use super::names::{normalise_initiator, validate_iscsi_name, validate_object_name};
-use super::plan::{Chap, DevicePlan, GroupPlan, IdentityOverrides, LunPlan, Plan, TargetPlan};
-use super::schema::{
-    CacheMode, DeviceType, RawChap, RawConfig, RawDevice, RawIscsi, RawLimits, RawLun, RawServer,
-    RawSize, RawTarget,
-};
-use super::size::{HumanSize, parse_size};
-
-use super::limits::*;
+use super::plan::{Chap, Plan};
+use super::schema::{RawConfig, RawSize};
+use super::size::parse_size;
 
 mod chap;
 mod device;

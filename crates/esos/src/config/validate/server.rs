@@ -1,6 +1,18 @@
 //! `[server]`: portals, session limits and iSCSI negotiation defaults.
 
-use super::*;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use esos_iscsi::params::TargetParams;
+use esos_iscsi::server::{Limits, PortalConfig};
+
+use super::{ServerPlan, Source, Validator, parse_addr, range_msg, size_value};
+use crate::config::limits::{
+    DATA_LENGTH_RANGE, DEFAULT_PORTAL, DEFAULT_STATE_DIR, LOGIN_TIMEOUT_MS, MAX_CMDS_PER_SESSION,
+    MAX_LOGIN_CONNECTIONS, MAX_OUTSTANDING_R2T_RANGE, MAX_PORTAL_GROUP, MAX_SESSIONS,
+    NOP_IN_INTERVAL_MS, NOP_IN_TIMEOUT_MS, TIME2_RANGE,
+};
+use crate::config::schema::{RawIscsi, RawLimits, RawServer, RawSize};
 
 impl Validator {
     pub(super) fn server(&mut self, raw: &RawServer, source: &Source) -> ServerPlan {

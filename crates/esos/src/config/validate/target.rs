@@ -1,6 +1,14 @@
 //! `[[target]]`: names, portals, initiator groups and LUN maps.
 
-use super::*;
+use std::collections::{HashMap, HashSet};
+
+use esos_iscsi::server::PortalConfig;
+
+use super::{Validator, parse_addr};
+use crate::config::limits::{MAX_ALIAS_LEN, MAX_LUN};
+use crate::config::names::{normalise_initiator, validate_iscsi_name, validate_object_name};
+use crate::config::plan::{GroupPlan, LunPlan, TargetPlan};
+use crate::config::schema::{RawLun, RawTarget};
 
 impl Validator {
     pub(super) fn targets(
