@@ -112,10 +112,6 @@ fn libiscsi_conformance_suite() {
     let shm = paths::tmpfs_dir("esos-e2e-conf-");
     // The example as it is, on this test's port; its relative paths land in the test dir.
     let d = Daemon::with_config(TARGET, |ctx| {
-        // A read-only device is never created: its image must exist.
-        std::fs::File::create(ctx.dir.join("conformance-readonly0.img"))
-            .and_then(|f| f.set_len(64 << 20))
-            .expect("create the read-only image");
         let mut config = example.replace(":3260\"", &format!(":{}\"", ctx.port));
         if let Some(shm) = &shm {
             let img = shm.path().join("conformance-removable0.img");

@@ -24,6 +24,13 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Exit code: the daemon refused or failed the request.
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code: bad command line (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the daemon is not reachable.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
 /// Exit codes of the management verbs, shown by `esos --help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:

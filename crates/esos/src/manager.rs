@@ -4,14 +4,24 @@
 //! handed to [`Manager::apply`]: parsed and validated like a file at start-up, compared with
 //! the running plan, applied to the running server (devices opened or closed, LUN maps and
 //! targets swapped, sessions re-checked) and then written atomically to the config file.
-//! Nothing is half-applied: validation and device opening happen before the first change
-//! is visible, and a failure leaves the running state and the file as they were.
+//!
+//! Order of an apply: the steps that can fail come first. Validation, preflight and
+//! opening new devices change nothing visible (identities given to new devices are kept
+//! when a later step fails, so a retry gets the same ones). Rebinding the portals is all or
+//! nothing: every new portal is bound before any old one closes. Growing devices is the
+//! last step that can fail; switching targets, LUN maps and sessions to the new
+//! configuration cannot. A failed apply thus leaves the running configuration and the file
+//! as they were, except after a failed grow: the portal change is undone but sessions on a
+//! removed portal stay logged out, and devices grown before the failing one keep their new
+//! size (a device never shrinks). A file that cannot be written at the end leaves the
+//! change live but not persisted ([`ApplyError::Persist`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use esos_block::Backend;
+use esos_common::sync::LockExt;
 use esos_iscsi::server::{LiveConfig, ServerHandle};
 use esos_scsi::LogicalUnit;
 use serde::Serialize;
@@ -264,7 +274,7 @@ impl Manager {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// The running config as TOML: the admin's file text, comments and layout intact.
@@ -360,25 +370,12 @@ impl Manager {
         units.extend(opened);
         let ordered: Vec<Arc<LogicalUnit>> =
             new.devices.iter().map(|d| units[&d.name].clone()).collect();
-        // Grown devices: the capacity changes before the new configuration shows it.
-        for name in &report.devices_changed {
-            let (Some(o), Some(d)) = (
-                old.devices.iter().find(|d| &d.name == name),
-                new.devices.iter().find(|d| &d.name == name),
-            ) else {
-                continue;
-            };
-            if let Some(size) = resized(o, d) {
-                units[name].grow(size).map_err(|e| ApplyError::NotLive {
-                    field: format!("device {name:?}.size"),
-                    reason: e.to_string(),
-                })?;
-            }
-        }
         let server_config = graph::server_config(&new, &ordered);
-        // Portals first: new targets may name a new portal. Binding is the last step that
-        // can fail; after it every change is applied.
-        if old.portals != new.portals {
+        // Portals before targets: new targets may name a new portal. Binding fails more
+        // often than growing (an address in use or not on this host) and, unlike a grow,
+        // can be undone, so it goes first.
+        let portals_changed = old.portals != new.portals;
+        if portals_changed {
             report.sessions_closed +=
                 self.server
                     .set_portals(new.portals.clone())
@@ -388,6 +385,14 @@ impl Manager {
                         reason: e.to_string(),
                     })?;
             report.portals_changed = true;
+        }
+        // Grown devices: the last step that can fail, and the capacity changes before the
+        // new configuration shows it.
+        if let Err(e) = grow_devices(&old, &new, &report.devices_changed, &units) {
+            if portals_changed && let Err(undo) = self.server.set_portals(old.portals).await {
+                tracing::error!(error = %undo, "restoring the portals after a failed grow");
+            }
+            return Err(e);
         }
         report.sessions_closed += self.server.set_live(LiveConfig {
             targets: server_config.targets,
@@ -760,6 +765,31 @@ fn static_unchanged(old: &Plan, new: &Plan) -> Result<(), ApplyError> {
     }
     if old.params != new.params {
         return Err(not_live("server.iscsi", "iSCSI negotiation defaults"));
+    }
+    Ok(())
+}
+
+/// Grows the devices of `changed` whose size grows from `old` to `new`; stops at the first
+/// that cannot (those grown before it keep their size).
+fn grow_devices(
+    old: &Plan,
+    new: &Plan,
+    changed: &[String],
+    units: &HashMap<String, Arc<LogicalUnit>>,
+) -> Result<(), ApplyError> {
+    for name in changed {
+        let (Some(o), Some(d)) = (
+            old.devices.iter().find(|d| &d.name == name),
+            new.devices.iter().find(|d| &d.name == name),
+        ) else {
+            continue;
+        };
+        if let Some(size) = resized(o, d) {
+            units[name].grow(size).map_err(|e| ApplyError::NotLive {
+                field: format!("device {name:?}.size"),
+                reason: e.to_string(),
+            })?;
+        }
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use esos_common::sync::LockExt;
 use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -75,7 +76,7 @@ impl LogRing {
     /// Adds an event, dropping the oldest when full.
     pub fn push(&self, level: Level, event: LogEvent) {
         // A poisoned lock only means a panic while pushing; the deque is still whole.
-        let mut q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = self.events.locked();
         if q.len() == LOG_RING_CAPACITY {
             q.pop_front();
         }
@@ -85,7 +86,7 @@ impl LogRing {
     /// The newest `limit` events at `min_level` or more severe, oldest first (the order of
     /// a log file's tail).
     pub fn recent(&self, limit: usize, min_level: Level) -> Vec<LogEvent> {
-        let q = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let q = self.events.locked();
         // tracing orders levels by verbosity: ERROR < WARN < ... < TRACE.
         let mut out: Vec<LogEvent> = q
             .iter()
@@ -99,7 +100,7 @@ impl LogRing {
     }
 
     pub fn len(&self) -> usize {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.events.locked().len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,16 +1,21 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 //!
-//! The manager's answer types are plain `Serialize` structs; their schemas are described
-//! here by mirror types, and a test checks each mirror has exactly the fields the real type
-//! serialises, so the document cannot drift from the answers.
+//! The manager's answer types are described by the mirror types in [`super::schema`], so the
+//! document cannot drift from the answers.
 
 use std::sync::OnceLock;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 
 use super::handlers;
+use super::schema::{
+    ApplyReportDoc, DeviceInfoDoc, GroupInfoDoc, LunInfoDoc, SessionInfoDoc, TargetInfoDoc,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,7 +65,7 @@ use super::handlers;
         handlers::get_log,
         handlers::get_config,
         handlers::put_config,
-        handlers::openapi,
+        openapi,
     ),
     components(schemas(
         DeviceInfoDoc,
@@ -158,107 +163,10 @@ pub fn openapi_json() -> String {
     .clone()
 }
 
-/// One device (see `manager::DeviceInfo`).
-#[derive(ToSchema)]
-#[schema(as = DeviceInfo)]
-#[allow(dead_code)]
-pub struct DeviceInfoDoc {
-    name: String,
-    /// file | blockdev | ram | null
-    kind: String,
-    path: Option<String>,
-    size_bytes: u64,
-    block_size: u32,
-    read_only: bool,
-    thin: bool,
-    write_cache: bool,
-    serial: String,
-    /// NAA designator, 32 hex digits.
-    naa: String,
-    /// Where it is exported: "target/lun" or "target/group/lun".
-    exports: Vec<String>,
-}
-
-/// One target (see `manager::TargetInfo`).
-#[derive(ToSchema)]
-#[schema(as = TargetInfo)]
-#[allow(dead_code)]
-pub struct TargetInfoDoc {
-    name: String,
-    alias: Option<String>,
-    enabled: bool,
-    portals: Vec<String>,
-    chap: bool,
-    groups: Vec<GroupInfoDoc>,
-    /// LUN map for initiators in no group; null refuses them.
-    default_luns: Option<Vec<LunInfoDoc>>,
-    sessions: u32,
-}
-
-#[derive(ToSchema)]
-#[schema(as = GroupInfo)]
-#[allow(dead_code)]
-pub struct GroupInfoDoc {
-    name: String,
-    initiators: Vec<String>,
-    luns: Vec<LunInfoDoc>,
-}
-
-#[derive(ToSchema)]
-#[schema(as = LunInfo)]
-#[allow(dead_code)]
-pub struct LunInfoDoc {
-    lun: u64,
-    device: String,
-}
-
-/// One logged-in session (see `manager::SessionInfo`).
-#[derive(ToSchema)]
-#[schema(as = SessionInfo)]
-#[allow(dead_code)]
-pub struct SessionInfoDoc {
-    /// Handle for `DELETE /sessions/{id}`.
-    id: u64,
-    tsih: u16,
-    initiator: String,
-    /// 12 hex digits.
-    isid: String,
-    /// null for discovery sessions.
-    target: Option<String>,
-    portal: String,
-    peer: String,
-    since_unix: u64,
-    header_digest: bool,
-    data_digest: bool,
-    /// MaxRecvDataSegmentLength the initiator declared (what the target may send).
-    initiator_max_recv_data_segment_length: u32,
-    /// MaxRecvDataSegmentLength the target declared (what the initiator may send).
-    target_max_recv_data_segment_length: u32,
-    max_burst_length: u32,
-    first_burst_length: u32,
-    immediate_data: bool,
-    initial_r2t: bool,
-    /// SCSI commands received.
-    commands: u64,
-}
-
-/// What a change did (see `manager::ApplyReport`).
-#[derive(ToSchema)]
-#[schema(as = ApplyReport)]
-#[allow(dead_code)]
-pub struct ApplyReportDoc {
-    devices_added: Vec<String>,
-    devices_removed: Vec<String>,
-    devices_changed: Vec<String>,
-    targets_added: Vec<String>,
-    targets_removed: Vec<String>,
-    targets_changed: Vec<String>,
-    /// The set of listening portals changed.
-    portals_changed: bool,
-    sessions_closed: u32,
-    /// Config file written; null when the daemon runs without one.
-    persisted_to: Option<String>,
-    warnings: Vec<String>,
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "this document")))]
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }
 
 /// Property names of the mirror schema `name` in the generated document.

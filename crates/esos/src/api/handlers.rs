@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::doc;
 use super::error::{ApiError, ErrorBody};
+use super::schema;
 use crate::edit::{self, ChapSpec, DeviceSpec, EditError, GroupSpec, LunMap, TargetSpec};
 use crate::manager::{ApplyReport, DeviceInfo, SessionInfo, TargetInfo};
 
@@ -94,7 +94,7 @@ pub struct Applied {
     /// The LUN number written, for LUN maps (chosen when the request gave none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lun: Option<u64>,
-    #[schema(value_type = doc::ApplyReportDoc)]
+    #[schema(value_type = schema::ApplyReportDoc)]
     pub report: ApplyReportJson,
 }
 
@@ -187,14 +187,14 @@ fn text_only(r: Result<String, EditError>) -> Result<(String, ()), EditError> {
 // --- devices --------------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices",
-    responses((status = 200, body = [doc::DeviceInfoDoc])))]
+    responses((status = 200, body = [schema::DeviceInfoDoc])))]
 pub async fn list_devices(State(s): St) -> Json<Vec<DeviceInfo>> {
     Json(s.control.devices())
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{name}", tag = "devices",
     params(("name" = String, Path, description = "device name")),
-    responses((status = 200, body = doc::DeviceInfoDoc), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = schema::DeviceInfoDoc), (status = 404, body = ErrorBody)))]
 pub async fn get_device(State(s): St, P(name): P<String>) -> Result<Json<DeviceInfo>, ApiError> {
     s.control
         .devices()
@@ -260,14 +260,14 @@ pub async fn resize_device(
 // --- targets --------------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/api/v1/targets", tag = "targets",
-    responses((status = 200, body = [doc::TargetInfoDoc])))]
+    responses((status = 200, body = [schema::TargetInfoDoc])))]
 pub async fn list_targets(State(s): St) -> Json<Vec<TargetInfo>> {
     Json(s.control.targets())
 }
 
 #[utoipa::path(get, path = "/api/v1/targets/{name}", tag = "targets",
     params(("name" = String, Path, description = "target IQN")),
-    responses((status = 200, body = doc::TargetInfoDoc), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = schema::TargetInfoDoc), (status = 404, body = ErrorBody)))]
 pub async fn get_target(State(s): St, P(name): P<String>) -> Result<Json<TargetInfo>, ApiError> {
     s.control
         .targets()
@@ -660,7 +660,7 @@ pub async fn get_log(
 // --- sessions -------------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
-    responses((status = 200, body = [doc::SessionInfoDoc])))]
+    responses((status = 200, body = [schema::SessionInfoDoc])))]
 pub async fn list_sessions(State(s): St) -> Json<Vec<SessionInfo>> {
     Json(s.control.sessions())
 }
@@ -707,16 +707,6 @@ pub async fn put_config(
         .map_err(|e| ApiError::bad_request(format!("body: not UTF-8 ({e})")))?;
     let (r, ()) = mutate(&s, &q, |_| Ok((text.to_owned(), ()))).await?;
     Ok(applied(&q, r, None, false))
-}
-
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(()),
-    responses((status = 200, description = "this document")))]
-pub async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc::openapi_json(),
-    )
-        .into_response()
 }
 
 pub async fn not_found() -> ApiError {

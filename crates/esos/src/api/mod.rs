@@ -17,6 +17,7 @@ mod error;
 mod handlers;
 #[cfg(test)]
 mod markdown;
+mod schema;
 mod socket;
 pub mod tcp;
 pub mod tls;
@@ -180,7 +181,7 @@ pub fn router(control: Arc<dyn Control>) -> Router {
         .route("/metrics", get(h::get_metrics))
         .route("/system", get(h::get_system))
         .route("/system/log", get(h::get_log))
-        .route("/openapi.json", get(h::openapi))
+        .route("/openapi.json", get(doc::openapi))
         .with_state(state);
     Router::new()
         .nest("/api/v1", api)

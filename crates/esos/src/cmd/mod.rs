@@ -11,17 +11,11 @@ use hyper::Method;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    ChapCommand, ClientArgs, Command, ConfigCommand, DeviceCommand, GlobalClientArgs, GroupCommand,
-    LunCommand, PortGroupCommand, PortalCommand, SessionCommand, SystemCommand, TargetCommand,
+    ChapCommand, ClientArgs, Command, ConfigCommand, DeviceCommand, EXIT_REFUSED, EXIT_UNREACHABLE,
+    EXIT_USAGE, GlobalClientArgs, GroupCommand, LunCommand, PortGroupCommand, PortalCommand,
+    SessionCommand, SystemCommand, TargetCommand,
 };
 use crate::client::{Answer, Client, ClientError, segment};
-
-/// Exit code: the daemon refused or failed the request.
-pub const EXIT_REFUSED: u8 = 1;
-/// Exit code: bad command line (clap uses it too).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: the daemon is not reachable.
-pub const EXIT_UNREACHABLE: u8 = 3;
 
 /// A verb's view of the command line.
 struct Opts {

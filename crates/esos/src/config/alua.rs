@@ -10,9 +10,9 @@ use esos_iscsi::server::PortalConfig;
 use esos_scsi::alua::{AccessState, AluaMode, GroupSpec, MAX_PORT_GROUPS, MAX_PORTS_PER_GROUP};
 
 use super::error::KeyError;
+use super::limits::MAX_PORTAL_GROUP;
 use super::plan::AluaPlan;
 use super::schema::{RawAccessState, RawAlua, RawAluaMode};
-use super::validate::MAX_PORTAL_GROUP;
 
 /// Validates `raw` against the portals; errors name the key (`server.alua.group[1].id`).
 pub fn validate(raw: Option<&RawAlua>, portals: &[PortalConfig]) -> (AluaPlan, Vec<KeyError>) {

@@ -5,6 +5,7 @@
 mod alua;
 mod api;
 mod error;
+mod limits;
 pub mod names;
 mod plan;
 mod schema;
@@ -18,6 +19,7 @@ use std::path::Path;
 
 pub use api::{MAX_API_LISTENERS, MAX_API_TOKENS, SHA256_HEX_LEN, parse_sha256_hex, sha256_hex};
 pub use error::{ConfigError, KeyError};
+pub use limits::{DEFAULT_STATE_DIR, MAX_LUN};
 pub use plan::{
     AluaPlan, ApiPlan, ApiRole, ApiTls, ApiToken, Chap, DevicePlan, GroupPlan, IdentityOverrides,
     LunPlan, Plan, TargetPlan,
@@ -26,9 +28,7 @@ pub use schema::{
     CacheMode, DeviceType, RawApi, RawApiRole, RawApiToken, RawChap, RawConfig, RawDevice,
     RawGroup, RawLun, RawPortal, RawSize, RawTarget,
 };
-pub use validate::{
-    DEFAULT_STATE_DIR, MAX_LUN, Source, describe_size, format_naa, parse_naa, validate,
-};
+pub use validate::{Source, describe_size, format_naa, parse_naa, validate};
 
 /// Largest config file we read; a bigger one is a mistake (or not a config file).
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;

@@ -1,7 +1,6 @@
 //! iSCSI name validation (RFC 7143 4.2.7) and the names of config objects.
 
-/// RFC 7143 4.2.7.2: an iSCSI name is at most 223 bytes.
-pub const MAX_ISCSI_NAME_LEN: usize = 223;
+pub use esos_common::limits::MAX_ISCSI_NAME_LEN;
 
 /// Longest device or group name; these appear in logs and in the identity file.
 pub const MAX_OBJECT_NAME_LEN: usize = 64;

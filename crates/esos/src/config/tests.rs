@@ -803,18 +803,10 @@ fn every_error_is_reported_at_once() {
 
 #[test]
 fn example_config_parses_and_validates() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/esos.toml");
+    let path = examples_dir().join("esos.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let raw = parse(&text, "examples/esos.toml").unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().unwrap();
-    let plan = validate(
-        &raw,
-        &Source {
-            label: "examples/esos.toml".into(),
-            base_dir: dir.path().into(),
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let plan = validate(&raw, &Source::file(&path)).unwrap_or_else(|e| panic!("{e}"));
     let kinds: Vec<_> = plan.devices.iter().map(|d| d.kind).collect();
     for k in [DeviceType::File, DeviceType::Ram, DeviceType::Null] {
         assert!(kinds.contains(&k), "example lacks a {k:?} device");
@@ -826,10 +818,33 @@ fn example_config_parses_and_validates() {
         "example shows LUN masking"
     );
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
-    // The file devices it names can be created: preflight passes in an empty directory
-    // once the disks/ directory exists.
-    std::fs::create_dir_all(dir.path().join("disks")).unwrap();
-    crate::graph::preflight(&plan).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn examples_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// What `esos config check` does, for every shipped example, where it ships: a newcomer's
+/// first command must pass on a fresh clone (the example carries the directories and
+/// files its devices need).
+#[test]
+fn every_example_passes_config_check_as_shipped() {
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(examples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let plan = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        crate::graph::preflight(&plan).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for name in ["conformance.toml", "esos.toml"] {
+        assert!(
+            checked.iter().any(|c| c == name),
+            "{name} not checked: {checked:?}"
+        );
+    }
 }
 
 #[test]

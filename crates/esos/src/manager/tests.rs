@@ -377,3 +377,41 @@ async fn port_group_states_change_live() {
     let (r, _) = map.submit(read(&nexus), Vec::new()).await;
     assert_eq!(r.status, esos_scsi::Status::Good);
 }
+
+#[tokio::test]
+async fn a_portal_that_cannot_be_bound_leaves_devices_ungrown() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start(dir.path()).await;
+    let with = |size: &str, portals: &str| {
+        text(portals, true, true).replace(
+            "name = \"b\"\ntype = \"ram\"\nsize = \"2M\"",
+            &format!("name = \"b\"\ntype = \"file\"\npath = \"b.img\"\nsize = \"{size}\""),
+        )
+    };
+    let local = "address = \"127.0.0.1:0\"";
+    m.apply(&with("2M", local), false, false).await.unwrap();
+    let before = m.export();
+    let portals = m.server.portals().len();
+    let (_, lu) = m.units().into_iter().find(|(n, _)| n == "b").unwrap();
+
+    // Grows "b" and adds an address this machine does not have (TEST-NET-1): the bind
+    // fails, and it fails before anything grows.
+    let foreign = format!("{local}\n\n[[server.portal]]\naddress = \"192.0.2.1:3260\"");
+    let e = m
+        .apply(&with("8M", &foreign), false, false)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("server.portal"), "{e}");
+    assert_eq!(lu.capacity_bytes(), 2 << 20);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("b.img")).unwrap().len(),
+        2 << 20
+    );
+    assert_eq!(m.server.portals().len(), portals);
+    assert_eq!(m.export(), before);
+
+    // The same growth alone goes through.
+    let r = m.apply(&with("8M", local), false, false).await.unwrap();
+    assert_eq!(r.devices_changed, ["b"]);
+    assert_eq!(lu.capacity_bytes(), 8 << 20);
+}

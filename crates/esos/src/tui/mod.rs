@@ -1,11 +1,13 @@
 //! `esos tui`: a full-screen, keyboard-driven text UI over the management API.
 //!
 //! Tabs: Dashboard (targets, sessions, per-device IOPS and MB/s), Devices, Targets (with
-//! CHAP and the server portals), Hosts & groups, Port groups (ALUA states), System. The state machine ([`app`]) and drawing
-//! ([`view`]) are pure and tested on ratatui's test backend; this module is the I/O edge:
-//! the terminal, crossterm's event stream, a poll of the read endpoints every second (the
-//! daemon's information and log only while the System tab is shown), and one change at a time sent as an API request. Every refusal is the daemon's message on
-//! the status line; nothing the daemon answers can make the TUI panic.
+//! CHAP and the server portals), Hosts & groups, Port groups (ALUA states), System. The
+//! state machine ([`app`]) and drawing ([`view`], one file per tab) are pure and tested on
+//! ratatui's test backend; this module is the I/O edge: the terminal, crossterm's event
+//! stream, a poll of the read endpoints every second (the daemon's information and log
+//! only while the System tab is shown), and one change at a time sent as an API request.
+//! Every refusal is the daemon's message on the status line; nothing the daemon answers
+//! can make the TUI panic.
 
 mod action;
 mod app;
@@ -44,7 +46,7 @@ pub fn run(socket: PathBuf) -> ExitCode {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         eprintln!("esos: tui needs a terminal; use the other verbs (esos --help) in scripts");
-        return ExitCode::from(crate::cmd::EXIT_USAGE);
+        return ExitCode::from(crate::cli::EXIT_USAGE);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,0 +1,51 @@
+//! Bounds and defaults of config values: one home, so the validator, the ALUA rules and
+//! the editors agree. Limits other crates enforce too come from [`esos_common::limits`].
+
+pub use esos_common::limits::MAX_LUN;
+
+/// Largest `physical_block_size` accepted: 64 KiB, beyond any real medium's physical block,
+/// so the LBPPB exponent (4 bits in READ CAPACITY(16)) always fits.
+pub const MAX_PHYSICAL_BLOCK_SIZE: u32 = 64 << 10;
+
+/// RFC 7143 recommends CHAP secrets of at least 12 bytes (96 bits): shorter ones fall to
+/// an offline dictionary attack on one captured exchange.
+pub const CHAP_SECRET_MIN_LEN: usize = 12;
+/// Longest CHAP secret; matches what common initiators (open-iscsi, Windows) accept.
+pub const CHAP_SECRET_MAX_LEN: usize = 255;
+/// Longest CHAP user name we accept.
+pub const CHAP_NAME_MAX_LEN: usize = 255;
+/// Longest TargetAlias (RFC 7143 13.6 text value, kept to one short line).
+pub const MAX_ALIAS_LEN: usize = 255;
+
+/// TSIH is 16 bits and 0 is reserved, so no target can hold more sessions (RFC 7143 11.12.4).
+pub const MAX_SESSIONS: u32 = 65535;
+/// Largest CmdSN window one session may have; bounds the per-session command memory.
+pub const MAX_CMDS_PER_SESSION: u32 = 4096;
+/// Login timeout bounds (ms): long enough for a slow CHAP exchange, short enough that a
+/// half-open login cannot hold a session slot for long.
+pub const LOGIN_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
+/// NOP-In interval bounds when enabled (ms); 0 disables pings.
+pub const NOP_IN_INTERVAL_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
+/// NOP-In answer timeout bounds (ms).
+pub const NOP_IN_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
+/// Most connections that may be in the login phase at once; each holds a task and socket
+/// buffers until it logs in or `login_timeout_ms` ends it.
+pub const MAX_LOGIN_CONNECTIONS: u32 = 65535;
+
+/// MaxRecvDataSegmentLength, MaxBurstLength and FirstBurstLength range (RFC 7143 13.12-13.14).
+pub const DATA_LENGTH_RANGE: std::ops::RangeInclusive<u64> = 512..=16_777_215;
+/// MaxOutstandingR2T range (RFC 7143 13.17).
+pub const MAX_OUTSTANDING_R2T_RANGE: std::ops::RangeInclusive<u32> = 1..=65535;
+/// DefaultTime2Wait / DefaultTime2Retain range in seconds (RFC 7143 13.15, 13.16).
+pub const TIME2_RANGE: std::ops::RangeInclusive<u32> = 0..=3600;
+
+/// Portal used when the config names none.
+pub const DEFAULT_PORTAL: &str = "0.0.0.0:3260";
+/// Largest portal group tag (RFC 7143 13.9: 16 bits; 0 is not used by esos).
+pub const MAX_PORTAL_GROUP: u32 = 65535;
+/// Name of the state directory next to the config file when `data_dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "esos-state";
+
+/// Slowest `sanitize_rate` accepted: below it a sanitize of a large device would take
+/// months, which is a typo rather than a policy.
+pub const MIN_SANITIZE_RATE: u64 = 1 << 20;
