@@ -164,6 +164,13 @@ impl BlockDevice for RamDevice {
     fn rotational(&self) -> bool {
         self.rotational
     }
+    fn resize(&self, _new_size: u64) -> Result<(), BlockError> {
+        // Growing would mean reallocating the whole store under the lock; not worth it.
+        Err(BlockError::new(
+            BlockErrorKind::Unsupported,
+            "a RAM device cannot change size",
+        ))
+    }
     async fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
         if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size_bytes) {
             return (Err(e), buf);

@@ -17,8 +17,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
 use io_uring::{IoUring, opcode, types};
@@ -26,7 +25,6 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 
-use crate::file::EngineChoice;
 use crate::{BlockError, BufResult, IoBuf, sync};
 
 /// Operations one ring keeps in flight; also its submission queue size. The completion queue
@@ -40,55 +38,6 @@ const MAX_SQE_BYTES: usize = if cfg!(test) { 64 << 10 } else { 1 << 30 };
 
 /// How often one operation is resubmitted after EINTR/EAGAIN/ECANCELED before it fails.
 const MAX_RETRIES: u8 = 16;
-
-/// Set once io_uring setup failed, so later devices go straight to the blocking engine.
-static URING_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
-
-/// The engine of one [`crate::FileDevice`]: io_uring, created on first use, or the
-/// blocking pool.
-#[derive(Debug)]
-pub(crate) struct Engine {
-    choice: EngineChoice,
-    file: Arc<File>,
-    ring: OnceLock<Option<Ring>>,
-}
-
-impl Engine {
-    pub(crate) fn new(choice: EngineChoice, file: &Arc<File>) -> Self {
-        Engine {
-            choice,
-            file: Arc::clone(file),
-            ring: OnceLock::new(),
-        }
-    }
-
-    pub(crate) fn uses_uring(&self) -> bool {
-        matches!(self.ring.get(), Some(Some(_)))
-    }
-
-    /// The ring, set up on first call; `None` means use the blocking engine.
-    pub(crate) fn ring(&self) -> Option<&Ring> {
-        if self.choice == EngineChoice::Sync {
-            return None;
-        }
-        self.ring
-            .get_or_init(|| {
-                if URING_UNAVAILABLE.load(Ordering::Relaxed) {
-                    return None;
-                }
-                match Ring::new(&self.file) {
-                    Ok(ring) => Some(ring),
-                    Err(e) => {
-                        if !URING_UNAVAILABLE.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(error = %e, "io_uring unavailable; using blocking I/O");
-                        }
-                        None
-                    }
-                }
-            })
-            .as_ref()
-    }
-}
 
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +125,7 @@ fn new_eventfd() -> io::Result<OwnedFd> {
 }
 
 impl Ring {
-    fn new(file: &Arc<File>) -> io::Result<Ring> {
+    pub(crate) fn new(file: &Arc<File>) -> io::Result<Ring> {
         let ring = IoUring::new(URING_QUEUE_DEPTH)?;
         let eventfd = new_eventfd()?;
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
