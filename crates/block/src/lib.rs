@@ -30,7 +30,7 @@ mod uring;
 
 pub use uring::URING_QUEUE_DEPTH;
 
-pub use buf::{SharedBuf, SplitBuf};
+pub use buf::{SharedBuf, SharedResult, SplitBuf, SplitResult};
 pub use error::{BlockError, BlockErrorKind};
 pub use file::FileDevice;
 pub use null::NullDevice;
@@ -110,6 +110,36 @@ pub trait BlockDevice: Send + Sync {
     /// Writes all of `buf` at `offset`. With `fua` the data is durable on stable storage
     /// before the future completes (RWF_DSYNC or a following fdatasync).
     fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> impl Future<Output = BufResult> + Send;
+    /// [`BlockDevice::read`] into one piece of a split request buffer (`buf.rs`): how a layer
+    /// reads one request from several places without a copy. Every esos device overrides
+    /// this; the default reads into a bounce buffer and copies.
+    fn read_split(
+        &self,
+        offset: u64,
+        mut buf: SplitBuf,
+    ) -> impl Future<Output = SplitResult> + Send {
+        async move {
+            let (r, bounce) = self.read(offset, vec![0; buf.len()]).await;
+            if r.is_ok() {
+                buf.as_mut_slice().copy_from_slice(&bounce);
+            }
+            (r, buf)
+        }
+    }
+    /// [`BlockDevice::write`] of a payload that other writers may share (`buf.rs`): how a
+    /// layer writes the same data to two devices without a copy. Every esos device overrides
+    /// this; the default copies into a bounce buffer.
+    fn write_shared(
+        &self,
+        offset: u64,
+        buf: SharedBuf,
+        fua: bool,
+    ) -> impl Future<Output = SharedResult> + Send {
+        async move {
+            let (r, _) = self.write(offset, buf.as_slice().to_vec(), fua).await;
+            (r, buf)
+        }
+    }
     /// Makes every completed write durable (fdatasync).
     fn flush(&self) -> impl Future<Output = Result<(), BlockError>> + Send;
     /// True when [`BlockDevice::discard`] releases storage (the device can be thin).
@@ -247,6 +277,12 @@ impl BlockDevice for Device {
     }
     async fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
         dispatch_await!(self, write(offset, buf, fua))
+    }
+    async fn read_split(&self, offset: u64, buf: SplitBuf) -> SplitResult {
+        dispatch_await!(self, read_split(offset, buf))
+    }
+    async fn write_shared(&self, offset: u64, buf: SharedBuf, fua: bool) -> SharedResult {
+        dispatch_await!(self, write_shared(offset, buf, fua))
     }
     async fn flush(&self) -> Result<(), BlockError> {
         dispatch_await!(self, flush())

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crate::{
-    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf, check_io,
-    check_range,
+    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf, SharedBuf,
+    SharedResult, SplitBuf, SplitResult, check_io, check_range,
 };
 
 #[derive(Debug)]
@@ -71,6 +71,21 @@ impl BlockDevice for NullDevice {
                 )),
                 buf,
             );
+        }
+        let r = check_io("write", offset, buf.len(), self.block_size, self.size());
+        (r, buf)
+    }
+    async fn read_split(&self, offset: u64, mut buf: SplitBuf) -> SplitResult {
+        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size()) {
+            return (Err(e), buf);
+        }
+        buf.as_mut_slice().fill(0);
+        (Ok(()), buf)
+    }
+    async fn write_shared(&self, offset: u64, buf: SharedBuf, _fua: bool) -> SharedResult {
+        if self.read_only {
+            let e = BlockError::new(BlockErrorKind::ReadOnly, "null device is read-only");
+            return (Err(e), buf);
         }
         let r = check_io("write", offset, buf.len(), self.block_size, self.size());
         (r, buf)

@@ -9,6 +9,7 @@
 //!   must, or it would touch the wrong blocks of the device below);
 //! - hand every buffer back, on success and on failure, and keep error kinds as they are;
 //! - forward FUA and flush so a write acknowledged durable is durable at the bottom;
+//! - override `read_split` and `write_shared` (the defaults copy through a bounce buffer);
 //! - answer `resident_slice` only when its offsets are the lower device's offsets;
 //! - forward `resize` or refuse it with an `Unsupported` error naming the layer.
 //!
@@ -16,10 +17,13 @@
 //!
 //! [`DynBlockDevice`]: crate::DynBlockDevice
 
-use crate::{BlockDevice, BlockError, BufResult, Device, Extent, FileSlice, IoBuf, check_range};
+use crate::{
+    BlockDevice, BlockError, BufResult, Device, Extent, FileSlice, IoBuf, SharedBuf, SharedResult,
+    SplitBuf, SplitResult, check_range,
+};
 
-/// Forwards every operation, including FUA, flush, discard, zeroing, allocation queries and
-/// resize, to `D`.
+/// Forwards every operation, including FUA, flush, split reads, shared writes, discard,
+/// zeroing, allocation queries and resize, to `D`.
 #[derive(Debug)]
 pub struct PassThrough<D = Device> {
     lower: D,
@@ -82,6 +86,18 @@ impl<D: BlockDevice> BlockDevice for PassThrough<D> {
             return (Err(e), buf);
         }
         self.lower.write(offset, buf, fua).await
+    }
+    async fn read_split(&self, offset: u64, buf: SplitBuf) -> SplitResult {
+        if let Err(e) = self.check("read", offset, buf.len() as u64) {
+            return (Err(e), buf);
+        }
+        self.lower.read_split(offset, buf).await
+    }
+    async fn write_shared(&self, offset: u64, buf: SharedBuf, fua: bool) -> SharedResult {
+        if let Err(e) = self.check("write", offset, buf.len() as u64) {
+            return (Err(e), buf);
+        }
+        self.lower.write_shared(offset, buf, fua).await
     }
     async fn flush(&self) -> Result<(), BlockError> {
         self.lower.flush().await

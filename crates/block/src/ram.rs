@@ -9,7 +9,7 @@ use std::sync::RwLock;
 
 use crate::{
     BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf,
-    MAX_ALLOCATION_EXTENTS, check_io, check_range,
+    MAX_ALLOCATION_EXTENTS, SharedBuf, SharedResult, SplitBuf, SplitResult, check_io, check_range,
 };
 
 /// Allocation unit. A multiple of every supported block size, so no block straddles chunks.
@@ -192,6 +192,20 @@ impl BlockDevice for RamDevice {
             return (Err(e), buf);
         }
         self.write_sync(offset, &buf);
+        (Ok(()), buf)
+    }
+    async fn read_split(&self, offset: u64, mut buf: SplitBuf) -> SplitResult {
+        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size_bytes) {
+            return (Err(e), buf);
+        }
+        self.read_sync(offset, buf.as_mut_slice());
+        (Ok(()), buf)
+    }
+    async fn write_shared(&self, offset: u64, buf: SharedBuf, _fua: bool) -> SharedResult {
+        if let Err(e) = self.check_writable("write", offset, buf.len() as u64) {
+            return (Err(e), buf);
+        }
+        self.write_sync(offset, buf.as_slice());
         (Ok(()), buf)
     }
     async fn flush(&self) -> Result<(), BlockError> {

@@ -23,7 +23,10 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::{BlockDevice, BlockError, BufResult, Extent, FileSlice, IoBuf};
+use crate::{
+    BlockDevice, BlockError, BufResult, Extent, FileSlice, IoBuf, SharedBuf, SharedResult,
+    SplitBuf, SplitResult,
+};
 #[cfg(doc)]
 use crate::{BlockErrorKind, Device};
 
@@ -42,6 +45,8 @@ pub trait DynBlockDevice: Send + Sync + Debug {
     fn read(&self, offset: u64, buf: IoBuf) -> BoxFuture<'_, BufResult>;
     fn resident_slice(&self, offset: u64, len: u64) -> Result<Option<FileSlice>, BlockError>;
     fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BoxFuture<'_, BufResult>;
+    fn read_split(&self, offset: u64, buf: SplitBuf) -> BoxFuture<'_, SplitResult>;
+    fn write_shared(&self, offset: u64, buf: SharedBuf, fua: bool) -> BoxFuture<'_, SharedResult>;
     fn flush(&self) -> BoxFuture<'_, Result<(), BlockError>>;
     fn supports_discard(&self) -> bool;
     fn discard_zeroes(&self) -> bool;
@@ -74,6 +79,12 @@ impl<T: BlockDevice + Debug> DynBlockDevice for T {
     }
     fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BoxFuture<'_, BufResult> {
         Box::pin(BlockDevice::write(self, offset, buf, fua))
+    }
+    fn read_split(&self, offset: u64, buf: SplitBuf) -> BoxFuture<'_, SplitResult> {
+        Box::pin(BlockDevice::read_split(self, offset, buf))
+    }
+    fn write_shared(&self, offset: u64, buf: SharedBuf, fua: bool) -> BoxFuture<'_, SharedResult> {
+        Box::pin(BlockDevice::write_shared(self, offset, buf, fua))
     }
     fn flush(&self) -> BoxFuture<'_, Result<(), BlockError>> {
         Box::pin(BlockDevice::flush(self))

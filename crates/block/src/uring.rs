@@ -25,7 +25,8 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 
-use crate::{BlockError, BufResult, IoBuf, sync};
+use crate::buf::Mem;
+use crate::{BlockError, sync};
 
 /// Operations one ring keeps in flight; also its submission queue size. The completion queue
 /// is twice that (kernel default), so it cannot overflow.
@@ -63,7 +64,7 @@ struct Op {
     kind: OpKind,
     offset: u64,
     /// Owned here until the CQE is reaped (see the module doc).
-    buf: IoBuf,
+    buf: Mem,
     /// Bytes transferred so far.
     done: usize,
     retries: u8,
@@ -162,7 +163,7 @@ impl Ring {
         lock(&self.shared.state).orphaned
     }
 
-    pub(crate) async fn read(&self, offset: u64, buf: IoBuf) -> BufResult {
+    pub(crate) async fn read(&self, offset: u64, buf: Mem) -> (Result<(), BlockError>, Mem) {
         if let Err(e) = self.shared.ensure_reaper() {
             tracing::warn!(error = %e, "io_uring reaper could not start; read via blocking I/O");
             return sync::read(&self.shared.file, offset, buf).await;
@@ -175,7 +176,12 @@ impl Ring {
         )
     }
 
-    pub(crate) async fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
+    pub(crate) async fn write(
+        &self,
+        offset: u64,
+        buf: Mem,
+        fua: bool,
+    ) -> (Result<(), BlockError>, Mem) {
         if let Err(e) = self.shared.ensure_reaper() {
             tracing::warn!(error = %e, "io_uring reaper could not start; write via blocking I/O");
             return sync::write(&self.shared.file, offset, buf, fua).await;
@@ -193,7 +199,10 @@ impl Ring {
             tracing::warn!(error = %e, "io_uring reaper could not start; flush via blocking I/O");
             return sync::flush(&self.shared.file).await;
         }
-        let (errno, _) = self.shared.run(OpKind::Fsync, 0, Vec::new()).await;
+        let (errno, _) = self
+            .shared
+            .run(OpKind::Fsync, 0, Mem::Vec(Vec::new()))
+            .await;
         check(errno, || "flush".to_owned())
     }
 }
@@ -232,7 +241,7 @@ impl Shared {
     }
 
     /// Submits one operation and waits for it; returns 0 or an errno, and the buffer.
-    async fn run(&self, kind: OpKind, offset: u64, buf: IoBuf) -> (i32, IoBuf) {
+    async fn run(&self, kind: OpKind, offset: u64, buf: Mem) -> (i32, Mem) {
         let Ok(permit) = self.permits.acquire().await else {
             return (libc::EIO, buf); // never closed
         };
@@ -279,16 +288,23 @@ impl Shared {
             return Err(libc::EINVAL);
         };
         let offset = op.offset + op.done as u64;
-        let rest = &mut op.buf[op.done..];
-        let len = rest.len().min(MAX_SQE_BYTES) as u32;
+        let len = (op.buf.len() - op.done).min(MAX_SQE_BYTES) as u32;
         let entry = match op.kind {
-            OpKind::Read => opcode::Read::new(fd, rest.as_mut_ptr(), len)
-                .offset(offset)
-                .build(),
-            OpKind::Write { fua } => opcode::Write::new(fd, rest.as_ptr(), len)
-                .offset(offset)
-                .rw_flags(if fua { libc::RWF_DSYNC } else { 0 })
-                .build(),
+            OpKind::Read => {
+                // A shared payload is never read into (`SharedBuf` is write-only here).
+                let Some(rest) = op.buf.as_mut_slice().map(|b| &mut b[op.done..]) else {
+                    return Err(libc::EINVAL);
+                };
+                opcode::Read::new(fd, rest.as_mut_ptr(), len)
+                    .offset(offset)
+                    .build()
+            }
+            OpKind::Write { fua } => {
+                opcode::Write::new(fd, op.buf.as_slice()[op.done..].as_ptr(), len)
+                    .offset(offset)
+                    .rw_flags(if fua { libc::RWF_DSYNC } else { 0 })
+                    .build()
+            }
             OpKind::Fsync => opcode::Fsync::new(fd)
                 .flags(types::FsyncFlags::DATASYNC)
                 .build(),
@@ -403,7 +419,7 @@ impl Shared {
         op.unwrap_or_else(|| Op {
             kind: OpKind::Fsync,
             offset: 0,
-            buf: Vec::new(),
+            buf: Mem::Vec(Vec::new()),
             done: 0,
             retries: 0,
             waiter: Waiter::Orphaned,
@@ -435,7 +451,9 @@ fn advance(op: &mut Op, res: i32) -> Step {
         OpKind::Fsync => Step::Finished(0),
         OpKind::Read if n == 0 => {
             // End of file inside the device: someone truncated it; such blocks read as zeros.
-            op.buf[op.done..].fill(0);
+            if let Some(rest) = op.buf.as_mut_slice() {
+                rest[op.done..].fill(0);
+            }
             op.done = op.buf.len();
             Step::Finished(0)
         }
@@ -458,16 +476,16 @@ struct OpWait<'a> {
 }
 
 impl Future for OpWait<'_> {
-    type Output = (i32, IoBuf);
+    type Output = (i32, Mem);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(idx) = self.idx else {
-            return Poll::Ready((libc::EINVAL, Vec::new()));
+            return Poll::Ready((libc::EINVAL, Mem::Vec(Vec::new())));
         };
         let shared = self.shared;
         let mut st = lock(&shared.state);
         let Some(op) = st.slots[idx as usize].as_mut() else {
-            return Poll::Ready((libc::EINVAL, Vec::new()));
+            return Poll::Ready((libc::EINVAL, Mem::Vec(Vec::new())));
         };
         match &mut op.waiter {
             Waiter::Done(errno) => {
@@ -484,7 +502,7 @@ impl Future for OpWait<'_> {
                 }
                 Poll::Pending
             }
-            Waiter::Orphaned => Poll::Ready((libc::EINVAL, Vec::new())),
+            Waiter::Orphaned => Poll::Ready((libc::EINVAL, Mem::Vec(Vec::new()))),
         }
     }
 }

@@ -5,11 +5,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::buf::Mem;
 use crate::engine::EngineChoice;
 use crate::sync::Release;
 use crate::{
     BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, FileSlice, IoBuf,
-    check_io, check_range, sync,
+    SharedBuf, SharedResult, SplitBuf, SplitResult, check_io, check_range, sync,
 };
 
 mod open;
@@ -75,6 +76,44 @@ impl FileDevice {
     fn context(&self, e: BlockError) -> BlockError {
         e.prefixed(&self.path.display().to_string())
     }
+
+    /// Reads into any buffer kind; the engines hold it until the kernel is done.
+    async fn read_mem(&self, offset: u64, buf: Mem) -> (Result<(), BlockError>, Mem) {
+        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size()) {
+            return (Err(self.context(e)), buf);
+        }
+        if buf.len() == 0 {
+            return (Ok(()), buf);
+        }
+        let (r, buf) = match self.engine.ring() {
+            _ if self.memory_backed => sync::read_inline(&self.file, offset, buf),
+            Some(ring) => ring.read(offset, buf).await,
+            None => sync::read(&self.file, offset, buf).await,
+        };
+        (r.map_err(|e| self.context(e)), buf)
+    }
+
+    /// Writes from any buffer kind; the engines hold it until the kernel is done.
+    async fn write_mem(&self, offset: u64, buf: Mem, fua: bool) -> (Result<(), BlockError>, Mem) {
+        if self.read_only {
+            let e = BlockError::new(BlockErrorKind::ReadOnly, "write to a read-only device");
+            return (Err(self.context(e)), buf);
+        }
+        if let Err(e) = check_io("write", offset, buf.len(), self.block_size, self.size()) {
+            return (Err(self.context(e)), buf);
+        }
+        if buf.len() == 0 {
+            // Nothing to write, but FUA still promises what was written before is durable.
+            let r = if fua { self.flush().await } else { Ok(()) };
+            return (r, buf);
+        }
+        let (r, buf) = match self.engine.ring() {
+            _ if self.memory_backed && !fua => sync::write_inline(&self.file, offset, buf),
+            Some(ring) => ring.write(offset, buf, fua).await,
+            None => sync::write(&self.file, offset, buf, fua).await,
+        };
+        (r.map_err(|e| self.context(e)), buf)
+    }
 }
 
 impl FileDevice {
@@ -131,18 +170,12 @@ impl BlockDevice for FileDevice {
         Ok(())
     }
     async fn read(&self, offset: u64, buf: IoBuf) -> BufResult {
-        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size()) {
-            return (Err(self.context(e)), buf);
-        }
-        if buf.is_empty() {
-            return (Ok(()), buf);
-        }
-        let (r, buf) = match self.engine.ring() {
-            _ if self.memory_backed => sync::read_inline(&self.file, offset, buf),
-            Some(ring) => ring.read(offset, buf).await,
-            None => sync::read(&self.file, offset, buf).await,
-        };
-        (r.map_err(|e| self.context(e)), buf)
+        let (r, buf) = self.read_mem(offset, Mem::Vec(buf)).await;
+        (r, buf.into_vec())
+    }
+    async fn read_split(&self, offset: u64, buf: SplitBuf) -> SplitResult {
+        let (r, buf) = self.read_mem(offset, buf.into()).await;
+        (r, buf.into_split())
     }
     fn resident_slice(&self, offset: u64, len: u64) -> Result<Option<FileSlice>, BlockError> {
         if !self.memory_backed {
@@ -157,24 +190,12 @@ impl BlockDevice for FileDevice {
         }))
     }
     async fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
-        if self.read_only {
-            let e = BlockError::new(BlockErrorKind::ReadOnly, "write to a read-only device");
-            return (Err(self.context(e)), buf);
-        }
-        if let Err(e) = check_io("write", offset, buf.len(), self.block_size, self.size()) {
-            return (Err(self.context(e)), buf);
-        }
-        if buf.is_empty() {
-            // Nothing to write, but FUA still promises what was written before is durable.
-            let r = if fua { self.flush().await } else { Ok(()) };
-            return (r, buf);
-        }
-        let (r, buf) = match self.engine.ring() {
-            _ if self.memory_backed && !fua => sync::write_inline(&self.file, offset, buf),
-            Some(ring) => ring.write(offset, buf, fua).await,
-            None => sync::write(&self.file, offset, buf, fua).await,
-        };
-        (r.map_err(|e| self.context(e)), buf)
+        let (r, buf) = self.write_mem(offset, Mem::Vec(buf), fua).await;
+        (r, buf.into_vec())
+    }
+    async fn write_shared(&self, offset: u64, buf: SharedBuf, fua: bool) -> SharedResult {
+        let (r, buf) = self.write_mem(offset, buf.into(), fua).await;
+        (r, buf.into_shared())
     }
     async fn flush(&self) -> Result<(), BlockError> {
         let r = match self.engine.ring() {
