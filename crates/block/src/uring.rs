@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
+use esos_common::sync::LockExt;
 use io_uring::{IoUring, opcode, types};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -109,10 +110,10 @@ impl std::fmt::Debug for Ring {
     }
 }
 
+// A panic while holding the lock leaves slots consistent (every update is one assignment),
+// so a poisoned lock is still usable.
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A panic while holding the lock leaves slots consistent (every update is one
-    // assignment), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.locked()
 }
 
 fn new_eventfd() -> io::Result<OwnedFd> {
@@ -529,7 +530,10 @@ impl Drop for OpWait<'_> {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let st = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Orphaned ops may still be in the kernel: wait for them before the ring and the
         // buffers are freed. Only cancelled requests can be outstanding here (a live future
         // holds a reference), so this is short.

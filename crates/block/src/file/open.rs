@@ -138,16 +138,8 @@ impl FileDevice {
         if !meta.file_type().is_block_device() {
             return Err(config_err(path, "not a block device"));
         }
-        let mut dev_bytes: u64 = 0;
-        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points to a live u64.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut dev_bytes as *mut u64) };
-        if rc != 0 {
-            return Err(io_err(
-                path,
-                "BLKGETSIZE64 failed",
-                io::Error::last_os_error(),
-            ));
-        }
+        let dev_bytes =
+            blockdev_bytes(&file).map_err(|e| io_err(path, "BLKGETSIZE64 failed", e))?;
         let mut sector: libc::c_int = 0;
         // SAFETY: BLKSSZGET writes one int through the pointer, which points to a live c_int.
         let rc = unsafe {
