@@ -8,6 +8,10 @@
 //! - [`SharedBuf`] (writes): one immutable payload referenced by several owners (a replica
 //!   writing the same data locally and to a peer), and sliced into sub-ranges.
 //!
+//! Devices take them through [`crate::BlockDevice::read_split`] and
+//! [`crate::BlockDevice::write_shared`]; the file device's engines hold them (as `Mem`)
+//! exactly as they hold an `IoBuf`, so the kernel reads and writes them in place.
+//!
 //! Why `bytes`: `BytesMut::split_to`/`unsplit` and `Bytes::clone`/`slice` are exactly these
 //! two operations over one reference-counted allocation, already a workspace dependency, and
 //! long proven in tokio's stack; a type of our own would re-implement the same unsafe
