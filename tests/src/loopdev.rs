@@ -2,6 +2,7 @@
 //! Drop guard that undoes exactly what it did: `umount` of its own mount point and
 //! `losetup -d` of the device it created, never a search by name.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,6 +67,27 @@ impl Mount {
         cmd::run_ok(
             "mount",
             &[device.as_os_str(), point.as_os_str()],
+            ADMIN_TIMEOUT,
+        );
+        Mount {
+            point: point.to_path_buf(),
+        }
+    }
+
+    /// A tmpfs of `size_bytes` at `point`: a file system that fills up on demand.
+    pub fn tmpfs(point: &Path, size_bytes: u64) -> Mount {
+        std::fs::create_dir_all(point).expect("mount point");
+        let opts = format!("size={size_bytes}");
+        cmd::run_ok(
+            "mount",
+            &[
+                OsStr::new("-t"),
+                OsStr::new("tmpfs"),
+                OsStr::new("-o"),
+                OsStr::new(&opts),
+                OsStr::new("tmpfs"),
+                point.as_os_str(),
+            ],
             ADMIN_TIMEOUT,
         );
         Mount {

@@ -4,26 +4,39 @@
 //! request owns until it completes, so an io_uring engine can hold them while the kernel works.
 //! The SCSI layer holds a [`Device`], an enum over every backend, so the hot path uses static
 //! dispatch and allocates nothing per command.
+//!
+//! Where things live: the leaf backends (`file/` with its engines `engine.rs`, `uring.rs`,
+//! `sync.rs`; `ram.rs`; `null.rs`), stacked devices and their rules (`stack.rs`, with
+//! `passthrough.rs` as the template layer), buffers a layer can split and share
+//! (`buf.rs`), and the one error type whose kind front-ends map to their status
+//! (`error.rs`).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod buf;
+mod engine;
 mod error;
 mod file;
 #[cfg(test)]
 mod loopdev_tests;
 mod null;
+mod passthrough;
 mod ram;
+mod stack;
 mod sync;
 mod uring;
 
 pub use uring::URING_QUEUE_DEPTH;
 
+pub use buf::{SharedBuf, SharedResult, SplitBuf, SplitResult};
 pub use error::{BlockError, BlockErrorKind};
 pub use file::FileDevice;
 pub use null::NullDevice;
+pub use passthrough::PassThrough;
 pub use ram::{RAM_MAX_BYTES, RamDevice};
+pub use stack::{BoxFuture, DynBlockDevice};
 
 /// A buffer owned by an I/O request: handed to the device and given back on completion.
 pub type IoBuf = Vec<u8>;
@@ -75,6 +88,16 @@ pub trait BlockDevice: Send + Sync {
     fn read_only(&self) -> bool;
     /// True for spinning media (reported in VPD 0xB1).
     fn rotational(&self) -> bool;
+    /// Changes the capacity to `new_size` bytes while the device serves (a whole number of
+    /// blocks; what a backend allows differs: files grow, block devices re-read their size,
+    /// RAM refuses). Callers read [`BlockDevice::num_blocks`] again afterwards.
+    fn resize(&self, new_size: u64) -> Result<(), BlockError> {
+        let _ = new_size;
+        Err(BlockError::new(
+            BlockErrorKind::Unsupported,
+            "this device cannot change size",
+        ))
+    }
     /// Reads `buf.len()` bytes at `offset` into `buf`.
     fn read(&self, offset: u64, buf: IoBuf) -> impl Future<Output = BufResult> + Send;
     /// The file range behind a read of `len` bytes at `offset`, when a transport may send it
@@ -87,6 +110,36 @@ pub trait BlockDevice: Send + Sync {
     /// Writes all of `buf` at `offset`. With `fua` the data is durable on stable storage
     /// before the future completes (RWF_DSYNC or a following fdatasync).
     fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> impl Future<Output = BufResult> + Send;
+    /// [`BlockDevice::read`] into one piece of a split request buffer (`buf.rs`): how a layer
+    /// reads one request from several places without a copy. Every esos device overrides
+    /// this; the default reads into a bounce buffer and copies.
+    fn read_split(
+        &self,
+        offset: u64,
+        mut buf: SplitBuf,
+    ) -> impl Future<Output = SplitResult> + Send {
+        async move {
+            let (r, bounce) = self.read(offset, vec![0; buf.len()]).await;
+            if r.is_ok() {
+                buf.as_mut_slice().copy_from_slice(&bounce);
+            }
+            (r, buf)
+        }
+    }
+    /// [`BlockDevice::write`] of a payload that other writers may share (`buf.rs`): how a
+    /// layer writes the same data to two devices without a copy. Every esos device overrides
+    /// this; the default copies into a bounce buffer.
+    fn write_shared(
+        &self,
+        offset: u64,
+        buf: SharedBuf,
+        fua: bool,
+    ) -> impl Future<Output = SharedResult> + Send {
+        async move {
+            let (r, _) = self.write(offset, buf.as_slice().to_vec(), fua).await;
+            (r, buf)
+        }
+    }
     /// Makes every completed write durable (fdatasync).
     fn flush(&self) -> impl Future<Output = Result<(), BlockError>> + Send;
     /// True when [`BlockDevice::discard`] releases storage (the device can be thin).
@@ -141,13 +194,15 @@ pub enum Backend {
     Null { size_bytes: u64 },
 }
 
-/// Every backend, for static dispatch.
+/// Every backend, for static dispatch, and stacked devices behind one pointer.
 #[derive(Debug)]
 pub enum Device {
     /// Regular files and block devices.
     File(FileDevice),
     Ram(RamDevice),
     Null(NullDevice),
+    /// A layer over other devices (`stack.rs`): its futures are boxed, the leaves' are not.
+    Stacked(Arc<dyn DynBlockDevice>),
 }
 
 impl Device {
@@ -174,70 +229,78 @@ impl Device {
     }
 }
 
+// Leaf arms call the concrete `BlockDevice` method (static dispatch, no allocation); the
+// stacked arm calls through the object-safe trait.
 macro_rules! dispatch {
-    ($self:ident, $d:ident => $e:expr) => {
+    ($self:ident, $m:ident($($a:expr),*)) => {
         match $self {
-            Device::File($d) => $e,
-            Device::Ram($d) => $e,
-            Device::Null($d) => $e,
+            Device::File(d) => BlockDevice::$m(d, $($a),*),
+            Device::Ram(d) => BlockDevice::$m(d, $($a),*),
+            Device::Null(d) => BlockDevice::$m(d, $($a),*),
+            Device::Stacked(d) => DynBlockDevice::$m(&**d, $($a),*),
         }
     };
 }
 
-impl Device {
-    /// Grows the device to `new_size` bytes while it serves (see [`FileDevice::grow`]);
-    /// RAM devices cannot change size.
-    pub fn grow(&self, new_size: u64) -> Result<(), BlockError> {
-        match self {
-            Device::File(d) => d.grow(new_size),
-            Device::Null(d) => d.grow(new_size),
-            Device::Ram(_) => Err(BlockError::new(
-                BlockErrorKind::InvalidConfig,
-                "a RAM device cannot change size",
-            )),
+macro_rules! dispatch_await {
+    ($self:ident, $m:ident($($a:expr),*)) => {
+        match $self {
+            Device::File(d) => BlockDevice::$m(d, $($a),*).await,
+            Device::Ram(d) => BlockDevice::$m(d, $($a),*).await,
+            Device::Null(d) => BlockDevice::$m(d, $($a),*).await,
+            Device::Stacked(d) => DynBlockDevice::$m(&**d, $($a),*).await,
         }
-    }
+    };
 }
 
 impl BlockDevice for Device {
     fn block_size(&self) -> u32 {
-        dispatch!(self, d => d.block_size())
+        dispatch!(self, block_size())
     }
     fn num_blocks(&self) -> u64 {
-        dispatch!(self, d => d.num_blocks())
+        dispatch!(self, num_blocks())
     }
     fn read_only(&self) -> bool {
-        dispatch!(self, d => d.read_only())
+        dispatch!(self, read_only())
     }
     fn rotational(&self) -> bool {
-        dispatch!(self, d => d.rotational())
+        dispatch!(self, rotational())
+    }
+    fn resize(&self, new_size: u64) -> Result<(), BlockError> {
+        dispatch!(self, resize(new_size))
     }
     async fn read(&self, offset: u64, buf: IoBuf) -> BufResult {
-        dispatch!(self, d => d.read(offset, buf).await)
+        dispatch_await!(self, read(offset, buf))
     }
     fn resident_slice(&self, offset: u64, len: u64) -> Result<Option<FileSlice>, BlockError> {
-        dispatch!(self, d => d.resident_slice(offset, len))
+        dispatch!(self, resident_slice(offset, len))
     }
     async fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
-        dispatch!(self, d => d.write(offset, buf, fua).await)
+        dispatch_await!(self, write(offset, buf, fua))
+    }
+    async fn read_split(&self, offset: u64, buf: SplitBuf) -> SplitResult {
+        dispatch_await!(self, read_split(offset, buf))
+    }
+    async fn write_shared(&self, offset: u64, buf: SharedBuf, fua: bool) -> SharedResult {
+        dispatch_await!(self, write_shared(offset, buf, fua))
     }
     async fn flush(&self) -> Result<(), BlockError> {
-        dispatch!(self, d => d.flush().await)
+        dispatch_await!(self, flush())
     }
     fn supports_discard(&self) -> bool {
-        dispatch!(self, d => d.supports_discard())
+        dispatch!(self, supports_discard())
     }
     fn discard_zeroes(&self) -> bool {
-        dispatch!(self, d => d.discard_zeroes())
+        dispatch!(self, discard_zeroes())
     }
     async fn discard(&self, offset: u64, len: u64) -> Result<(), BlockError> {
-        dispatch!(self, d => d.discard(offset, len).await)
+        dispatch_await!(self, discard(offset, len))
     }
     async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BlockError> {
-        dispatch!(self, d => d.write_zeroes(offset, len).await)
+        dispatch_await!(self, write_zeroes(offset, len))
     }
     async fn allocation(&self, offset: u64, len: u64) -> Result<Vec<Extent>, BlockError> {
-        dispatch!(self, d => d.allocation(offset, len).await)
+        dispatch_await!(self, allocation(offset, len))
     }
 }
 
@@ -341,7 +404,11 @@ pub(crate) fn check_size(what: &Path, size_bytes: u64, block_size: u32) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    // Not a glob: `DynBlockDevice` in scope would make every method call ambiguous.
+    use super::{
+        Backend, BlockDevice, BlockError, BlockErrorKind, Device, DeviceSpec, Extent,
+        MAX_ALLOCATION_EXTENTS, OPTICAL_BLOCK_SIZE, Path, block_extents, check_io, check_size,
+    };
 
     #[test]
     fn check_io_rules() {

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::FileDevice;
+use crate::engine::EngineChoice;
 use crate::file::tests::{ENGINES, pattern, spec};
-use crate::file::{EngineChoice, FileDevice};
 use crate::{BlockDevice, BlockErrorKind};
 
 /// Size of each loop device's backing file (xfs needs at least 300 MiB).

@@ -4,14 +4,14 @@
 use std::path::Path;
 
 use crate::{
-    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf, check_io,
-    check_range,
+    BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf, SharedBuf,
+    SharedResult, SplitBuf, SplitResult, check_io, check_range,
 };
 
 #[derive(Debug)]
 pub struct NullDevice {
     block_size: u32,
-    /// Grows live ([`Self::grow`]); readers see the old or the new size, never a mix.
+    /// Changes live ([`BlockDevice::resize`]); readers see the old or the new size, never a mix.
     size_bytes: std::sync::atomic::AtomicU64,
     read_only: bool,
     rotational: bool,
@@ -33,14 +33,6 @@ impl NullDevice {
     fn size(&self) -> u64 {
         self.size_bytes.load(std::sync::atomic::Ordering::Acquire)
     }
-
-    /// Changes the size (a null device holds nothing, so shrinking loses nothing either).
-    pub fn grow(&self, new_size: u64) -> Result<(), BlockError> {
-        crate::check_size(Path::new("null"), new_size, self.block_size)?;
-        self.size_bytes
-            .store(new_size, std::sync::atomic::Ordering::Release);
-        Ok(())
-    }
 }
 
 impl BlockDevice for NullDevice {
@@ -55,6 +47,13 @@ impl BlockDevice for NullDevice {
     }
     fn rotational(&self) -> bool {
         self.rotational
+    }
+    /// Changes the size (a null device holds nothing, so shrinking loses nothing either).
+    fn resize(&self, new_size: u64) -> Result<(), BlockError> {
+        crate::check_size(Path::new("null"), new_size, self.block_size)?;
+        self.size_bytes
+            .store(new_size, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
     async fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
         if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size()) {
@@ -72,6 +71,21 @@ impl BlockDevice for NullDevice {
                 )),
                 buf,
             );
+        }
+        let r = check_io("write", offset, buf.len(), self.block_size, self.size());
+        (r, buf)
+    }
+    async fn read_split(&self, offset: u64, mut buf: SplitBuf) -> SplitResult {
+        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size()) {
+            return (Err(e), buf);
+        }
+        buf.as_mut_slice().fill(0);
+        (Ok(()), buf)
+    }
+    async fn write_shared(&self, offset: u64, buf: SharedBuf, _fua: bool) -> SharedResult {
+        if self.read_only {
+            let e = BlockError::new(BlockErrorKind::ReadOnly, "null device is read-only");
+            return (Err(e), buf);
         }
         let r = check_io("write", offset, buf.len(), self.block_size, self.size());
         (r, buf)

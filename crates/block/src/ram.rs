@@ -7,9 +7,11 @@
 use std::path::Path;
 use std::sync::RwLock;
 
+use esos_common::sync::RwLockExt;
+
 use crate::{
     BlockDevice, BlockError, BlockErrorKind, BufResult, DeviceSpec, Extent, IoBuf,
-    MAX_ALLOCATION_EXTENTS, check_io, check_range,
+    MAX_ALLOCATION_EXTENTS, SharedBuf, SharedResult, SplitBuf, SplitResult, check_io, check_range,
 };
 
 /// Allocation unit. A multiple of every supported block size, so no block straddles chunks.
@@ -85,7 +87,7 @@ impl RamDevice {
 
     fn read_sync(&self, offset: u64, buf: &mut [u8]) {
         for (idx, within, at, n) in Self::pieces(offset, buf.len()) {
-            let chunk = self.chunks[idx].read().unwrap_or_else(|p| p.into_inner());
+            let chunk = self.chunks[idx].read_locked();
             let dst = &mut buf[at..at + n];
             match chunk.as_deref() {
                 Some(data) => dst.copy_from_slice(&data[within..within + n]),
@@ -97,7 +99,7 @@ impl RamDevice {
     fn write_sync(&self, offset: u64, buf: &[u8]) {
         for (idx, within, at, n) in Self::pieces(offset, buf.len()) {
             let src = &buf[at..at + n];
-            let mut chunk = self.chunks[idx].write().unwrap_or_else(|p| p.into_inner());
+            let mut chunk = self.chunks[idx].write_locked();
             match chunk.as_deref_mut() {
                 Some(data) => data[within..within + n].copy_from_slice(src),
                 // Zeros into an unallocated chunk change nothing: stay thin.
@@ -120,7 +122,7 @@ impl RamDevice {
             let idx = (pos / CHUNK_BYTES as u64) as usize;
             let within = (pos % CHUNK_BYTES as u64) as usize;
             let n = ((CHUNK_BYTES - within) as u64).min(len - done) as usize;
-            let mut chunk = self.chunks[idx].write().unwrap_or_else(|p| p.into_inner());
+            let mut chunk = self.chunks[idx].write_locked();
             if n == CHUNK_BYTES {
                 *chunk = None;
             } else if let Some(data) = chunk.as_deref_mut() {
@@ -145,7 +147,7 @@ impl RamDevice {
         let allocated = self
             .chunks
             .iter()
-            .filter(|c| c.read().unwrap_or_else(|p| p.into_inner()).is_some())
+            .filter(|c| c.read_locked().is_some())
             .count();
         allocated as u64 * CHUNK_BYTES as u64
     }
@@ -163,6 +165,13 @@ impl BlockDevice for RamDevice {
     }
     fn rotational(&self) -> bool {
         self.rotational
+    }
+    fn resize(&self, _new_size: u64) -> Result<(), BlockError> {
+        // Growing would mean reallocating the whole store under the lock; not worth it.
+        Err(BlockError::new(
+            BlockErrorKind::Unsupported,
+            "a RAM device cannot change size",
+        ))
     }
     async fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
         if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size_bytes) {
@@ -185,6 +194,20 @@ impl BlockDevice for RamDevice {
             return (Err(e), buf);
         }
         self.write_sync(offset, &buf);
+        (Ok(()), buf)
+    }
+    async fn read_split(&self, offset: u64, mut buf: SplitBuf) -> SplitResult {
+        if let Err(e) = check_io("read", offset, buf.len(), self.block_size, self.size_bytes) {
+            return (Err(e), buf);
+        }
+        self.read_sync(offset, buf.as_mut_slice());
+        (Ok(()), buf)
+    }
+    async fn write_shared(&self, offset: u64, buf: SharedBuf, _fua: bool) -> SharedResult {
+        if let Err(e) = self.check_writable("write", offset, buf.len() as u64) {
+            return (Err(e), buf);
+        }
+        self.write_sync(offset, buf.as_slice());
         (Ok(()), buf)
     }
     async fn flush(&self) -> Result<(), BlockError> {
@@ -215,10 +238,7 @@ impl BlockDevice for RamDevice {
         while pos < end && runs.len() < 2 * MAX_ALLOCATION_EXTENTS {
             let idx = (pos / chunk) as usize;
             let next = ((pos / chunk + 1) * chunk).min(end);
-            let mapped = self.chunks[idx]
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some();
+            let mapped = self.chunks[idx].read_locked().is_some();
             runs.push((pos, next, mapped));
             pos = next;
         }

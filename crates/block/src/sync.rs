@@ -10,7 +10,11 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 
-use crate::{BlockError, BufResult, IoBuf};
+use crate::BlockError;
+use crate::buf::Mem;
+
+/// An outcome and the buffer, always returned.
+type MemResult = (Result<(), BlockError>, Mem);
 
 /// Runs `f` on the blocking pool; a panicked or cancelled task becomes an I/O error.
 async fn blocking<T: Send + 'static>(
@@ -43,27 +47,22 @@ fn read_full(file: &File, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()>
     Ok(())
 }
 
-pub(crate) async fn read(file: &Arc<File>, offset: u64, buf: IoBuf) -> BufResult {
+pub(crate) async fn read(file: &Arc<File>, offset: u64, buf: Mem) -> MemResult {
     let file = Arc::clone(file);
-    let len = buf.len();
     blocking(
-        move || {
-            let mut buf = buf;
-            let r = read_full(&file, offset, &mut buf);
-            (
-                r.map_err(|e| BlockError::io(format!("read at {offset} of {len} bytes"), e)),
-                buf,
-            )
-        },
-        || (Err(lost_task()), Vec::new()),
+        move || read_inline(&file, offset, buf),
+        || (Err(lost_task()), Mem::Vec(Vec::new())),
     )
     .await
 }
 
 /// A read done on the calling thread: only for memory-backed files, where it is a copy.
-pub(crate) fn read_inline(file: &File, offset: u64, mut buf: IoBuf) -> BufResult {
+pub(crate) fn read_inline(file: &File, offset: u64, mut buf: Mem) -> MemResult {
     let len = buf.len();
-    let r = read_full(file, offset, &mut buf);
+    let r = match buf.as_mut_slice() {
+        Some(dst) => read_full(file, offset, dst),
+        None => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    };
     (
         r.map_err(|e| BlockError::io(format!("read at {offset} of {len} bytes"), e)),
         buf,
@@ -71,21 +70,21 @@ pub(crate) fn read_inline(file: &File, offset: u64, mut buf: IoBuf) -> BufResult
 }
 
 /// A write done on the calling thread: only for memory-backed files, where it is a copy.
-pub(crate) fn write_inline(file: &File, offset: u64, buf: IoBuf) -> BufResult {
+pub(crate) fn write_inline(file: &File, offset: u64, buf: Mem) -> MemResult {
     let len = buf.len();
-    let r = file.write_all_at(&buf, offset);
+    let r = file.write_all_at(buf.as_slice(), offset);
     (
         r.map_err(|e| BlockError::io(format!("write at {offset} of {len} bytes"), e)),
         buf,
     )
 }
 
-pub(crate) async fn write(file: &Arc<File>, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
+pub(crate) async fn write(file: &Arc<File>, offset: u64, buf: Mem, fua: bool) -> MemResult {
     let file = Arc::clone(file);
     let len = buf.len();
     blocking(
         move || {
-            let mut r = file.write_all_at(&buf, offset);
+            let mut r = file.write_all_at(buf.as_slice(), offset);
             if fua && r.is_ok() {
                 r = file.sync_data();
             }
@@ -94,7 +93,7 @@ pub(crate) async fn write(file: &Arc<File>, offset: u64, buf: IoBuf, fua: bool) 
                 buf,
             )
         },
-        || (Err(lost_task()), Vec::new()),
+        || (Err(lost_task()), Mem::Vec(Vec::new())),
     )
     .await
 }

@@ -17,17 +17,17 @@ use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
+use esos_common::sync::LockExt;
 use io_uring::{IoUring, opcode, types};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 
-use crate::file::EngineChoice;
-use crate::{BlockError, BufResult, IoBuf, sync};
+use crate::buf::Mem;
+use crate::{BlockError, sync};
 
 /// Operations one ring keeps in flight; also its submission queue size. The completion queue
 /// is twice that (kernel default), so it cannot overflow.
@@ -40,55 +40,6 @@ const MAX_SQE_BYTES: usize = if cfg!(test) { 64 << 10 } else { 1 << 30 };
 
 /// How often one operation is resubmitted after EINTR/EAGAIN/ECANCELED before it fails.
 const MAX_RETRIES: u8 = 16;
-
-/// Set once io_uring setup failed, so later devices go straight to the blocking engine.
-static URING_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
-
-/// The engine of one [`crate::FileDevice`]: io_uring, created on first use, or the
-/// blocking pool.
-#[derive(Debug)]
-pub(crate) struct Engine {
-    choice: EngineChoice,
-    file: Arc<File>,
-    ring: OnceLock<Option<Ring>>,
-}
-
-impl Engine {
-    pub(crate) fn new(choice: EngineChoice, file: &Arc<File>) -> Self {
-        Engine {
-            choice,
-            file: Arc::clone(file),
-            ring: OnceLock::new(),
-        }
-    }
-
-    pub(crate) fn uses_uring(&self) -> bool {
-        matches!(self.ring.get(), Some(Some(_)))
-    }
-
-    /// The ring, set up on first call; `None` means use the blocking engine.
-    pub(crate) fn ring(&self) -> Option<&Ring> {
-        if self.choice == EngineChoice::Sync {
-            return None;
-        }
-        self.ring
-            .get_or_init(|| {
-                if URING_UNAVAILABLE.load(Ordering::Relaxed) {
-                    return None;
-                }
-                match Ring::new(&self.file) {
-                    Ok(ring) => Some(ring),
-                    Err(e) => {
-                        if !URING_UNAVAILABLE.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(error = %e, "io_uring unavailable; using blocking I/O");
-                        }
-                        None
-                    }
-                }
-            })
-            .as_ref()
-    }
-}
 
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +65,7 @@ struct Op {
     kind: OpKind,
     offset: u64,
     /// Owned here until the CQE is reaped (see the module doc).
-    buf: IoBuf,
+    buf: Mem,
     /// Bytes transferred so far.
     done: usize,
     retries: u8,
@@ -159,10 +110,10 @@ impl std::fmt::Debug for Ring {
     }
 }
 
+// A panic while holding the lock leaves slots consistent (every update is one assignment),
+// so a poisoned lock is still usable.
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A panic while holding the lock leaves slots consistent (every update is one
-    // assignment), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.locked()
 }
 
 fn new_eventfd() -> io::Result<OwnedFd> {
@@ -176,7 +127,7 @@ fn new_eventfd() -> io::Result<OwnedFd> {
 }
 
 impl Ring {
-    fn new(file: &Arc<File>) -> io::Result<Ring> {
+    pub(crate) fn new(file: &Arc<File>) -> io::Result<Ring> {
         let ring = IoUring::new(URING_QUEUE_DEPTH)?;
         let eventfd = new_eventfd()?;
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
@@ -213,7 +164,7 @@ impl Ring {
         lock(&self.shared.state).orphaned
     }
 
-    pub(crate) async fn read(&self, offset: u64, buf: IoBuf) -> BufResult {
+    pub(crate) async fn read(&self, offset: u64, buf: Mem) -> (Result<(), BlockError>, Mem) {
         if let Err(e) = self.shared.ensure_reaper() {
             tracing::warn!(error = %e, "io_uring reaper could not start; read via blocking I/O");
             return sync::read(&self.shared.file, offset, buf).await;
@@ -226,7 +177,12 @@ impl Ring {
         )
     }
 
-    pub(crate) async fn write(&self, offset: u64, buf: IoBuf, fua: bool) -> BufResult {
+    pub(crate) async fn write(
+        &self,
+        offset: u64,
+        buf: Mem,
+        fua: bool,
+    ) -> (Result<(), BlockError>, Mem) {
         if let Err(e) = self.shared.ensure_reaper() {
             tracing::warn!(error = %e, "io_uring reaper could not start; write via blocking I/O");
             return sync::write(&self.shared.file, offset, buf, fua).await;
@@ -244,7 +200,10 @@ impl Ring {
             tracing::warn!(error = %e, "io_uring reaper could not start; flush via blocking I/O");
             return sync::flush(&self.shared.file).await;
         }
-        let (errno, _) = self.shared.run(OpKind::Fsync, 0, Vec::new()).await;
+        let (errno, _) = self
+            .shared
+            .run(OpKind::Fsync, 0, Mem::Vec(Vec::new()))
+            .await;
         check(errno, || "flush".to_owned())
     }
 }
@@ -283,7 +242,7 @@ impl Shared {
     }
 
     /// Submits one operation and waits for it; returns 0 or an errno, and the buffer.
-    async fn run(&self, kind: OpKind, offset: u64, buf: IoBuf) -> (i32, IoBuf) {
+    async fn run(&self, kind: OpKind, offset: u64, buf: Mem) -> (i32, Mem) {
         let Ok(permit) = self.permits.acquire().await else {
             return (libc::EIO, buf); // never closed
         };
@@ -330,16 +289,23 @@ impl Shared {
             return Err(libc::EINVAL);
         };
         let offset = op.offset + op.done as u64;
-        let rest = &mut op.buf[op.done..];
-        let len = rest.len().min(MAX_SQE_BYTES) as u32;
+        let len = (op.buf.len() - op.done).min(MAX_SQE_BYTES) as u32;
         let entry = match op.kind {
-            OpKind::Read => opcode::Read::new(fd, rest.as_mut_ptr(), len)
-                .offset(offset)
-                .build(),
-            OpKind::Write { fua } => opcode::Write::new(fd, rest.as_ptr(), len)
-                .offset(offset)
-                .rw_flags(if fua { libc::RWF_DSYNC } else { 0 })
-                .build(),
+            OpKind::Read => {
+                // A shared payload is never read into (`SharedBuf` is write-only here).
+                let Some(rest) = op.buf.as_mut_slice().map(|b| &mut b[op.done..]) else {
+                    return Err(libc::EINVAL);
+                };
+                opcode::Read::new(fd, rest.as_mut_ptr(), len)
+                    .offset(offset)
+                    .build()
+            }
+            OpKind::Write { fua } => {
+                opcode::Write::new(fd, op.buf.as_slice()[op.done..].as_ptr(), len)
+                    .offset(offset)
+                    .rw_flags(if fua { libc::RWF_DSYNC } else { 0 })
+                    .build()
+            }
             OpKind::Fsync => opcode::Fsync::new(fd)
                 .flags(types::FsyncFlags::DATASYNC)
                 .build(),
@@ -454,7 +420,7 @@ impl Shared {
         op.unwrap_or_else(|| Op {
             kind: OpKind::Fsync,
             offset: 0,
-            buf: Vec::new(),
+            buf: Mem::Vec(Vec::new()),
             done: 0,
             retries: 0,
             waiter: Waiter::Orphaned,
@@ -486,7 +452,9 @@ fn advance(op: &mut Op, res: i32) -> Step {
         OpKind::Fsync => Step::Finished(0),
         OpKind::Read if n == 0 => {
             // End of file inside the device: someone truncated it; such blocks read as zeros.
-            op.buf[op.done..].fill(0);
+            if let Some(rest) = op.buf.as_mut_slice() {
+                rest[op.done..].fill(0);
+            }
             op.done = op.buf.len();
             Step::Finished(0)
         }
@@ -509,16 +477,16 @@ struct OpWait<'a> {
 }
 
 impl Future for OpWait<'_> {
-    type Output = (i32, IoBuf);
+    type Output = (i32, Mem);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(idx) = self.idx else {
-            return Poll::Ready((libc::EINVAL, Vec::new()));
+            return Poll::Ready((libc::EINVAL, Mem::Vec(Vec::new())));
         };
         let shared = self.shared;
         let mut st = lock(&shared.state);
         let Some(op) = st.slots[idx as usize].as_mut() else {
-            return Poll::Ready((libc::EINVAL, Vec::new()));
+            return Poll::Ready((libc::EINVAL, Mem::Vec(Vec::new())));
         };
         match &mut op.waiter {
             Waiter::Done(errno) => {
@@ -535,7 +503,7 @@ impl Future for OpWait<'_> {
                 }
                 Poll::Pending
             }
-            Waiter::Orphaned => Poll::Ready((libc::EINVAL, Vec::new())),
+            Waiter::Orphaned => Poll::Ready((libc::EINVAL, Mem::Vec(Vec::new()))),
         }
     }
 }
@@ -562,7 +530,10 @@ impl Drop for OpWait<'_> {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let st = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Orphaned ops may still be in the kernel: wait for them before the ring and the
         // buffers are freed. Only cancelled requests can be outstanding here (a live future
         // holds a reference), so this is short.

@@ -170,7 +170,7 @@ impl LogicalUnit {
     /// nexus CAPACITY DATA HAS CHANGED.
     pub fn grow(&self, new_size: u64) -> Result<(), esos_block::BlockError> {
         let before = self.device.num_blocks();
-        self.device.grow(new_size)?;
+        self.device.resize(new_size)?;
         if self.device.num_blocks() != before {
             self.capacity_changed();
         }

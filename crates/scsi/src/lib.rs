@@ -206,6 +206,7 @@ pub enum LuKind {
 }
 
 pub mod alua;
+pub mod block_status;
 pub mod cdb;
 mod disk;
 mod engine;

@@ -29,6 +29,8 @@ pub struct Asc(pub u8, pub u8);
 
 impl Asc {
     pub const NO_ADDITIONAL_SENSE: Asc = Asc(0x00, 0x00);
+    /// LOGICAL UNIT NOT READY, OPERATION IN PROGRESS: a transient block-layer failure.
+    pub const NOT_READY_OPERATION_IN_PROGRESS: Asc = Asc(0x04, 0x07);
     pub const NOT_READY_SANITIZE_IN_PROGRESS: Asc = Asc(0x04, 0x1B);
     pub const SANITIZE_COMMAND_FAILED: Asc = Asc(0x31, 0x03);
     pub const WRITE_ERROR: Asc = Asc(0x0C, 0x00);
@@ -43,6 +45,9 @@ impl Asc {
     pub const INVALID_FIELD_IN_PARAMETER_LIST: Asc = Asc(0x26, 0x00);
     pub const WRITE_PROTECTED: Asc = Asc(0x27, 0x00);
     pub const SOFTWARE_WRITE_PROTECTED: Asc = Asc(0x27, 0x02);
+    /// SPACE ALLOCATION FAILED WRITE PROTECT: a thin LU ran out of backing space
+    /// (SBC-3 4.7.3.7).
+    pub const SPACE_ALLOCATION_FAILED_WRITE_PROTECT: Asc = Asc(0x27, 0x07);
     /// NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED (a medium was loaded).
     pub const MEDIUM_MAY_HAVE_CHANGED: Asc = Asc(0x28, 0x00);
     pub const POWER_ON_RESET: Asc = Asc(0x29, 0x00);

@@ -10,6 +10,7 @@ use esos_block::BlockDevice;
 use super::rw::{check, check_data_out, check_writable, offset};
 use super::{Done, Fail, Outcome};
 use crate::IoBuf;
+use crate::block_status::{Direction, block_sense};
 use crate::cdb::BlockRange;
 use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense, SenseKey};
@@ -23,20 +24,12 @@ pub fn max_caw_blocks(max_transfer_blocks: u32) -> u32 {
     (max_transfer_blocks / 2).clamp(1, MAX_CAW_BLOCKS)
 }
 
-fn read_error() -> Fail {
-    Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into()
-}
-
-fn write_error() -> Fail {
-    Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR).into()
-}
-
 /// Reads `blocks` at `lba` into a fresh buffer (these commands are not on the hot path).
 async fn read_medium(lu: &LogicalUnit, lba: u64, bytes: usize) -> Result<IoBuf, Fail> {
     let (res, medium) = lu.device.read(offset(lu, lba), vec![0u8; bytes]).await;
     res.map_err(|e| {
         tracing::warn!(lba, "read for an atomic write failed: {e}");
-        read_error()
+        Fail::from(block_sense(&e, Direction::Read))
     })?;
     Ok(medium)
 }
@@ -47,7 +40,7 @@ async fn write_medium(lu: &LogicalUnit, r: &BlockRange, data: IoBuf) -> (Result<
     let (res, data) = lu.device.write(offset(lu, r.lba), data, fua).await;
     let res = res.map_err(|e| {
         tracing::warn!(lba = r.lba, blocks = r.blocks, "atomic write failed: {e}");
-        write_error()
+        Fail::from(block_sense(&e, Direction::Write))
     });
     (res, data)
 }

@@ -10,9 +10,10 @@ use esos_block::{BlockDevice, Extent};
 
 use super::rw::{check_data_out, check_writable};
 use super::{Done, Fail, Outcome};
+use crate::block_status::{Direction, block_sense};
 use crate::cdb::WriteSame;
 use crate::engine::LogicalUnit;
-use crate::sense::{Asc, Sense, SenseKey};
+use crate::sense::{Asc, Sense};
 use crate::{Command, IoBuf, Residual};
 
 /// Most block descriptors one UNMAP may carry (VPD 0xB0 MAXIMUM UNMAP BLOCK DESCRIPTOR
@@ -115,7 +116,7 @@ pub fn fill_vpd(lu: &LogicalUnit, page: u8, out: &mut [u8]) {
     }
 }
 
-/// Runs a block-layer operation and turns a failure into MEDIUM ERROR / WRITE ERROR; with
+/// Runs a block-layer operation and turns a failure into sense (`block_status.rs`); with
 /// WCE 0 the result is made durable before status (SBC-3 6.4.5).
 async fn durable(
     lu: &LogicalUnit,
@@ -129,7 +130,7 @@ async fn durable(
     };
     r.map_err(|e| {
         tracing::warn!(lba, "{what} failed: {e}");
-        Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR).into()
+        block_sense(&e, Direction::Write).into()
     })
 }
 
@@ -372,7 +373,7 @@ pub async fn get_lba_status(
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(lba, "allocation query failed: {e}");
-                return Err(Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into());
+                return Err(block_sense(&e, Direction::Read).into());
             }
         }
     } else {

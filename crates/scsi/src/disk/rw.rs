@@ -6,6 +6,7 @@
 use esos_block::{BlockDevice, FileSlice};
 
 use super::{Done, Fail, Outcome};
+use crate::block_status::{Direction, block_sense};
 use crate::cdb::BlockRange;
 use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense, SenseKey};
@@ -89,8 +90,7 @@ pub async fn read(
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(lba = r.lba, blocks = r.blocks, "read failed: {e}");
-                let sense = Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR);
-                return (Err(sense.into()), buf);
+                return (Err(block_sense(&e, Direction::Read).into()), buf);
             }
         }
     }
@@ -108,10 +108,7 @@ pub async fn read(
         ),
         Err(e) => {
             tracing::warn!(lba = r.lba, blocks = r.blocks, "read failed: {e}");
-            (
-                Err(Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into()),
-                buf,
-            )
+            (Err(block_sense(&e, Direction::Read).into()), buf)
         }
     }
 }
@@ -168,10 +165,7 @@ pub async fn write(
         ),
         Err(e) => {
             tracing::warn!(lba = r.lba, blocks = r.blocks, "write failed: {e}");
-            (
-                Err(Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR).into()),
-                buf,
-            )
+            (Err(block_sense(&e, Direction::Write).into()), buf)
         }
     }
 }
@@ -200,10 +194,7 @@ pub async fn verify(
     let (res, medium) = lu.device.read(offset(lu, r.lba), medium).await;
     if let Err(e) = res {
         tracing::warn!(lba = r.lba, blocks = r.blocks, "verify read failed: {e}");
-        return (
-            Err(Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR).into()),
-            buf,
-        );
+        return (Err(block_sense(&e, Direction::Read).into()), buf);
     }
     if let Some(at) = buf[..bytes as usize]
         .iter()

@@ -193,6 +193,9 @@ pub async fn sanitize(lu: &Arc<LogicalUnit>, cmd: &Command, s: Sanitize, buf: &I
     };
     match joined {
         Ok(Ok(())) => Ok(done),
+        // Not the block-error mapping (`block_status.rs`) on purpose: whatever the block
+        // layer said, a failed sanitize leaves the LU in the failed state that SBC-4 4.11.4
+        // reports as MEDIUM ERROR, SANITIZE COMMAND FAILED, to this and later commands.
         Ok(Err(_)) => Err(Sense::new(SenseKey::MediumError, Asc::SANITIZE_COMMAND_FAILED).into()),
         Err(e) => {
             // The task panicked: its state was not finished.

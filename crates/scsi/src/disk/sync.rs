@@ -8,8 +8,9 @@ use esos_block::BlockDevice;
 
 use super::medium::LoadEject;
 use super::{Done, Outcome};
+use crate::block_status::{Direction, block_sense};
 use crate::engine::LogicalUnit;
-use crate::sense::{Asc, Sense, SenseKey};
+use crate::sense::{Asc, Sense};
 use crate::{Command, LuKind};
 
 /// Flushes the device's volatile cache. The backend flushes everything, which covers any
@@ -38,7 +39,7 @@ pub async fn synchronize_cache(
         Ok(()) => Ok(Done::NO_DATA),
         Err(e) => {
             tracing::error!("SYNCHRONIZE CACHE flush failed: {e}");
-            Err(Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR).into())
+            Err(block_sense(&e, Direction::Write).into())
         }
     }
 }
@@ -70,7 +71,7 @@ pub async fn start_stop_unit(
         && let Err(e) = lu.device.flush().await
     {
         tracing::error!("START STOP UNIT flush failed: {e}");
-        return Err(Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR).into());
+        return Err(block_sense(&e, Direction::Write).into());
     }
     if !loej {
         return Ok(Done::NO_DATA);

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use esos_block::BlockDevice;
 
 use super::{Done, Outcome, pr, rw};
+use crate::block_status::{Direction, block_sense};
 use crate::cdb::copy::{self, Amount, CopyList, Cscd, ListIdUsage, Segment, seg_field};
 use crate::cdb::{Cdb, op};
 use crate::engine::{LogicalUnit, LunMap};
@@ -171,6 +172,12 @@ fn aborted(asc: Asc, at: u32) -> Sense {
         None,
     ));
     s
+}
+
+/// A block-layer failure while copying: the ASC the one mapping gives (`block_status.rs`),
+/// under COPY ABORTED as SPC-4 6.3.4.5 wants for errors met while processing segments.
+fn copy_failed(e: &esos_block::BlockError, dir: Direction, at: u32) -> Sense {
+    aborted(block_sense(e, dir).asc, at)
 }
 
 fn invalid_param(at: u32) -> Sense {
@@ -439,7 +446,7 @@ async fn copy_segment(
         if let Err(e) = res {
             tracing::warn!(lba = s.seg.src_lba, "copy source read failed: {e}");
             let at = seg_at + u32::from(seg_field::SRC_LBA);
-            return (Err(aborted(Asc::UNRECOVERED_READ_ERROR, at)), buf);
+            return (Err(copy_failed(&e, Direction::Read, at)), buf);
         }
         // SBC-3 6.4.5: with WCE 0 every write is durable before it completes.
         let fua = !s.dst.mode.wce();
@@ -457,7 +464,7 @@ async fn copy_segment(
         if let Err(e) = res {
             tracing::warn!(lba = s.seg.dst_lba, "copy destination write failed: {e}");
             let at = seg_at + u32::from(seg_field::DST_LBA);
-            return (Err(aborted(Asc::WRITE_ERROR, at)), buf);
+            return (Err(copy_failed(&e, Direction::Write, at)), buf);
         }
         *moved += len;
         tracker.progress(done_segments, *moved);
