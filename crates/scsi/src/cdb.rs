@@ -3,6 +3,8 @@
 //! Decoding rejects every field we do not implement with the exact byte/bit, so the
 //! caller can answer INVALID FIELD IN CDB with a sense-key specific field pointer.
 
+use esos_common::be::{u16_at, u32_at, u64_at};
+
 use crate::sense::{Asc, Sense};
 
 /// Operation codes the engine knows.
@@ -272,18 +274,6 @@ pub fn group_len(opcode: u8) -> Option<usize> {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> u32 {
-    u32::from(u16::from_be_bytes([b[at], b[at + 1]]))
-}
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn be64(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(v)
-}
-
 fn invalid_opcode() -> Sense {
     Sense::illegal(Asc::INVALID_COMMAND_OPERATION_CODE)
 }
@@ -341,25 +331,25 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
         op::INQUIRY => decode_inquiry(c),
         op::REPORT_LUNS => Ok(Cdb::ReportLuns {
             select: c[2],
-            alloc_len: be32(c, 6),
+            alloc_len: u32_at(c, 6),
         }),
         op::READ_CAPACITY_10 => {
             // SBC-3 5.15: PMI is obsolete; with PMI 0 the LBA field must be 0.
-            if c[8] & 1 == 0 && be32(c, 2) != 0 {
+            if c[8] & 1 == 0 && u32_at(c, 2) != 0 {
                 return Err(Sense::invalid_cdb_field(2, None));
             }
             Ok(Cdb::ReadCapacity10)
         }
         op::SERVICE_ACTION_IN_16 => match c[1] & 0x1F {
             op::SA_READ_CAPACITY_16 => Ok(Cdb::ReadCapacity16 {
-                alloc_len: be32(c, 10),
+                alloc_len: u32_at(c, 10),
             }),
             op::SA_GET_LBA_STATUS => provision::get_lba_status(c),
             _ => Err(Sense::invalid_cdb_field(1, Some(4))),
         },
         op::READ_6 | op::WRITE_6 => {
             reserved(c, 1, 0x1F)?;
-            let lba = u64::from(be32(c, 0) & 0x001F_FFFF);
+            let lba = u64::from(u32_at(c, 0) & 0x001F_FFFF);
             // SBC-3 5.9: a TRANSFER LENGTH of 0 in the 6-byte CDBs means 256 blocks.
             let blocks = if c[4] == 0 { 256 } else { u32::from(c[4]) };
             let r = BlockRange {
@@ -407,16 +397,16 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
             // IMMED; SYNC_NV (bit 2) is obsolete and accepted.
             reserved(c, 1, 0x06)?;
             Ok(Cdb::SyncCache {
-                lba: u64::from(be32(c, 2)),
-                blocks: be16(c, 7),
+                lba: u64::from(u32_at(c, 2)),
+                blocks: u32::from(u16_at(c, 7)),
                 immed: c[1] & 2 != 0,
             })
         }
         op::SYNCHRONIZE_CACHE_16 => {
             reserved(c, 1, 0x06)?;
             Ok(Cdb::SyncCache {
-                lba: be64(c, 2),
-                blocks: be32(c, 10),
+                lba: u64_at(c, 2),
+                blocks: u32_at(c, 10),
                 immed: c[1] & 2 != 0,
             })
         }
@@ -436,7 +426,7 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
                 ten: true,
                 pf: c[1] & 0x10 != 0,
                 sp: c[1] & 1 != 0,
-                param_len: be16(c, 7),
+                param_len: u32::from(u16_at(c, 7)),
             })
         }
         op::START_STOP_UNIT => {
@@ -486,9 +476,9 @@ fn protect(c: &[u8]) -> Result<(), Sense> {
 /// LBA and TRANSFER LENGTH of the 10/12/16-byte block commands, which share their layout.
 fn range(c: &[u8]) -> BlockRange {
     let (lba, blocks, len_byte) = match c.len() {
-        10 => (u64::from(be32(c, 2)), be16(c, 7), 7),
-        12 => (u64::from(be32(c, 2)), be32(c, 6), 6),
-        _ => (be64(c, 2), be32(c, 10), 10),
+        10 => (u64::from(u32_at(c, 2)), u32::from(u16_at(c, 7)), 7),
+        12 => (u64::from(u32_at(c, 2)), u32_at(c, 6), 6),
+        _ => (u64_at(c, 2), u32_at(c, 10), 10),
     };
     BlockRange {
         lba,
@@ -509,7 +499,7 @@ fn decode_inquiry(c: &[u8]) -> Result<Cdb, Sense> {
     Ok(Cdb::Inquiry {
         evpd,
         page: c[2],
-        alloc_len: be16(c, 3),
+        alloc_len: u32::from(u16_at(c, 3)),
     })
 }
 
@@ -529,7 +519,11 @@ fn decode_mode_sense(c: &[u8]) -> Result<Cdb, Sense> {
         pc,
         page: c[2] & 0x3F,
         subpage: c[3],
-        alloc_len: if ten { be16(c, 7) } else { u32::from(c[4]) },
+        alloc_len: if ten {
+            u32::from(u16_at(c, 7))
+        } else {
+            u32::from(c[4])
+        },
     })
 }
 

@@ -2,8 +2,7 @@
 
 use crate::sense::Sense;
 
-/// Largest LUN number we map: the flat space addressing method's 14 bits (SAM-5 4.7.7.3).
-pub const MAX_LUN: u64 = 0x3FFF;
+pub use esos_common::limits::MAX_LUN;
 
 /// Turns the 8-byte wire LUN (big-endian, as a u64) into a LUN number; `None` for any
 /// address we do not hand out (other methods, bus numbers, second-level addressing).

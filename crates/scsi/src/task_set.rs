@@ -10,6 +10,7 @@
 //! - ORDERED starts when every earlier command has ended;
 //! - SIMPLE starts when no earlier ORDERED command is still in the task set.
 
+use esos_common::sync::LockExt as _;
 use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,7 +64,7 @@ impl TaskSet {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves the deque consistent (every mutation is a
         // single push/remove), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.locked()
     }
 
     /// Enters a task; must be called in command order.

@@ -1,7 +1,9 @@
 //! Decoders for REPORT TARGET PORT GROUPS (MAINTENANCE IN) and SET TARGET PORT GROUPS
 //! (MAINTENANCE OUT), SPC-4 6.27 and 6.39.
 
-use super::{Cdb, be32, op, reserved};
+use esos_common::be::u32_at;
+
+use super::{Cdb, op, reserved};
 use crate::sense::Sense;
 
 /// SPC-4 6.27: PARAMETER DATA FORMAT in byte 1 bits 7-5 (000b length only, 001b
@@ -17,7 +19,7 @@ pub(super) fn report_target_port_groups(c: &[u8]) -> Result<Cdb, Sense> {
     }
     Ok(Cdb::ReportTargetPortGroups {
         extended,
-        alloc_len: be32(c, 6),
+        alloc_len: u32_at(c, 6),
     })
 }
 
@@ -31,7 +33,7 @@ pub(super) fn maintenance_out(c: &[u8]) -> Result<Cdb, Sense> {
         reserved(c, byte, 0)?;
     }
     Ok(Cdb::SetTargetPortGroups {
-        param_len: be32(c, 6),
+        param_len: u32_at(c, 6),
     })
 }
 

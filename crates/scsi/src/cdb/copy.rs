@@ -5,7 +5,9 @@
 //! limits below, descriptor type codes, descriptor lengths. Resolving CSCD descriptors to
 //! units and checking LBA ranges happens when the copy runs (COPY ABORTED territory).
 
-use super::{Cdb, be16, be32, be64, reserved};
+use esos_common::be::{u16_at, u32_at, u64_at};
+
+use super::{Cdb, reserved};
 use crate::sense::{Asc, Sense};
 
 /// EXTENDED COPY service action for the LID1 parameter list (SPC-4 6.3.1).
@@ -143,7 +145,7 @@ pub(super) fn extended_copy(c: &[u8]) -> Result<Cdb, Sense> {
     }
     reserved(c, 14, 0)?;
     Ok(Cdb::ExtendedCopy {
-        param_len: be32(c, 10),
+        param_len: u32_at(c, 10),
     })
 }
 
@@ -164,7 +166,7 @@ pub(super) fn receive_copy_results(c: &[u8]) -> Result<Cdb, Sense> {
     Ok(Cdb::ReceiveCopyResults {
         action,
         list_id: c[2],
-        alloc_len: be32(c, 10),
+        alloc_len: u32_at(c, 10),
     })
 }
 
@@ -198,9 +200,9 @@ pub fn parse_list(list: &[u8]) -> Result<CopyList, Sense> {
     if usage == ListIdUsage::None && list_id != 0 {
         return Err(param(0, None));
     }
-    let cscd_len = be16(list, 2) as usize;
-    let seg_len = be32(list, 8) as usize;
-    let inline_len = be32(list, 12);
+    let cscd_len = u32::from(u16_at(list, 2)) as usize;
+    let seg_len = u32_at(list, 8) as usize;
+    let inline_len = u32_at(list, 12);
     if cscd_len as u64 + seg_len as u64 > u64::from(MAX_DESCRIPTOR_LIST_LEN) {
         return Err(length_error());
     }
@@ -295,7 +297,7 @@ fn parse_segments(list: &[u8], start: usize, end: usize) -> Result<Vec<Segment>,
         if end - at < 4 {
             return Err(param(8, None));
         }
-        if be16(list, at + 2) as usize + 4 != want {
+        if u32::from(u16_at(list, at + 2)) as usize + 4 != want {
             return Err(param(at + 2, None));
         }
         if end - at < want {
@@ -305,23 +307,23 @@ fn parse_segments(list: &[u8], start: usize, end: usize) -> Result<Vec<Segment>,
         let d = &list[at..at + want];
         let amount = if kind == SEG_BLOCK_TO_BLOCK {
             Amount::Blocks {
-                blocks: be16(d, 10) as u16,
+                blocks: u16_at(d, 10),
                 dc: d[1] & 0x02 != 0,
             }
         } else {
             Amount::Bytes {
-                bytes: be32(d, 8),
-                src_offset: be16(d, 28) as u16,
-                dst_offset: be16(d, 30) as u16,
+                bytes: u32_at(d, 8),
+                src_offset: u16_at(d, 28),
+                dst_offset: u16_at(d, 30),
             }
         };
         out.push(Segment {
             offset: at as u32,
-            src: be16(d, 4) as u16,
-            dst: be16(d, 6) as u16,
+            src: u16_at(d, 4),
+            dst: u16_at(d, 6),
             amount,
-            src_lba: be64(d, 12),
-            dst_lba: be64(d, 20),
+            src_lba: u64_at(d, 12),
+            dst_lba: u64_at(d, 20),
         });
         at += want;
     }

@@ -1,7 +1,9 @@
 //! Decoders for PRE-FETCH, READ DEFECT DATA, ORWRITE, COMPARE AND WRITE, WRITE ATOMIC and
 //! the MAINTENANCE IN reports. Kept beside `cdb.rs` so they share its field helpers.
 
-use super::{BlockRange, Cdb, be16, be32, be64, op, protect, range, reserved};
+use esos_common::be::{u16_at, u32_at, u64_at};
+
+use super::{BlockRange, Cdb, op, protect, range, reserved};
 use crate::sense::Sense;
 
 /// SBC-3 5.11/5.12: IMMED is the only flag; the group number is accepted and ignored.
@@ -9,10 +11,10 @@ pub(super) fn pre_fetch(c: &[u8]) -> Result<Cdb, Sense> {
     reserved(c, 1, 0x02)?;
     let (lba, blocks) = if c.len() == 10 {
         reserved(c, 6, 0x1F)?;
-        (u64::from(be32(c, 2)), be16(c, 7))
+        (u64::from(u32_at(c, 2)), u32::from(u16_at(c, 7)))
     } else {
         reserved(c, 14, 0x1F)?;
-        (be64(c, 2), be32(c, 10))
+        (u64_at(c, 2), u32_at(c, 10))
     };
     Ok(Cdb::PreFetch {
         lba,
@@ -26,11 +28,11 @@ pub(super) fn read_defect_data(c: &[u8]) -> Result<Cdb, Sense> {
     let twelve = c.len() == 12;
     let (flags, alloc_len) = if twelve {
         reserved(c, 1, 0x1F)?;
-        (c[1], be32(c, 6))
+        (c[1], u32_at(c, 6))
     } else {
         reserved(c, 1, 0x00)?;
         reserved(c, 2, 0x1F)?;
-        (c[2], be16(c, 7))
+        (c[2], u32::from(u16_at(c, 7)))
     };
     Ok(Cdb::ReadDefectData {
         twelve,
@@ -58,7 +60,7 @@ pub(super) fn compare_and_write(c: &[u8]) -> Result<Cdb, Sense> {
     }
     reserved(c, 14, 0x1F)?;
     Ok(Cdb::CompareAndWrite(BlockRange {
-        lba: be64(c, 2),
+        lba: u64_at(c, 2),
         blocks: u32::from(c[13]),
         fua: c[1] & 0x08 != 0,
         dpo: c[1] & 0x10 != 0,
@@ -71,13 +73,13 @@ pub(super) fn compare_and_write(c: &[u8]) -> Result<Cdb, Sense> {
 pub(super) fn write_atomic(c: &[u8]) -> Result<Cdb, Sense> {
     reserved(c, 1, 0xF8)?;
     protect(c)?;
-    if be16(c, 10) != 0 {
+    if u32::from(u16_at(c, 10)) != 0 {
         return Err(Sense::invalid_cdb_field(10, None));
     }
     reserved(c, 14, 0x1F)?;
     Ok(Cdb::WriteAtomic(BlockRange {
-        lba: be64(c, 2),
-        blocks: be16(c, 12),
+        lba: u64_at(c, 2),
+        blocks: u32::from(u16_at(c, 12)),
         fua: c[1] & 0x08 != 0,
         dpo: c[1] & 0x10 != 0,
         len_byte: 12,
@@ -100,8 +102,8 @@ pub(super) fn maintenance_in(c: &[u8]) -> Result<Cdb, Sense> {
                 rctd: c[2] & 0x80 != 0,
                 options,
                 opcode: c[3],
-                sa: be16(c, 4) as u16,
-                alloc_len: be32(c, 6),
+                sa: u16_at(c, 4),
+                alloc_len: u32_at(c, 6),
             })
         }
         op::SA_REPORT_SUPPORTED_TMFS => {
@@ -109,7 +111,7 @@ pub(super) fn maintenance_in(c: &[u8]) -> Result<Cdb, Sense> {
             for byte in 3..6 {
                 reserved(c, byte, 0)?;
             }
-            let alloc_len = be32(c, 6);
+            let alloc_len = u32_at(c, 6);
             // SPC-4 6.36: an ALLOCATION LENGTH below 4 is an error, not a truncation.
             if alloc_len < 4 {
                 return Err(Sense::invalid_cdb_field(6, None));

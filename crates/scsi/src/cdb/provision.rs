@@ -1,7 +1,9 @@
 //! Decoders for the logical block provisioning commands: UNMAP, WRITE SAME(10)/(16) and
 //! GET LBA STATUS (SBC-3 5.28, 5.40, 5.41, 5.16). Kept beside `cdb.rs` for its field helpers.
 
-use super::{Cdb, be16, be32, be64, protect, reserved};
+use esos_common::be::{u16_at, u32_at, u64_at};
+
+use super::{Cdb, protect, reserved};
 use crate::sense::Sense;
 
 /// WRITE SAME(10)/(16) fields.
@@ -25,7 +27,7 @@ pub(super) fn unmap(c: &[u8]) -> Result<Cdb, Sense> {
     reserved(c, 6, 0x1F)?;
     Ok(Cdb::Unmap {
         anchor: c[1] & 0x01 != 0,
-        param_len: be16(c, 7),
+        param_len: u32::from(u16_at(c, 7)),
     })
 }
 
@@ -37,10 +39,10 @@ pub(super) fn write_same(c: &[u8]) -> Result<Cdb, Sense> {
     protect(c)?;
     let (lba, blocks, len_byte) = if ten {
         reserved(c, 6, 0x1F)?;
-        (u64::from(be32(c, 2)), be16(c, 7), 7)
+        (u64::from(u32_at(c, 2)), u32::from(u16_at(c, 7)), 7)
     } else {
         reserved(c, 14, 0x3F)?;
-        (be64(c, 2), be32(c, 10), 10)
+        (u64_at(c, 2), u32_at(c, 10), 10)
     };
     Ok(Cdb::WriteSame(WriteSame {
         lba,
@@ -55,8 +57,8 @@ pub(super) fn write_same(c: &[u8]) -> Result<Cdb, Sense> {
 /// SBC-3 5.16: GET LBA STATUS, a SERVICE ACTION IN(16) service action.
 pub(super) fn get_lba_status(c: &[u8]) -> Result<Cdb, Sense> {
     Ok(Cdb::GetLbaStatus {
-        lba: be64(c, 2),
-        alloc_len: be32(c, 10),
+        lba: u64_at(c, 2),
+        alloc_len: u32_at(c, 10),
     })
 }
 

@@ -1,7 +1,9 @@
 //! Decoder for SANITIZE (SBC-4 5.30; opcode 48h). Kept beside `cdb.rs` for its field
 //! helpers; `disk/sanitize.rs` parses the OVERWRITE parameter list and runs the operation.
 
-use super::{Cdb, be16, reserved};
+use esos_common::be::u16_at;
+
+use super::{Cdb, reserved};
 use crate::sense::Sense;
 
 /// SANITIZE service actions (SBC-4 table 68).
@@ -44,7 +46,7 @@ pub(super) fn decode(c: &[u8]) -> Result<Cdb, Sense> {
     for byte in 2..=6 {
         reserved(c, byte, 0)?;
     }
-    let param_len = be16(c, 7) as u16;
+    let param_len = u16_at(c, 7);
     let action = match c[1] & 0x1F {
         sa::OVERWRITE => SanitizeAction::Overwrite,
         sa::BLOCK_ERASE => SanitizeAction::BlockErase,

@@ -7,6 +7,7 @@
 //! Per-nexus entries exist only for live nexuses ([`MediumState::nexus_gone`] drops them), so
 //! their number is bounded by the transport's session limits.
 
+use esos_common::sync::LockExt as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,7 +72,7 @@ impl MediumState {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // Every mutation leaves the state consistent; a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.locked()
     }
 
     pub fn removable(&self) -> bool {

@@ -552,7 +552,7 @@ pub(crate) fn encode_report<'a>(
     Ok(Done::data(out.len(), alloc_len))
 }
 
-/// Task management functions the iSCSI transport implements (crates/iscsi conn/ffp.rs):
+/// Task management functions the iSCSI transport implements (crates/iscsi conn/ffp/tmf.rs):
 /// ABORT TASK, ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET and TARGET RESET
 /// (SPC-4 table 306: ATS, ATSS, CTSS, LURS, TRS). No CLEAR ACA, QUERY TASK or I_T NEXUS RESET.
 const TMF_BYTE0: u8 = 0x80 | 0x40 | 0x10 | 0x08 | 0x02;

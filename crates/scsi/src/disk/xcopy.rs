@@ -12,6 +12,7 @@
 //! Errors found while processing segments end in COPY ABORTED with a segment pointer
 //! (SPC-4 4.5.2.4.6, SD 0: offset into the parameter list) at the field at fault.
 
+use esos_common::sync::LockExt as _;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -64,7 +65,7 @@ pub struct CopyResults {
 impl CopyResults {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, VecDeque<Record>>> {
         // Every update is a single field store: a poisoned map is still consistent.
-        self.by_nexus.lock().unwrap_or_else(|e| e.into_inner())
+        self.by_nexus.locked()
     }
 
     /// Registers a running copy. The same list identifier may not run twice on one

@@ -2,6 +2,8 @@
 //! also accepts through the shared decoder, every other opcode (writes included: the disc
 //! is read-only and no recording profile exists) INVALID COMMAND OPERATION CODE.
 
+use esos_common::be::u16_at;
+
 use super::MmcCdb;
 use crate::cdb::{self, Cdb, op};
 use crate::sense::{Asc, Sense};
@@ -31,10 +33,6 @@ const SHARED: [u8; 15] = [
     op::READ_12,
     op::SERVICE_ACTION_IN_16,
 ];
-
-fn be16(c: &[u8], at: usize) -> u32 {
-    u32::from(u16::from_be_bytes([c[at], c[at + 1]]))
-}
 
 /// Fails with a field pointer at the first set bit of `byte` that `allowed` does not cover.
 fn reserved(c: &[u8], byte: usize, allowed: u8) -> Result<(), Sense> {
@@ -91,7 +89,7 @@ pub fn decode(c: &[u8]) -> Result<Cdb, Sense> {
                 msf: c[1] & 0x02 != 0,
                 format: c[2] & 0x0F,
                 track: c[6],
-                alloc_len: be16(c, 7),
+                alloc_len: u32::from(u16_at(c, 7)),
             }
         }
         GET_CONFIGURATION => {
@@ -101,8 +99,8 @@ pub fn decode(c: &[u8]) -> Result<Cdb, Sense> {
             }
             MmcCdb::GetConfiguration {
                 rt: c[1] & 0x03,
-                start: be16(c, 2) as u16,
-                alloc_len: be16(c, 7),
+                start: u16_at(c, 2),
+                alloc_len: u32::from(u16_at(c, 7)),
             }
         }
         GET_EVENT_STATUS_NOTIFICATION => {
@@ -112,14 +110,14 @@ pub fn decode(c: &[u8]) -> Result<Cdb, Sense> {
             }
             MmcCdb::GetEventStatus {
                 classes: c[4],
-                alloc_len: be16(c, 7),
+                alloc_len: u32::from(u16_at(c, 7)),
             }
         }
         READ_DISC_INFORMATION => {
             // DATA TYPE 000b only: standard disc information.
             reserved(c, 1, 0x00)?;
             MmcCdb::ReadDiscInfo {
-                alloc_len: be16(c, 7),
+                alloc_len: u32::from(u16_at(c, 7)),
             }
         }
         READ_TRACK_INFORMATION => {
@@ -131,7 +129,7 @@ pub fn decode(c: &[u8]) -> Result<Cdb, Sense> {
             MmcCdb::ReadTrackInfo {
                 addr_type: c[1] & 0x03,
                 addr: u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
-                alloc_len: be16(c, 7),
+                alloc_len: u32::from(u16_at(c, 7)),
             }
         }
         _ => MmcCdb::MechanismStatus {
