@@ -10,13 +10,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use esos_block::{BlockDevice, Device};
+use esos_lu::Unit;
+use esos_lu::stats::IoKind;
 
 use crate::cdb::{self, Cdb};
 use crate::disk::{self, Done, Fail, Outcome, inquiry};
 use crate::lun;
 use crate::mmc;
 use crate::sense::{Asc, Sense, SenseKey};
-use crate::stats::IoKind;
 use crate::task_set::{Order, TaskSet, Ticket};
 use crate::ua::{UaVerdict, UnitAttentions};
 use crate::{
@@ -34,11 +35,13 @@ pub enum ResetKind {
     TargetCold,
 }
 
-/// One logical unit: a device, its identity, mode pages, unit-attention queues and task set.
-/// Shared by every path (LUN map, target, portal) that exports it.
+/// One SCSI logical unit: the protocol-neutral [`Unit`] (device, range locks, statistics)
+/// plus what only SCSI has: mode pages, unit-attention queues, the task set. Shared by
+/// every path (LUN map, target, portal) that exports it. Derefs to its [`Unit`], so
+/// `lu.device` and `lu.ranges` read as before.
 #[derive(Debug)]
 pub struct LogicalUnit {
-    pub(crate) device: Device,
+    unit: Arc<Unit>,
     pub(crate) settings: LuSettings,
     pub(crate) mode: disk::mode::ModeState,
     pub(crate) ua: UnitAttentions,
@@ -49,16 +52,12 @@ pub struct LogicalUnit {
     tasks: Arc<TaskSet>,
     /// MODE SELECT validates against the current values and then applies: serialised.
     mode_select: Mutex<()>,
-    /// Serialises COMPARE AND WRITE / ORWRITE / WRITE ATOMIC against overlapping writes.
-    pub(crate) ranges: disk::range_lock::RangeLocks,
     /// A running or failed SANITIZE (`disk/sanitize.rs`).
     pub(crate) sanitize: disk::sanitize::SanitizeState,
     /// EXTENDED COPY results by nexus and list identifier (disk/xcopy.rs).
     pub(crate) xcopy: disk::xcopy::CopyResults,
     /// `settings.max_transfer_blocks` bounded by [`crate::MAX_TRANSFER_BYTES`] (0 = the bound).
     max_transfer_blocks: u32,
-    /// I/O counters and latency histograms for monitoring.
-    stats: crate::stats::LuStats,
     /// Task-management aborts, for commands that only wait and can stop at once.
     pub(crate) aborts: Aborts,
     /// FUA writes issued, so tests can see that WCE 0 really means write-through.
@@ -100,23 +99,26 @@ impl LogicalUnit {
                 let cdrom = settings.kind == LuKind::Cdrom;
                 disk::medium::MediumState::new(settings.removable || cdrom, cdrom)
             },
-            device,
+            unit: Arc::new(Unit::new(device)),
             settings,
             ua: UnitAttentions::default(),
             pr,
             tasks: TaskSet::new(),
             mode_select: Mutex::new(()),
-            ranges: Default::default(),
             sanitize: Default::default(),
             xcopy: Default::default(),
             max_transfer_blocks,
-            stats: Default::default(),
             aborts: Default::default(),
             #[cfg(test)]
             fua_writes: Default::default(),
         });
         alua.register(&lu);
         lu
+    }
+
+    /// The protocol-neutral unit, for other front-ends exporting the same device.
+    pub fn unit(&self) -> &Arc<Unit> {
+        &self.unit
     }
 
     pub fn settings(&self) -> &LuSettings {
@@ -133,13 +135,13 @@ impl LogicalUnit {
     }
 
     /// I/O statistics across every path and session.
-    pub fn stats(&self) -> &crate::stats::LuStats {
-        &self.stats
+    pub fn stats(&self) -> &esos_lu::stats::LuStats {
+        &self.unit.stats
     }
 
     /// Current capacity in bytes (blocks × block size).
     pub fn capacity_bytes(&self) -> u64 {
-        self.device.num_blocks() * u64::from(self.device.block_size())
+        self.unit.capacity_bytes()
     }
 
     /// Makes every write so far durable (used on graceful shutdown).
@@ -204,6 +206,13 @@ impl LogicalUnit {
 
     fn check(&self, sense: Sense) -> SenseBytes {
         sense.encode(self.mode.d_sense())
+    }
+}
+
+impl std::ops::Deref for LogicalUnit {
+    type Target = Unit;
+    fn deref(&self) -> &Unit {
+        &self.unit
     }
 }
 

@@ -213,7 +213,6 @@ pub mod lun;
 mod mmc;
 pub mod pr;
 pub mod sense;
-pub mod stats;
 mod task_set;
 mod ua;
 
