@@ -6,9 +6,15 @@
 //! mode pages, queues, sense codes). What lives here never speaks a wire format:
 //!
 //! - `range_lock.rs`: LBA range locks that make compare-and-write atomic against writes;
-//! - `stats.rs`: I/O counters and latency histograms, one set per unit for all protocols.
+//! - `stats.rs`: I/O counters and latency histograms, one set per unit for all protocols;
+//! - `access.rs`: port groups and their access states (SCSI ALUA, NVMe ANA);
+//! - `events.rs`: the fan-out of changes to every front-end's sessions;
+//! - `state_file.rs`: bounded, crash-safe state files.
 
+pub mod access;
+pub mod events;
 pub mod range_lock;
+pub mod state_file;
 pub mod stats;
 
 mod unit;

@@ -1,7 +1,11 @@
 //! [`Unit`]: one exported block device and the protocol-neutral state around it.
 
+use std::sync::Arc;
+
 use esos_block::{BlockDevice as _, Device};
 
+use crate::access::PortGroups;
+use crate::events::Events;
 use crate::range_lock::RangeLocks;
 use crate::stats::LuStats;
 
@@ -16,14 +20,22 @@ pub struct Unit {
     pub ranges: RangeLocks,
     /// I/O counters and latency histograms across every path and protocol.
     pub stats: LuStats,
+    /// The port-group table the unit is reached through (shared by the server's units).
+    pub access: Arc<PortGroups>,
+    /// Front-ends subscribed to changes of this unit.
+    pub events: Events,
 }
 
 impl Unit {
-    pub fn new(device: Device) -> Unit {
+    /// A unit over `device`, reached through the port groups of `access`. Register it
+    /// with the table ([`PortGroups::register`]) once it is in an `Arc`.
+    pub fn new(device: Device, access: Arc<PortGroups>) -> Unit {
         Unit {
             device,
             ranges: RangeLocks::default(),
             stats: LuStats::default(),
+            access,
+            events: Events::default(),
         }
     }
 

@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use esos_block::{BlockDevice, Device};
 use esos_lu::Unit;
+use esos_lu::events::{Audience, Event, Recipients, Subscriber, SubscriberId};
 use esos_lu::stats::IoKind;
+
+use crate::alua::Spc as _;
 
 use crate::cdb::{self, Cdb};
 use crate::disk::{self, Done, Fail, Outcome, inquiry};
@@ -42,6 +45,8 @@ pub enum ResetKind {
 #[derive(Debug)]
 pub struct LogicalUnit {
     unit: Arc<Unit>,
+    /// This unit's subscription to the events of `unit`.
+    subscriber: SubscriberId,
     pub(crate) settings: LuSettings,
     pub(crate) mode: disk::mode::ModeState,
     pub(crate) ua: UnitAttentions,
@@ -99,7 +104,8 @@ impl LogicalUnit {
                 let cdrom = settings.kind == LuKind::Cdrom;
                 disk::medium::MediumState::new(settings.removable || cdrom, cdrom)
             },
-            unit: Arc::new(Unit::new(device)),
+            unit: Arc::new(Unit::new(device, Arc::clone(&alua))),
+            subscriber: SubscriberId::new(),
             settings,
             ua: UnitAttentions::default(),
             pr,
@@ -112,8 +118,17 @@ impl LogicalUnit {
             #[cfg(test)]
             fua_writes: Default::default(),
         });
-        alua.register(&lu);
+        alua.register(&lu.unit);
+        let weak = Arc::downgrade(&lu) as std::sync::Weak<dyn Subscriber>;
+        // A fresh unit has no other subscriber, so the bound cannot be reached.
+        let subscribed = lu.unit.events.subscribe(lu.subscriber, weak);
+        assert!(subscribed.is_ok(), "first subscriber of a new unit refused");
         lu
+    }
+
+    /// The subscription under which this unit's nexuses are addressed in events.
+    pub(crate) fn subscriber(&self) -> SubscriberId {
+        self.subscriber
     }
 
     /// The protocol-neutral unit, for other front-ends exporting the same device.
@@ -182,7 +197,7 @@ impl LogicalUnit {
     /// Tells every nexus that the capacity changed (after the backend was resized):
     /// CAPACITY DATA HAS CHANGED (SBC-3 4.6).
     pub fn capacity_changed(&self) {
-        self.ua.post_others(None, Asc::CAPACITY_DATA_CHANGED);
+        self.unit.events.post(Event::CapacityChanged, Audience::All);
     }
 
     /// Tells every nexus that the LUN inventory changed: REPORTED LUNS DATA HAS CHANGED
@@ -206,6 +221,25 @@ impl LogicalUnit {
 
     fn check(&self, sense: Sense) -> SenseBytes {
         sense.encode(self.mode.d_sense())
+    }
+}
+
+/// Events of the unit become unit attentions of this unit's nexuses (SAM-5 5.14).
+impl Subscriber for LogicalUnit {
+    fn deliver(&self, event: Event, to: Audience<'_>) {
+        let asc = match event {
+            Event::CapacityChanged => Asc::CAPACITY_DATA_CHANGED,
+            Event::LunsChanged => Asc::REPORTED_LUNS_DATA_CHANGED,
+            Event::AccessStateChanged => crate::alua::ACCESS_STATE_CHANGED,
+            Event::ReservationsPreempted => crate::pr::RESERVATIONS_PREEMPTED,
+            Event::ReservationsReleased => crate::pr::RESERVATIONS_RELEASED,
+            Event::RegistrationsPreempted => crate::pr::REGISTRATIONS_PREEMPTED,
+        };
+        match to.sessions_of(self.subscriber) {
+            Recipients::All => self.ua.post_others(None, asc),
+            Recipients::AllBut(n) => self.ua.post_others(Some(n), asc),
+            Recipients::Only(list) => list.into_iter().for_each(|n| self.ua.post(n, asc)),
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! (and deliver its unit attentions) are in `disk/pr.rs`.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use crate::sense::{Asc, Sense};
@@ -19,8 +18,9 @@ pub const MAX_REGISTRATIONS: usize = 256;
 /// Longest iSCSI name (RFC 7143 4.2.7.1: 223 bytes).
 pub const MAX_ISCSI_NAME_LEN: usize = 223;
 
-/// Largest APTPL state file we read: [`MAX_REGISTRATIONS`] lines of at most two names.
-pub const MAX_STATE_FILE_LEN: usize = 256 * 1024;
+/// The APTPL state file: read at most `MAX_STATE_FILE_LEN` bytes ([`MAX_REGISTRATIONS`]
+/// lines of at most two names fit), written crash-safely.
+pub use esos_lu::state_file::{MAX_STATE_FILE_LEN, StateFileError};
 
 pub const RESERVATIONS_PREEMPTED: Asc = Asc(0x2A, 0x03);
 pub const RESERVATIONS_RELEASED: Asc = Asc(0x2A, 0x04);
@@ -662,24 +662,6 @@ pub fn encode_transport_id(initiator: &str, out: &mut Vec<u8>) {
     out.resize(start + len, 0);
 }
 
-/// Errors of the APTPL state file.
-#[derive(Debug, thiserror::Error)]
-pub enum StateFileError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: larger than {MAX_STATE_FILE_LEN} bytes")]
-    TooLarge { path: String },
-    #[error("{path}:{line}: {reason}")]
-    Parse {
-        path: String,
-        line: usize,
-        reason: String,
-    },
-}
-
 const FILE_MAGIC: &str = "esos-pr 1";
 
 /// Names in the state file: printable ASCII, with `%`, `*` (the ALL_TG_PT marker), space
@@ -820,51 +802,15 @@ pub fn decode_state(text: &str, path: &str) -> Result<PrState, StateFileError> {
 /// Writes `s` crash-safely: temporary file, fsync, rename, fsync of the directory, so a
 /// crash leaves either the old or the new state, never a torn one.
 pub fn save(path: &Path, s: &PrState) -> Result<(), StateFileError> {
-    write_file_atomically(path, encode_state(s).as_bytes())
-}
-
-/// Replaces `path` with `bytes` crash-safely (temporary file, fsync, rename, fsync of the
-/// directory); shared by every state file of the engine (reservations, ALUA).
-pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
-    let io = |source| StateFileError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp_name);
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    esos_lu::state_file::write(path, encode_state(s).as_bytes())
 }
 
 /// Loads the state at `path`; a missing file is an empty state.
 pub fn load(path: &Path) -> Result<PrState, StateFileError> {
-    let name = path.display().to_string();
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PrState::default()),
-        Err(source) => return Err(StateFileError::Io { path: name, source }),
-    };
-    if text.len() > MAX_STATE_FILE_LEN {
-        return Err(StateFileError::TooLarge { path: name });
+    match esos_lu::state_file::read(path)? {
+        Some(text) => decode_state(&text, &path.display().to_string()),
+        None => Ok(PrState::default()),
     }
-    let text = String::from_utf8(text).map_err(|_| StateFileError::Parse {
-        path: name.clone(),
-        line: 0,
-        reason: "not UTF-8".into(),
-    })?;
-    decode_state(&text, &name)
 }
 
 #[cfg(test)]
