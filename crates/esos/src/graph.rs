@@ -415,6 +415,7 @@ mod tests {
             product: "RAMDISK".into(),
             revision: "0.1".into(),
             serial: "S".into(),
+            uuid: [0; 16],
             naa: [0x60; 16],
         };
         let s = lu_settings(&p, 0, id.clone());
@@ -499,6 +500,7 @@ mod tests {
             product: "VCDROM".into(),
             revision: "0.1".into(),
             serial: "cd1".into(),
+            uuid: [0; 16],
             naa: [0x60; 16],
         };
         let lu = open_unit(&p, 0, id).unwrap();

@@ -56,8 +56,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let file = dir.join(presets::DEFAULT_CONFIG_FILE);
             if !file.exists() {
-                identity::write_atomic(&file, presets::default_text().as_bytes())
-                    .with_context(|| format!("cannot write {}", file.display()))?;
+                esos_common::fs::replace(
+                    &file,
+                    presets::default_text().as_bytes(),
+                    esos_common::fs::Replace {
+                        keep_previous: true,
+                    },
+                )
+                .with_context(|| format!("cannot write {}", file.display()))?;
             }
             serve_file(&file, cli.log_level.as_deref())
         }

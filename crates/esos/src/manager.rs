@@ -415,13 +415,21 @@ impl Manager {
             Some(path) => {
                 // Several fsyncs: off the async worker, like the opens above.
                 let (file, data) = (path.clone(), text.to_owned());
-                tokio::task::spawn_blocking(move || identity::write_atomic(&file, data.as_bytes()))
-                    .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
-                    .map_err(|source| ApplyError::Persist {
-                        path: path.clone(),
-                        source,
-                    })?;
+                tokio::task::spawn_blocking(move || {
+                    esos_common::fs::replace(
+                        &file,
+                        data.as_bytes(),
+                        esos_common::fs::Replace {
+                            keep_previous: true,
+                        },
+                    )
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+                .map_err(|source| ApplyError::Persist {
+                    path: path.clone(),
+                    source,
+                })?;
                 report.persisted_to = Some(path.clone());
             }
             None => report.warnings.push(

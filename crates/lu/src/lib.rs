@@ -8,11 +8,13 @@
 //! - `range_lock.rs`: LBA range locks that make compare-and-write atomic against writes;
 //! - `stats.rs`: I/O counters and latency histograms, one set per unit for all protocols;
 //! - `access.rs`: port groups and their access states (SCSI ALUA, NVMe ANA);
+//! - `identity.rs`: the device UUID and the SCSI/NVMe designators derived from it;
 //! - `events.rs`: the fan-out of changes to every front-end's sessions;
 //! - `state_file.rs`: bounded, crash-safe state files.
 
 pub mod access;
 pub mod events;
+pub mod identity;
 pub mod range_lock;
 pub mod state_file;
 pub mod stats;

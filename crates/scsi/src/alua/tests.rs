@@ -212,6 +212,7 @@ fn lu(alua: &Arc<PortGroups>) -> Arc<LogicalUnit> {
             product: "alua".into(),
             revision: "1".into(),
             serial: "A1".into(),
+            uuid: [0; 16],
             naa: [0x60; 16],
         })
     };

@@ -20,6 +20,7 @@ fn settings(pr_state: Option<PathBuf>) -> LuSettings {
             product: "test disk".into(),
             revision: "0001".into(),
             serial: "SN0001".into(),
+            uuid: [0; 16],
             naa: [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
         })
     }
