@@ -11,6 +11,7 @@
 //! With APTPL the state file is written (and fsynced) inside the PERSISTENT RESERVE OUT
 //! command, on the executor thread: a rare, small write, and GOOD must wait for it anyway.
 
+use esos_lu::events::{Audience, Event, Session};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -491,17 +492,34 @@ fn pr_out(
     }))
 }
 
-/// Posts the unit attentions of `fx` to every live nexus they name except the issuer.
+/// Posts the unit attentions of `fx` to every live nexus they name except the issuer,
+/// through the unit's events (the SCSI subscriber turns them into unit attentions).
 fn deliver(lu: &LogicalUnit, issuer: u64, fx: &Effects) {
     if fx.ua.is_empty() {
         return;
     }
     let known = lu.pr.known.read().unwrap_or_else(|e| e.into_inner());
-    for n in known.values().filter(|n| n.id != issuer) {
-        for (who, asc) in &fx.ua {
-            if who.matches(port(n)) {
-                lu.ua.post(n.id, *asc);
+    for (who, asc) in &fx.ua {
+        let event = match *asc {
+            pr::RESERVATIONS_PREEMPTED => Event::ReservationsPreempted,
+            pr::RESERVATIONS_RELEASED => Event::ReservationsReleased,
+            pr::REGISTRATIONS_PREEMPTED => Event::RegistrationsPreempted,
+            other => {
+                // pr.rs only ever posts the three above.
+                debug_assert!(false, "reservation unit attention {other:?} has no event");
+                continue;
             }
+        };
+        let to: Vec<Session> = known
+            .values()
+            .filter(|n| n.id != issuer && who.matches(port(n)))
+            .map(|n| Session {
+                subscriber: lu.subscriber(),
+                session: n.id,
+            })
+            .collect();
+        if !to.is_empty() {
+            lu.unit().events.post(event, Audience::Only(&to));
         }
     }
 }
