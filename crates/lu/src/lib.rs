@@ -9,6 +9,7 @@
 //! - `stats.rs`: I/O counters and latency histograms, one set per unit for all protocols;
 //! - `access.rs`: port groups and their access states (SCSI ALUA, NVMe ANA);
 //! - `identity.rs`: the device UUID and the SCSI/NVMe designators derived from it;
+//! - `reservations.rs`: persistent reservations with neutral types, errors and initiators;
 //! - `events.rs`: the fan-out of changes to every front-end's sessions;
 //! - `state_file.rs`: bounded, crash-safe state files.
 
@@ -16,6 +17,7 @@ pub mod access;
 pub mod events;
 pub mod identity;
 pub mod range_lock;
+pub mod reservations;
 pub mod state_file;
 pub mod stats;
 

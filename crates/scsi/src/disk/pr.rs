@@ -11,7 +11,7 @@
 //! With APTPL the state file is written (and fsynced) inside the PERSISTENT RESERVE OUT
 //! command, on the executor thread: a rare, small write, and GOOD must wait for it anyway.
 
-use esos_lu::events::{Audience, Event, Session};
+use esos_lu::events::{Audience, Session};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,8 @@ use super::{Done, Outcome};
 use crate::cdb::{Cdb, op};
 use crate::engine::LogicalUnit;
 use crate::pr::{
-    self, Access, Effects, MoveParams, OutParams, Port, PrState, Refusal, StateFileError, Who,
+    self, Access, Effects, MoveParams, OutParams, Port, PrState, Refusal, ReserveOut as _,
+    StateFileError, Who,
 };
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::{Command, IoBuf, Nexus, Residual, Response, SenseBytes, Status};
@@ -296,7 +297,7 @@ fn pr_in(lu: &LogicalUnit, action: u8, alloc_len: u32, buf: &mut IoBuf) -> Outco
             (Some(res), Some(key)) => {
                 buf.extend_from_slice(&16u32.to_be_bytes());
                 buf.extend_from_slice(&key.to_be_bytes());
-                buf.extend_from_slice(&[0, 0, 0, 0, 0, res.ty as u8, 0, 0]);
+                buf.extend_from_slice(&[0, 0, 0, 0, 0, pr::type_code(res.ty), 0, 0]);
             }
             _ => buf.extend_from_slice(&0u32.to_be_bytes()),
         },
@@ -317,7 +318,7 @@ fn pr_in(lu: &LogicalUnit, action: u8, alloc_len: u32, buf: &mut IoBuf) -> Outco
                 buf.extend_from_slice(&[0; 4]);
                 let all_tg_pt = if r.who.target.is_none() { 0x02 } else { 0 };
                 let scope_type = match (holder, s.res) {
-                    (true, Some(res)) => res.ty as u8,
+                    (true, Some(res)) => pr::type_code(res.ty),
                     _ => 0,
                 };
                 buf.extend_from_slice(&[all_tg_pt | u8::from(holder), scope_type]);
@@ -492,24 +493,14 @@ fn pr_out(
     }))
 }
 
-/// Posts the unit attentions of `fx` to every live nexus they name except the issuer,
-/// through the unit's events (the SCSI subscriber turns them into unit attentions).
+/// Posts the notices of `fx` to every live nexus they name except the issuer, through the
+/// unit's events (the SCSI subscriber turns them into unit attentions).
 fn deliver(lu: &LogicalUnit, issuer: u64, fx: &Effects) {
-    if fx.ua.is_empty() {
+    if fx.notices.is_empty() {
         return;
     }
     let known = lu.pr.known.read().unwrap_or_else(|e| e.into_inner());
-    for (who, asc) in &fx.ua {
-        let event = match *asc {
-            pr::RESERVATIONS_PREEMPTED => Event::ReservationsPreempted,
-            pr::RESERVATIONS_RELEASED => Event::ReservationsReleased,
-            pr::REGISTRATIONS_PREEMPTED => Event::RegistrationsPreempted,
-            other => {
-                // pr.rs only ever posts the three above.
-                debug_assert!(false, "reservation unit attention {other:?} has no event");
-                continue;
-            }
-        };
+    for &(ref who, event) in &fx.notices {
         let to: Vec<Session> = known
             .values()
             .filter(|n| n.id != issuer && who.matches(port(n)))
