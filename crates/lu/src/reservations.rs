@@ -23,6 +23,10 @@ use std::path::Path;
 use crate::events::Event;
 use crate::state_file::{self, StateFileError};
 
+mod shared;
+
+pub use shared::{Held, Reservations};
+
 /// Registrations one unit keeps; a further one is refused with
 /// [`PrError::InsufficientResources`]. Each initiator port registers through each target
 /// port at most once, so this is far above any real cluster.

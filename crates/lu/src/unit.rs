@@ -7,6 +7,7 @@ use esos_block::{BlockDevice as _, Device};
 use crate::access::PortGroups;
 use crate::events::Events;
 use crate::range_lock::RangeLocks;
+use crate::reservations::Reservations;
 use crate::stats::LuStats;
 
 /// One block device as initiators of every protocol reach it. Front-ends hold an
@@ -24,18 +25,22 @@ pub struct Unit {
     pub access: Arc<PortGroups>,
     /// Front-ends subscribed to changes of this unit.
     pub events: Events,
+    /// Persistent reservations, checked by every front-end before it runs a command.
+    pub reservations: Reservations,
 }
 
 impl Unit {
-    /// A unit over `device`, reached through the port groups of `access`. Register it
-    /// with the table ([`PortGroups::register`]) once it is in an `Arc`.
-    pub fn new(device: Device, access: Arc<PortGroups>) -> Unit {
+    /// A unit over `device`, reached through the port groups of `access`, with
+    /// `reservations` restored from their state file. Register it with the table
+    /// ([`PortGroups::register`]) once it is in an `Arc`.
+    pub fn new(device: Device, access: Arc<PortGroups>, reservations: Reservations) -> Unit {
         Unit {
             device,
             ranges: RangeLocks::default(),
             stats: LuStats::default(),
             access,
             events: Events::default(),
+            reservations,
         }
     }
 

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use esos_block::{BlockDevice, Device};
 use esos_lu::Unit;
 use esos_lu::events::{Audience, Event, Recipients, Subscriber, SubscriberId};
+use esos_lu::reservations::Reservations;
 use esos_lu::stats::IoKind;
 
 use crate::alua::Spc as _;
@@ -50,7 +51,8 @@ pub struct LogicalUnit {
     pub(crate) settings: LuSettings,
     pub(crate) mode: disk::mode::ModeState,
     pub(crate) ua: UnitAttentions,
-    /// Persistent and SPC-2 reservations (`disk/pr.rs`).
+    /// The live nexuses the unit's reservations are delivered to (`disk/pr.rs`); the
+    /// reservations themselves are the unit's (`Unit::reservations`).
     pub(crate) pr: disk::pr::PrUnit,
     /// Loaded or ejected, and who prevents removal (`disk/medium.rs`).
     pub(crate) medium: disk::medium::MediumState,
@@ -74,9 +76,9 @@ impl LogicalUnit {
     /// Like [`Self::try_new`], but an unreadable reservation state file is logged and
     /// APTPL is disabled for this unit (the file is left untouched for inspection).
     pub fn new(device: Device, settings: LuSettings) -> Arc<LogicalUnit> {
-        let pr = disk::pr::PrUnit::new(settings.pr_state.clone()).unwrap_or_else(|e| {
+        let pr = disk::pr::restore(settings.pr_state.clone()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "persistent reservations not restored; APTPL disabled");
-            disk::pr::PrUnit::without_file()
+            Reservations::without_file()
         });
         Self::build(device, settings, pr)
     }
@@ -87,11 +89,11 @@ impl LogicalUnit {
         device: Device,
         settings: LuSettings,
     ) -> Result<Arc<LogicalUnit>, crate::pr::StateFileError> {
-        let pr = disk::pr::PrUnit::new(settings.pr_state.clone())?;
+        let pr = disk::pr::restore(settings.pr_state.clone())?;
         Ok(Self::build(device, settings, pr))
     }
 
-    fn build(device: Device, settings: LuSettings, pr: disk::pr::PrUnit) -> Arc<LogicalUnit> {
+    fn build(device: Device, settings: LuSettings, pr: Reservations) -> Arc<LogicalUnit> {
         let cap = (crate::MAX_TRANSFER_BYTES / device.block_size().max(1)).max(1);
         let max_transfer_blocks = match settings.max_transfer_blocks {
             0 => cap,
@@ -104,11 +106,11 @@ impl LogicalUnit {
                 let cdrom = settings.kind == LuKind::Cdrom;
                 disk::medium::MediumState::new(settings.removable || cdrom, cdrom)
             },
-            unit: Arc::new(Unit::new(device, Arc::clone(&alua))),
+            unit: Arc::new(Unit::new(device, Arc::clone(&alua), pr)),
             subscriber: SubscriberId::new(),
             settings,
             ua: UnitAttentions::default(),
-            pr,
+            pr: Default::default(),
             tasks: TaskSet::new(),
             mode_select: Mutex::new(()),
             sanitize: Default::default(),
@@ -178,7 +180,7 @@ impl LogicalUnit {
             self.mode.reset();
         }
         self.ua.reset(asc);
-        self.pr.reset();
+        self.reservations.reset();
         self.abort(None, None);
         self.medium.reset();
     }
@@ -578,7 +580,7 @@ impl LunMap {
         for (_, lu) in old.luns() {
             if !self.luns().any(|(_, l)| Arc::ptr_eq(l, lu)) {
                 lu.ua.forget(nexus.id);
-                lu.pr.nexus_gone(nexus.id);
+                disk::pr::nexus_gone(lu, nexus.id);
                 lu.xcopy.nexus_gone(nexus.id);
             }
         }
@@ -588,7 +590,7 @@ impl LunMap {
     pub fn nexus_gone(&self, nexus: &Nexus) {
         for (_, lu) in self.luns() {
             lu.ua.forget(nexus.id);
-            lu.pr.nexus_gone(nexus.id);
+            disk::pr::nexus_gone(lu, nexus.id);
             lu.medium.nexus_gone(nexus.id);
             lu.xcopy.nexus_gone(nexus.id);
         }

@@ -126,7 +126,11 @@ fn unit(pg: &Arc<PortGroups>) -> (Arc<Unit>, Arc<Heard>) {
         read_only: false,
         rotational: None,
     };
-    let unit = Arc::new(Unit::new(Device::open(&spec).unwrap(), Arc::clone(pg)));
+    let unit = Arc::new(Unit::new(
+        Device::open(&spec).unwrap(),
+        Arc::clone(pg),
+        crate::reservations::Reservations::without_file(),
+    ));
     pg.register(&unit);
     let heard = Arc::new(Heard::default());
     let weak = Arc::downgrade(&heard) as Weak<dyn Subscriber>;
