@@ -196,7 +196,8 @@ fn serve(
     // Persist before any initiator can see the identities.
     store.save()?;
 
-    let units = graph::open_units(&plan, identities)?;
+    let alua = graph::port_groups(&plan)?;
+    let units = graph::open_units(&plan, identities, &alua)?;
     for (d, u) in plan.devices.iter().zip(&units) {
         let id = &u.settings().identity;
         tracing::info!(
@@ -216,14 +217,22 @@ fn serve(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_server(plan, file, server_config, units, store, api_tls))
+    let opened = (units, alua);
+    runtime.block_on(run_server(
+        plan,
+        file,
+        server_config,
+        opened,
+        store,
+        api_tls,
+    ))
 }
 
 async fn run_server(
     plan: Plan,
     file: Option<(PathBuf, String)>,
     server_config: esos_iscsi::server::ServerConfig,
-    units: Vec<Arc<LogicalUnit>>,
+    (units, alua): (Vec<Arc<LogicalUnit>>, Arc<esos_lu::access::PortGroups>),
     identities: IdentityStore,
     api_tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<ExitCode> {
@@ -234,6 +243,7 @@ async fn run_server(
         text: text.unwrap_or_default(),
         config_path,
         units,
+        alua,
         identities,
         server: server.handle(),
     }));
