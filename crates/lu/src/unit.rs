@@ -6,6 +6,7 @@ use esos_block::{BlockDevice as _, Device};
 
 use crate::access::PortGroups;
 use crate::events::Events;
+use crate::identity::Identity;
 use crate::range_lock::RangeLocks;
 use crate::reservations::Reservations;
 use crate::stats::LuStats;
@@ -17,6 +18,8 @@ use crate::stats::LuStats;
 pub struct Unit {
     /// The storage behind the unit.
     pub device: Device,
+    /// Who the unit is to initiators of every protocol; fixed for the unit's life.
+    pub identity: Identity,
     /// Serialises atomic read-modify-writes against overlapping writes.
     pub ranges: RangeLocks,
     /// I/O counters and latency histograms across every path and protocol.
@@ -30,12 +33,18 @@ pub struct Unit {
 }
 
 impl Unit {
-    /// A unit over `device`, reached through the port groups of `access`, with
-    /// `reservations` restored from their state file. Register it with the table
-    /// ([`PortGroups::register`]) once it is in an `Arc`.
-    pub fn new(device: Device, access: Arc<PortGroups>, reservations: Reservations) -> Unit {
+    /// A unit over `device` known as `identity`, reached through the port groups of
+    /// `access`, with `reservations` restored from their state file. Register it with the
+    /// table ([`PortGroups::register`]) once it is in an `Arc`.
+    pub fn new(
+        device: Device,
+        identity: Identity,
+        access: Arc<PortGroups>,
+        reservations: Reservations,
+    ) -> Unit {
         Unit {
             device,
+            identity,
             ranges: RangeLocks::default(),
             stats: LuStats::default(),
             access,

@@ -106,7 +106,14 @@ impl LogicalUnit {
                 let cdrom = settings.kind == LuKind::Cdrom;
                 disk::medium::MediumState::new(settings.removable || cdrom, cdrom)
             },
-            unit: Arc::new(Unit::new(device, Arc::clone(&alua), pr)),
+            // The identity is fixed for the unit's life: the SCSI handlers read it in
+            // `settings`, other front-ends in the unit.
+            unit: Arc::new(Unit::new(
+                device,
+                settings.identity.clone(),
+                Arc::clone(&alua),
+                pr,
+            )),
             subscriber: SubscriberId::new(),
             settings,
             ua: UnitAttentions::default(),
@@ -205,7 +212,7 @@ impl LogicalUnit {
     /// Tells every nexus that the LUN inventory changed: REPORTED LUNS DATA HAS CHANGED
     /// (SPC-4 6.33). Call on each unit of a LUN map that gained or lost a LUN.
     pub fn luns_changed(&self) {
-        self.ua.post_others(None, Asc::REPORTED_LUNS_DATA_CHANGED);
+        self.unit.events.post(Event::LunsChanged, Audience::All);
     }
 
     pub(crate) fn max_transfer_blocks(&self) -> u32 {

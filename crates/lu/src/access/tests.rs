@@ -128,6 +128,14 @@ fn unit(pg: &Arc<PortGroups>) -> (Arc<Unit>, Arc<Heard>) {
     };
     let unit = Arc::new(Unit::new(
         Device::open(&spec).unwrap(),
+        crate::identity::Identity {
+            vendor: "ESOS".into(),
+            product: "test".into(),
+            revision: "1".into(),
+            serial: "S".into(),
+            uuid: [0; 16],
+            naa: [0x60; 16],
+        },
         Arc::clone(pg),
         crate::reservations::Reservations::without_file(),
     ));
