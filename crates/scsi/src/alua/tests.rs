@@ -69,6 +69,28 @@ fn rtpg_length_only_and_extended() {
 }
 
 #[test]
+fn rtpg_status_codes_follow_the_cause_of_a_change() {
+    let pg = two_groups(AluaMode::Both);
+    let status_of = |pg: &PortGroups| {
+        let mut out = Vec::new();
+        pg.report(&nexus(1, 1), false, &mut out);
+        // Group 1 has two ports (descriptor of 16 bytes), group 2 follows it.
+        (out[4 + 5], out[4 + 16 + 5])
+    };
+    assert_eq!(status_of(&pg), (0x00, 0x00));
+    pg.set_state(2, AccessState::ActiveNonOptimized).unwrap();
+    assert_eq!(status_of(&pg), (0x00, 0x02), "implicit transition");
+    pg.set_target_port_groups(&[0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 2], None, 1)
+        .unwrap();
+    assert_eq!(
+        status_of(&pg),
+        (0x01, 0x01),
+        "altered by SET TARGET PORT GROUPS"
+    );
+    assert_eq!(code(pg.state(2).unwrap()), 0x1);
+}
+
+#[test]
 fn rtpg_without_a_table_reports_the_nexus_port() {
     let pg = PortGroups::default();
     let mut out = Vec::new();
