@@ -107,6 +107,7 @@ fn unit(setup: u8, cdrom: bool, file: bool) -> Arc<LogicalUnit> {
             product: "fuzz".into(),
             revision: "0001".into(),
             serial: if cdrom { "SN2" } else { "SN1" }.into(),
+            uuid: [0; 16],
             naa: [
                 0x60,
                 1,

@@ -40,6 +40,7 @@ impl InProcess {
             .enable_all()
             .build()
             .unwrap();
+        const UUID: [u8; 16] = *b"esos-e2e-stacked";
         let settings = LuSettings {
             thin,
             ..LuSettings::disk(Identity {
@@ -47,9 +48,8 @@ impl InProcess {
                 product: "STACKED".into(),
                 revision: "0001".into(),
                 serial: "E2E-STACKED".into(),
-                naa: [
-                    0x60, 0x01, 0x40, 0x50, 0xe2, 0xe0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
-                ],
+                uuid: UUID,
+                naa: esos_lu::identity::naa_from_uuid(&UUID),
             })
         };
         let lu = LogicalUnit::new(device, settings);

@@ -4,11 +4,11 @@
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use esos_block::{Backend, BlockError, Device, OPTICAL_BLOCK_SIZE};
 use esos_iscsi::server::{InitiatorGroup, ServerConfig, TargetConfig};
-use esos_scsi::alua::PortGroups;
+use esos_lu::access::PortGroups;
 use esos_scsi::{Identity, LogicalUnit, LuSettings, LunMap};
 
 use crate::config::{DeviceType, LunPlan, Plan};
@@ -47,31 +47,15 @@ pub enum GraphError {
 /// File in the data directory that keeps states set by SET TARGET PORT GROUPS.
 pub const ALUA_STATE_FILE: &str = "alua.state";
 
-/// The live ALUA table of each data directory. Every unit of a daemon shares one table,
-/// whether opened at start-up or added later through the manager, and a management API
-/// finds it here to change states ([`PortGroups::set_state`]). Held weakly: a table no
-/// unit uses any more is rebuilt from the plan and the state file.
-static PORT_GROUPS: Mutex<Vec<(PathBuf, Weak<PortGroups>)>> = Mutex::new(Vec::new());
-
-/// The ALUA table for `plan`: the live one of its data directory, or a new one built from
-/// `[server.alua]` and the saved explicit states. A changed `[server.alua]` takes effect
-/// at the next start, since live units keep the table they were built with.
+/// The ALUA table for `plan`, built from `[server.alua]` and the saved explicit states.
+/// The daemon builds it once and every unit shares it, whether opened at start-up or
+/// added later through the manager, which also changes states through it
+/// ([`PortGroups::set_state`]); `[server.alua]` cannot change while the daemon runs.
 pub fn port_groups(plan: &Plan) -> Result<Arc<PortGroups>, GraphError> {
-    let mut registry = PORT_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
-    registry.retain(|(_, w)| w.strong_count() > 0);
-    let live = registry
-        .iter()
-        .find(|(dir, _)| *dir == plan.data_dir)
-        .and_then(|(_, w)| w.upgrade());
-    if let Some(table) = live {
-        return Ok(table);
-    }
     let table = PortGroups::new(plan.alua.mode, plan.alua.groups.clone())?
         .with_state_file(plan.data_dir.join(ALUA_STATE_FILE))
         .map_err(GraphError::AluaState)?;
-    let table = Arc::new(table);
-    registry.push((plan.data_dir.clone(), Arc::downgrade(&table)));
-    Ok(table)
+    Ok(Arc::new(table))
 }
 
 /// Read-only checks of every device path, so a typo in the last device does not leave
@@ -204,11 +188,13 @@ fn disc_spec(
     Ok(spec)
 }
 
-/// Opens every device once and wraps it in its one [`LogicalUnit`]; `identities` is
-/// index-aligned with `plan.devices`. On error the devices opened so far are dropped.
+/// Opens every device once and wraps it in its one [`LogicalUnit`] over the daemon's
+/// ALUA table `alua`; `identities` is index-aligned with `plan.devices`. On error the
+/// devices opened so far are dropped.
 pub fn open_units(
     plan: &Plan,
     identities: Vec<Identity>,
+    alua: &Arc<PortGroups>,
 ) -> Result<Vec<Arc<LogicalUnit>>, GraphError> {
     assert_eq!(
         identities.len(),
@@ -218,15 +204,16 @@ pub fn open_units(
     identities
         .into_iter()
         .enumerate()
-        .map(|(index, identity)| open_unit(plan, index, identity))
+        .map(|(index, identity)| open_unit(plan, index, identity, alua))
         .collect()
 }
 
-/// Opens device `index` of `plan` and wraps it in its logical unit.
+/// Opens device `index` of `plan` and wraps it in its logical unit over `alua`.
 pub fn open_unit(
     plan: &Plan,
     index: usize,
     identity: Identity,
+    alua: &Arc<PortGroups>,
 ) -> Result<Arc<LogicalUnit>, GraphError> {
     let d = &plan.devices[index];
     let spec = match d.kind {
@@ -239,7 +226,7 @@ pub fn open_unit(
         source,
     })?;
     let mut settings = lu_settings(plan, index, identity);
-    settings.alua = port_groups(plan)?;
+    settings.alua = Arc::clone(alua);
     LogicalUnit::try_new(device, settings).map_err(|source| GraphError::Reservations {
         index,
         name: d.name.clone(),
@@ -415,6 +402,7 @@ mod tests {
             product: "RAMDISK".into(),
             revision: "0.1".into(),
             serial: "S".into(),
+            uuid: [0; 16],
             naa: [0x60; 16],
         };
         let s = lu_settings(&p, 0, id.clone());
@@ -499,9 +487,10 @@ mod tests {
             product: "VCDROM".into(),
             revision: "0.1".into(),
             serial: "cd1".into(),
+            uuid: [0; 16],
             naa: [0x60; 16],
         };
-        let lu = open_unit(&p, 0, id).unwrap();
+        let lu = open_unit(&p, 0, id, &port_groups(&p).unwrap()).unwrap();
         assert_eq!(lu.settings().kind, esos_scsi::LuKind::Cdrom);
         assert!(lu.settings().removable && lu.settings().read_only);
         let cap = capacity_of(&p, 0);

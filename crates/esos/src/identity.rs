@@ -1,12 +1,16 @@
-//! Stable logical-unit identity: vendor, product, revision, unit serial number and NAA
-//! designator. Serial and NAA are generated once per device and stored in
-//! `<data_dir>/identity.toml`, so multipath and clusters recognise the LU across restarts.
-//! Values given in the config override what is stored.
+//! Stable logical-unit identity: vendor, product, revision, unit serial number, UUID and
+//! NAA designator (`esos_lu::identity`). Serial and UUID are generated once per device,
+//! the NAA derived from the UUID, and all three stored in `<data_dir>/identity.toml`, so
+//! multipath and clusters recognise the LU across restarts. An entry written before UUIDs
+//! existed keeps its serial and NAA; its UUID is derived from the NAA on load and stored
+//! at the next save (the daemon saves right after resolving). Values given in the config
+//! override what is stored.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use esos_common::fs::{Replace, replace};
+use esos_lu::identity::{format_uuid, naa_from_uuid, new_uuid, parse_uuid, uuid_from_naa};
 use esos_scsi::Identity;
 use serde::{Deserialize, Serialize};
 
@@ -106,14 +110,25 @@ struct StoreFile {
 #[serde(deny_unknown_fields)]
 struct StoredIdentity {
     serial: String,
+    /// Absent in files written before UUIDs: derived from `naa` on load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uuid: Option<String>,
     naa: String,
+}
+
+/// One device's stored identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    serial: String,
+    uuid: [u8; 16],
+    naa: [u8; 16],
 }
 
 /// The generated identities, keyed by device identity key.
 #[derive(Debug, Clone)]
 pub struct IdentityStore {
     path: PathBuf,
-    entries: BTreeMap<String, (String, [u8; 16])>,
+    entries: BTreeMap<String, Entry>,
     dirty: bool,
 }
 
@@ -141,6 +156,7 @@ impl IdentityStore {
             message: e.to_string(),
         })?;
         let mut entries = BTreeMap::new();
+        let mut dirty = false;
         for (key, s) in file.device {
             let bad = |what: String| IdentityError::Corrupt {
                 path: path.clone(),
@@ -156,12 +172,20 @@ impl IdentityStore {
                 )));
             }
             let naa = parse_naa(&s.naa).map_err(|e| bad(format!("naa {e}")))?;
-            entries.insert(key, (s.serial, naa));
+            let uuid = match &s.uuid {
+                Some(text) => parse_uuid(text).ok_or_else(|| bad(format!("uuid {text:?}")))?,
+                None => {
+                    dirty = true;
+                    uuid_from_naa(&naa)
+                }
+            };
+            let serial = s.serial;
+            entries.insert(key, Entry { serial, uuid, naa });
         }
         Ok(IdentityStore {
             path,
             entries,
-            dirty: false,
+            dirty,
         })
     }
 
@@ -173,7 +197,7 @@ impl IdentityStore {
         device: &DevicePlan,
         fill_random: &mut dyn FnMut(&mut [u8]),
     ) -> Identity {
-        let (serial, naa) = self
+        let Entry { serial, uuid, naa } = self
             .entries
             .entry(device.identity_key.clone())
             .or_insert_with(|| {
@@ -190,11 +214,13 @@ impl IdentityStore {
                 .unwrap_or_else(|| product_for(device.kind).to_owned()),
             revision: o.revision.clone().unwrap_or_else(revision),
             serial: o.serial.clone().unwrap_or(serial),
+            uuid,
             naa: o.naa.unwrap_or(naa),
         }
     }
 
-    /// True when [`Self::resolve`] generated something not yet saved.
+    /// True when [`Self::resolve`] generated, or [`Self::load`] derived, something not yet
+    /// saved.
     pub fn is_dirty(&self) -> bool {
         self.dirty
     }
@@ -210,12 +236,13 @@ impl IdentityStore {
             device: self
                 .entries
                 .iter()
-                .map(|(k, (serial, naa))| {
+                .map(|(k, e)| {
                     (
                         k.clone(),
                         StoredIdentity {
-                            serial: serial.clone(),
-                            naa: format_naa(naa),
+                            serial: e.serial.clone(),
+                            uuid: Some(format_uuid(&e.uuid)),
+                            naa: format_naa(&e.naa),
                         },
                     )
                 })
@@ -223,13 +250,17 @@ impl IdentityStore {
         };
         let mut text = String::from(
             "# esos logical-unit identities, generated once per device. Do not edit: changing a\n\
-             # serial or NAA makes initiators see a different disk. Written atomically by esos.\n\n",
+             # serial, UUID or NAA makes initiators see a different disk. Written atomically\n\
+             # by esos.\n\n",
         );
         text.push_str(&toml::to_string(&file).map_err(|e| IdentityError::Corrupt {
             path: self.path.clone(),
             message: e.to_string(),
         })?);
-        write_atomic(&self.path, text.as_bytes()).map_err(|source| IdentityError::Io {
+        let keep = Replace {
+            keep_previous: true,
+        };
+        replace(&self.path, text.as_bytes(), keep).map_err(|source| IdentityError::Io {
             path: self.path.clone(),
             source,
         })?;
@@ -238,70 +269,23 @@ impl IdentityStore {
     }
 }
 
-/// A fresh serial (hex) and NAA 6 designator: 4-bit NAA, 24-bit company id, then 100
-/// random vendor-specific bits (SPC-4 7.8.6.6.5).
-fn generate(fill_random: &mut dyn FnMut(&mut [u8])) -> (String, [u8; 16]) {
+/// A fresh serial (hex) and UUID, and the NAA 6 designator derived from the UUID.
+fn generate(fill_random: &mut dyn FnMut(&mut [u8])) -> Entry {
     let mut bytes = [0u8; 16 + SERIAL_LEN / 2];
     fill_random(&mut bytes);
-    let (naa_rand, serial_rand) = bytes.split_at(16);
-    let random = u128::from_be_bytes(naa_rand.try_into().expect("16 bytes"));
-    let vendor_mask = (1u128 << 100) - 1;
-    let naa = (6u128 << 124) | (u128::from(COMPANY_ID) << 100) | (random & vendor_mask);
+    let (uuid_rand, serial_rand) = bytes.split_at(16);
+    let uuid = new_uuid(uuid_rand.try_into().expect("16 bytes"));
     let serial = serial_rand.iter().map(|b| format!("{b:02X}")).collect();
-    (serial, naa.to_be_bytes())
+    Entry {
+        serial,
+        uuid,
+        naa: naa_from_uuid(&uuid),
+    }
 }
 
 /// Cryptographic randomness from the OS, so two nodes never pick the same designator.
 pub fn os_random(buf: &mut [u8]) {
     rand::fill(buf);
-}
-
-/// Writes `data` to `path` atomically and durably, keeping the old file as `<path>.prev`.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    // The file may hold CHAP secrets: a new one is private to the daemon's user, and a
-    // rewrite keeps the mode the admin gave the old one (umask does not widen either).
-    let mode = std::fs::metadata(path)
-        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
-        .unwrap_or(0o600);
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        let prev = dir.join(format!("{}.prev", name.to_string_lossy()));
-        if path.exists() {
-            // Hard link, not rename: `path` must exist at every instant.
-            match std::fs::remove_file(&prev) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            std::fs::hard_link(path, &prev)?;
-        }
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -341,7 +325,8 @@ mod tests {
                 *x = counter;
             }
         };
-        let (serial, naa) = generate(&mut fill);
+        let Entry { serial, uuid, naa } = generate(&mut fill);
+        assert_eq!(naa, naa_from_uuid(&uuid), "UUID first, NAA derived");
         assert_eq!(naa[0] >> 4, 6, "NAA 6");
         let cid = (u32::from(naa[0] & 0xF) << 20)
             | (u32::from(naa[1]) << 12)
@@ -355,10 +340,10 @@ mod tests {
 
     #[test]
     fn random_identities_differ() {
-        let (s1, n1) = generate(&mut os_random);
-        let (s2, n2) = generate(&mut os_random);
-        assert_ne!(s1, s2);
-        assert_ne!(n1, n2);
+        let (a, b) = (generate(&mut os_random), generate(&mut os_random));
+        assert_ne!(a.serial, b.serial);
+        assert_ne!(a.uuid, b.uuid);
+        assert_ne!(a.naa, b.naa);
     }
 
     #[test]
@@ -464,36 +449,35 @@ mod tests {
         }
     }
 
+    /// A file written before UUIDs: serial and NAA stay exactly, a UUID is derived from the
+    /// NAA, stored at the next save and read back unchanged.
     #[test]
-    fn atomic_write_is_private_when_new_and_keeps_an_existing_mode() {
-        use std::os::unix::fs::PermissionsExt;
+    fn entry_without_uuid_keeps_serial_and_naa_and_gains_a_stored_uuid() {
         let dir = tempfile::tempdir().unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        let p = dir.path().join("esos.toml");
-        write_atomic(&p, b"one").unwrap();
-        assert_eq!(mode(&p), 0o600);
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(mode(&p), 0o640);
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_keeps_prev() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sub/f.toml");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            std::fs::read(dir.path().join("sub/f.toml.prev")).unwrap(),
-            b"one"
-        );
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
-            .collect();
-        assert!(leftovers.is_empty());
+        let path = dir.path().join(IDENTITY_FILE);
+        let old_naa = "62ae505a1b2c3d4e5f60718293a4b5c6";
+        std::fs::write(
+            &path,
+            format!("[device.disk-a]\nserial = \"0123456789ABCDEF0123\"\nnaa = \"{old_naa}\"\n"),
+        )
+        .unwrap();
+        let a = dev("disk-a", DeviceType::File);
+        let mut no_random = |_: &mut [u8]| panic!("a known device must not draw new randomness");
+        let mut store = IdentityStore::load(dir.path()).unwrap();
+        assert!(store.is_dirty(), "the derived UUID is to be stored");
+        let ia = store.resolve(&a, &mut no_random);
+        assert_eq!(ia.serial, "0123456789ABCDEF0123");
+        assert_eq!(format_naa(&ia.naa), old_naa);
+        assert_eq!(ia.uuid, uuid_from_naa(&ia.naa));
+        store.save().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(&format_uuid(&ia.uuid)), "{text}");
+        let mut again = IdentityStore::load(dir.path()).unwrap();
+        assert!(!again.is_dirty());
+        assert_eq!(again.resolve(&a, &mut no_random), ia);
+        // A damaged UUID is refused, not replaced.
+        std::fs::write(&path, text.replace(&format_uuid(&ia.uuid), "not-a-uuid")).unwrap();
+        let e = IdentityStore::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("uuid"), "{e}");
     }
 }

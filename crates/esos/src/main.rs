@@ -56,8 +56,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let file = dir.join(presets::DEFAULT_CONFIG_FILE);
             if !file.exists() {
-                identity::write_atomic(&file, presets::default_text().as_bytes())
-                    .with_context(|| format!("cannot write {}", file.display()))?;
+                esos_common::fs::replace(
+                    &file,
+                    presets::default_text().as_bytes(),
+                    esos_common::fs::Replace {
+                        keep_previous: true,
+                    },
+                )
+                .with_context(|| format!("cannot write {}", file.display()))?;
             }
             serve_file(&file, cli.log_level.as_deref())
         }
@@ -190,7 +196,8 @@ fn serve(
     // Persist before any initiator can see the identities.
     store.save()?;
 
-    let units = graph::open_units(&plan, identities)?;
+    let alua = graph::port_groups(&plan)?;
+    let units = graph::open_units(&plan, identities, &alua)?;
     for (d, u) in plan.devices.iter().zip(&units) {
         let id = &u.settings().identity;
         tracing::info!(
@@ -210,14 +217,22 @@ fn serve(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_server(plan, file, server_config, units, store, api_tls))
+    let opened = (units, alua);
+    runtime.block_on(run_server(
+        plan,
+        file,
+        server_config,
+        opened,
+        store,
+        api_tls,
+    ))
 }
 
 async fn run_server(
     plan: Plan,
     file: Option<(PathBuf, String)>,
     server_config: esos_iscsi::server::ServerConfig,
-    units: Vec<Arc<LogicalUnit>>,
+    (units, alua): (Vec<Arc<LogicalUnit>>, Arc<esos_lu::access::PortGroups>),
     identities: IdentityStore,
     api_tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<ExitCode> {
@@ -228,6 +243,7 @@ async fn run_server(
         text: text.unwrap_or_default(),
         config_path,
         units,
+        alua,
         identities,
         server: server.handle(),
     }));

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use esos_block::Backend;
 use esos_common::sync::LockExt;
 use esos_iscsi::server::{LiveConfig, ServerHandle};
+use esos_lu::access::PortGroups;
 use esos_scsi::LogicalUnit;
 use serde::Serialize;
 
@@ -208,6 +209,8 @@ pub struct Manager {
     /// The file changes are written to; `None` when the daemon runs a built-in or
     /// command-line configuration (changes are then live only).
     config_path: Option<PathBuf>,
+    /// The ALUA table of every unit, for added units and state changes.
+    alua: Arc<PortGroups>,
 }
 
 struct State {
@@ -226,6 +229,8 @@ pub struct Running {
     pub config_path: Option<PathBuf>,
     /// Index-aligned with `plan.devices`.
     pub units: Vec<Arc<LogicalUnit>>,
+    /// The ALUA table every unit shares, present and future (`graph::port_groups`).
+    pub alua: Arc<PortGroups>,
     pub identities: IdentityStore,
     pub server: ServerHandle,
 }
@@ -240,11 +245,12 @@ fn open_added(
     plan: &Plan,
     added: &[usize],
     mut identities: IdentityStore,
+    alua: &Arc<PortGroups>,
 ) -> Result<(Vec<Opened>, IdentityStore), ApplyError> {
     let mut opened = Vec::with_capacity(added.len());
     for &i in added {
         let identity = identities.resolve(&plan.devices[i], &mut identity::os_random);
-        let unit = graph::open_unit(plan, i, identity)?;
+        let unit = graph::open_unit(plan, i, identity, alua)?;
         opened.push((plan.devices[i].name.clone(), unit));
     }
     identities.save().map_err(ApplyError::Identities)?;
@@ -270,6 +276,7 @@ impl Manager {
             apply_lock: tokio::sync::Mutex::new(()),
             server: r.server,
             config_path: r.config_path,
+            alua: r.alua,
         }
     }
 
@@ -356,9 +363,9 @@ impl Manager {
         // live one only once every device opened and the copy is saved; `apply_lock` keeps
         // any other apply from changing the store in between.
         let identities = self.state().identities.clone();
-        let plan = new.clone();
+        let (plan, alua) = (new.clone(), Arc::clone(&self.alua));
         let (opened, identities) =
-            tokio::task::spawn_blocking(move || open_added(&plan, &added, identities))
+            tokio::task::spawn_blocking(move || open_added(&plan, &added, identities, &alua))
                 .await
                 .map_err(|e| ApplyError::Open(e.to_string()))??;
         self.state().identities = identities;
@@ -420,13 +427,21 @@ impl Manager {
             Some(path) => {
                 // Several fsyncs: off the async worker, like the opens above.
                 let (file, data) = (path.clone(), text.to_owned());
-                tokio::task::spawn_blocking(move || identity::write_atomic(&file, data.as_bytes()))
-                    .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
-                    .map_err(|source| ApplyError::Persist {
-                        path: path.clone(),
-                        source,
-                    })?;
+                tokio::task::spawn_blocking(move || {
+                    esos_common::fs::replace(
+                        &file,
+                        data.as_bytes(),
+                        esos_common::fs::Replace {
+                            keep_previous: true,
+                        },
+                    )
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+                .map_err(|source| ApplyError::Persist {
+                    path: path.clone(),
+                    source,
+                })?;
                 report.persisted_to = Some(path.clone());
             }
             None => report.warnings.push(
@@ -619,9 +634,7 @@ impl Manager {
     /// ALUA target port groups with their current states.
     pub fn port_groups(&self) -> Vec<PortGroupInfo> {
         let plan = self.state().plan.clone();
-        let Ok(table) = graph::port_groups(&plan) else {
-            return Vec::new();
-        };
+        let table = &self.alua;
         let mode = match plan.alua.mode {
             esos_scsi::alua::AluaMode::Implicit => "implicit",
             esos_scsi::alua::AluaMode::Explicit => "explicit",
@@ -657,9 +670,7 @@ impl Manager {
             "unavailable" => AccessState::Unavailable,
             other => return Err(PortGroupError::BadState(other.into())),
         };
-        let plan = self.state().plan.clone();
-        let table = graph::port_groups(&plan).map_err(|e| PortGroupError::Failed(e.to_string()))?;
-        table.set_state(id, state).map_err(|e| match e {
+        self.alua.set_state(id, state).map_err(|e| match e {
             esos_scsi::alua::AluaError::NoSuchGroup(id) => PortGroupError::NotFound(id),
             other => PortGroupError::Failed(other.to_string()),
         })?;
@@ -748,7 +759,7 @@ fn static_unchanged(old: &Plan, new: &Plan) -> Result<(), ApplyError> {
         return Err(not_live("server.limits", "session limits"));
     }
     if old.alua != new.alua {
-        // Live units share the ALUA table they were built with (graph::port_groups).
+        // Every unit shares the table the daemon built at start (graph::port_groups).
         return Err(not_live(
             "server.alua",
             "ALUA target port groups (derived from the portal groups when [server.alua] is absent)",

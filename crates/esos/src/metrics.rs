@@ -13,7 +13,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use esos_scsi::stats::{DirectionSnapshot, LATENCY_BUCKETS_US};
+use esos_lu::stats::{DirectionSnapshot, LATENCY_BUCKETS_US};
 
 use crate::manager::Manager;
 
@@ -53,7 +53,7 @@ pub async fn serve_tcp(addr: SocketAddr, manager: Arc<Manager>) -> std::io::Resu
 
 /// What a scrape reports, read from the manager once (the collector must own its data).
 struct Snapshot {
-    units: Vec<(String, esos_scsi::stats::StatsSnapshot)>,
+    units: Vec<(String, esos_lu::stats::StatsSnapshot)>,
     targets: Vec<String>,
     sessions: Vec<Option<String>>,
     logins: esos_iscsi::server::LoginCounts,
@@ -91,7 +91,7 @@ type Labels<'a> = [(&'static str, &'a str); 2];
 impl Collector for EsosCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
         let units = &self.manager.units;
-        let dirs = |s: &esos_scsi::stats::StatsSnapshot| {
+        let dirs = |s: &esos_lu::stats::StatsSnapshot| {
             [("read", s.read), ("write", s.write), ("other", s.other)]
         };
 

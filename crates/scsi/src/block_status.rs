@@ -198,6 +198,7 @@ mod tests {
                 product: "thin".into(),
                 revision: "0001".into(),
                 serial: "SN-THIN".into(),
+                uuid: [0; 16],
                 naa: [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
             })
         };

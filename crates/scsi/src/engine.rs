@@ -10,13 +10,18 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use esos_block::{BlockDevice, Device};
+use esos_lu::Unit;
+use esos_lu::events::{Audience, Event, Recipients, Subscriber, SubscriberId};
+use esos_lu::reservations::Reservations;
+use esos_lu::stats::IoKind;
+
+use crate::alua::Spc as _;
 
 use crate::cdb::{self, Cdb};
 use crate::disk::{self, Done, Fail, Outcome, inquiry};
 use crate::lun;
 use crate::mmc;
 use crate::sense::{Asc, Sense, SenseKey};
-use crate::stats::IoKind;
 use crate::task_set::{Order, TaskSet, Ticket};
 use crate::ua::{UaVerdict, UnitAttentions};
 use crate::{
@@ -34,31 +39,32 @@ pub enum ResetKind {
     TargetCold,
 }
 
-/// One logical unit: a device, its identity, mode pages, unit-attention queues and task set.
-/// Shared by every path (LUN map, target, portal) that exports it.
+/// One SCSI logical unit: the protocol-neutral [`Unit`] (device, range locks, statistics)
+/// plus what only SCSI has: mode pages, unit-attention queues, the task set. Shared by
+/// every path (LUN map, target, portal) that exports it. Derefs to its [`Unit`], so
+/// `lu.device` and `lu.ranges` read as before.
 #[derive(Debug)]
 pub struct LogicalUnit {
-    pub(crate) device: Device,
+    unit: Arc<Unit>,
+    /// This unit's subscription to the events of `unit`.
+    subscriber: SubscriberId,
     pub(crate) settings: LuSettings,
     pub(crate) mode: disk::mode::ModeState,
     pub(crate) ua: UnitAttentions,
-    /// Persistent and SPC-2 reservations (`disk/pr.rs`).
+    /// The live nexuses the unit's reservations are delivered to (`disk/pr.rs`); the
+    /// reservations themselves are the unit's (`Unit::reservations`).
     pub(crate) pr: disk::pr::PrUnit,
     /// Loaded or ejected, and who prevents removal (`disk/medium.rs`).
     pub(crate) medium: disk::medium::MediumState,
     tasks: Arc<TaskSet>,
     /// MODE SELECT validates against the current values and then applies: serialised.
     mode_select: Mutex<()>,
-    /// Serialises COMPARE AND WRITE / ORWRITE / WRITE ATOMIC against overlapping writes.
-    pub(crate) ranges: disk::range_lock::RangeLocks,
     /// A running or failed SANITIZE (`disk/sanitize.rs`).
     pub(crate) sanitize: disk::sanitize::SanitizeState,
     /// EXTENDED COPY results by nexus and list identifier (disk/xcopy.rs).
     pub(crate) xcopy: disk::xcopy::CopyResults,
     /// `settings.max_transfer_blocks` bounded by [`crate::MAX_TRANSFER_BYTES`] (0 = the bound).
     max_transfer_blocks: u32,
-    /// I/O counters and latency histograms for monitoring.
-    stats: crate::stats::LuStats,
     /// Task-management aborts, for commands that only wait and can stop at once.
     pub(crate) aborts: Aborts,
     /// FUA writes issued, so tests can see that WCE 0 really means write-through.
@@ -70,9 +76,9 @@ impl LogicalUnit {
     /// Like [`Self::try_new`], but an unreadable reservation state file is logged and
     /// APTPL is disabled for this unit (the file is left untouched for inspection).
     pub fn new(device: Device, settings: LuSettings) -> Arc<LogicalUnit> {
-        let pr = disk::pr::PrUnit::new(settings.pr_state.clone()).unwrap_or_else(|e| {
+        let pr = disk::pr::restore(settings.pr_state.clone()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "persistent reservations not restored; APTPL disabled");
-            disk::pr::PrUnit::without_file()
+            Reservations::without_file()
         });
         Self::build(device, settings, pr)
     }
@@ -83,11 +89,11 @@ impl LogicalUnit {
         device: Device,
         settings: LuSettings,
     ) -> Result<Arc<LogicalUnit>, crate::pr::StateFileError> {
-        let pr = disk::pr::PrUnit::new(settings.pr_state.clone())?;
+        let pr = disk::pr::restore(settings.pr_state.clone())?;
         Ok(Self::build(device, settings, pr))
     }
 
-    fn build(device: Device, settings: LuSettings, pr: disk::pr::PrUnit) -> Arc<LogicalUnit> {
+    fn build(device: Device, settings: LuSettings, pr: Reservations) -> Arc<LogicalUnit> {
         let cap = (crate::MAX_TRANSFER_BYTES / device.block_size().max(1)).max(1);
         let max_transfer_blocks = match settings.max_transfer_blocks {
             0 => cap,
@@ -100,23 +106,43 @@ impl LogicalUnit {
                 let cdrom = settings.kind == LuKind::Cdrom;
                 disk::medium::MediumState::new(settings.removable || cdrom, cdrom)
             },
-            device,
+            // The identity is fixed for the unit's life: the SCSI handlers read it in
+            // `settings`, other front-ends in the unit.
+            unit: Arc::new(Unit::new(
+                device,
+                settings.identity.clone(),
+                Arc::clone(&alua),
+                pr,
+            )),
+            subscriber: SubscriberId::new(),
             settings,
             ua: UnitAttentions::default(),
-            pr,
+            pr: Default::default(),
             tasks: TaskSet::new(),
             mode_select: Mutex::new(()),
-            ranges: Default::default(),
             sanitize: Default::default(),
             xcopy: Default::default(),
             max_transfer_blocks,
-            stats: Default::default(),
             aborts: Default::default(),
             #[cfg(test)]
             fua_writes: Default::default(),
         });
-        alua.register(&lu);
+        alua.register(&lu.unit);
+        let weak = Arc::downgrade(&lu) as std::sync::Weak<dyn Subscriber>;
+        // A fresh unit has no other subscriber, so the bound cannot be reached.
+        let subscribed = lu.unit.events.subscribe(lu.subscriber, weak);
+        assert!(subscribed.is_ok(), "first subscriber of a new unit refused");
         lu
+    }
+
+    /// The subscription under which this unit's nexuses are addressed in events.
+    pub(crate) fn subscriber(&self) -> SubscriberId {
+        self.subscriber
+    }
+
+    /// The protocol-neutral unit, for other front-ends exporting the same device.
+    pub fn unit(&self) -> &Arc<Unit> {
+        &self.unit
     }
 
     pub fn settings(&self) -> &LuSettings {
@@ -133,13 +159,13 @@ impl LogicalUnit {
     }
 
     /// I/O statistics across every path and session.
-    pub fn stats(&self) -> &crate::stats::LuStats {
-        &self.stats
+    pub fn stats(&self) -> &esos_lu::stats::LuStats {
+        &self.unit.stats
     }
 
     /// Current capacity in bytes (blocks × block size).
     pub fn capacity_bytes(&self) -> u64 {
-        self.device.num_blocks() * u64::from(self.device.block_size())
+        self.unit.capacity_bytes()
     }
 
     /// Makes every write so far durable (used on graceful shutdown).
@@ -161,7 +187,7 @@ impl LogicalUnit {
             self.mode.reset();
         }
         self.ua.reset(asc);
-        self.pr.reset();
+        self.reservations.reset();
         self.abort(None, None);
         self.medium.reset();
     }
@@ -180,13 +206,13 @@ impl LogicalUnit {
     /// Tells every nexus that the capacity changed (after the backend was resized):
     /// CAPACITY DATA HAS CHANGED (SBC-3 4.6).
     pub fn capacity_changed(&self) {
-        self.ua.post_others(None, Asc::CAPACITY_DATA_CHANGED);
+        self.unit.events.post(Event::CapacityChanged, Audience::All);
     }
 
     /// Tells every nexus that the LUN inventory changed: REPORTED LUNS DATA HAS CHANGED
     /// (SPC-4 6.33). Call on each unit of a LUN map that gained or lost a LUN.
     pub fn luns_changed(&self) {
-        self.ua.post_others(None, Asc::REPORTED_LUNS_DATA_CHANGED);
+        self.unit.events.post(Event::LunsChanged, Audience::All);
     }
 
     pub(crate) fn max_transfer_blocks(&self) -> u32 {
@@ -204,6 +230,32 @@ impl LogicalUnit {
 
     fn check(&self, sense: Sense) -> SenseBytes {
         sense.encode(self.mode.d_sense())
+    }
+}
+
+/// Events of the unit become unit attentions of this unit's nexuses (SAM-5 5.14).
+impl Subscriber for LogicalUnit {
+    fn deliver(&self, event: Event, to: Audience<'_>) {
+        let asc = match event {
+            Event::CapacityChanged => Asc::CAPACITY_DATA_CHANGED,
+            Event::LunsChanged => Asc::REPORTED_LUNS_DATA_CHANGED,
+            Event::AccessStateChanged => crate::alua::ACCESS_STATE_CHANGED,
+            Event::ReservationsPreempted => crate::pr::RESERVATIONS_PREEMPTED,
+            Event::ReservationsReleased => crate::pr::RESERVATIONS_RELEASED,
+            Event::RegistrationsPreempted => crate::pr::REGISTRATIONS_PREEMPTED,
+        };
+        match to.sessions_of(self.subscriber) {
+            Recipients::All => self.ua.post_others(None, asc),
+            Recipients::AllBut(n) => self.ua.post_others(Some(n), asc),
+            Recipients::Only(list) => list.into_iter().for_each(|n| self.ua.post(n, asc)),
+        }
+    }
+}
+
+impl std::ops::Deref for LogicalUnit {
+    type Target = Unit;
+    fn deref(&self) -> &Unit {
+        &self.unit
     }
 }
 
@@ -535,7 +587,7 @@ impl LunMap {
         for (_, lu) in old.luns() {
             if !self.luns().any(|(_, l)| Arc::ptr_eq(l, lu)) {
                 lu.ua.forget(nexus.id);
-                lu.pr.nexus_gone(nexus.id);
+                disk::pr::nexus_gone(lu, nexus.id);
                 lu.xcopy.nexus_gone(nexus.id);
             }
         }
@@ -545,7 +597,7 @@ impl LunMap {
     pub fn nexus_gone(&self, nexus: &Nexus) {
         for (_, lu) in self.luns() {
             lu.ua.forget(nexus.id);
-            lu.pr.nexus_gone(nexus.id);
+            disk::pr::nexus_gone(lu, nexus.id);
             lu.medium.nexus_gone(nexus.id);
             lu.xcopy.nexus_gone(nexus.id);
         }

@@ -124,20 +124,9 @@ pub struct Response {
     pub residual: Residual,
 }
 
-/// Identity of a logical unit: stable across restarts so multipath recognises it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// T10 vendor identification, at most 8 ASCII characters.
-    pub vendor: String,
-    /// Product identification, at most 16 ASCII characters.
-    pub product: String,
-    /// Product revision level, at most 4 ASCII characters.
-    pub revision: String,
-    /// Unit serial number (VPD 0x80), printable ASCII, at most 32 characters.
-    pub serial: String,
-    /// NAA IEEE Registered Extended designator (NAA 6, 16 bytes) for VPD 0x83.
-    pub naa: [u8; 16],
-}
+/// Identity of a logical unit, shared with every other front-end of the device
+/// (`esos_lu::identity`): stable across restarts so multipath recognises it.
+pub use esos_lu::identity::Identity;
 
 /// Settings of a logical unit that the engine exposes through mode pages and VPD.
 #[derive(Debug, Clone)]
@@ -214,7 +203,6 @@ pub mod lun;
 mod mmc;
 pub mod pr;
 pub mod sense;
-pub mod stats;
 mod task_set;
 mod ua;
 

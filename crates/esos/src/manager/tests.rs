@@ -44,7 +44,8 @@ async fn start(dir: &Path) -> Manager {
         .map(|d| store.resolve(d, &mut identity::os_random))
         .collect();
     store.save().unwrap();
-    let units = graph::open_units(&plan, ids).unwrap();
+    let alua = graph::port_groups(&plan).unwrap();
+    let units = graph::open_units(&plan, ids, &alua).unwrap();
     let server = esos_iscsi::server::Server::bind(graph::server_config(&plan, &units))
         .await
         .unwrap();
@@ -53,6 +54,7 @@ async fn start(dir: &Path) -> Manager {
         text: t,
         config_path: Some(file),
         units,
+        alua,
         identities: store,
         server: server.handle(),
     });

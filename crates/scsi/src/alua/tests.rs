@@ -1,5 +1,6 @@
-//! ALUA: table building, RTPG bytes, STPG validation, filtering per state, unit attentions
-//! on change and the state file; the last tests drive real CDBs through `LunMap::submit`.
+//! ALUA: RTPG bytes, STPG validation, filtering per state, unit attentions on change
+//! (the table itself is tested in esos-lu); the last tests drive real CDBs through
+//! `LunMap::submit`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,46 +43,6 @@ fn nexus(id: u64, port: u16) -> Arc<Nexus> {
 }
 
 #[test]
-fn table_errors_name_the_problem() {
-    let ao = AccessState::ActiveOptimized;
-    let cases = [
-        (
-            vec![spec(1, ao, &[1]), spec(1, ao, &[2])],
-            AluaError::DuplicateGroup(1),
-        ),
-        (vec![spec(4, ao, &[])], AluaError::EmptyGroup(4)),
-        (
-            vec![spec(1, ao, &[5, 5])],
-            AluaError::DuplicatePort { port: 5, group: 1 },
-        ),
-        (
-            vec![spec(1, ao, &[1, 2]), spec(7, ao, &[2])],
-            AluaError::PortInTwoGroups {
-                port: 2,
-                first: 1,
-                second: 7,
-            },
-        ),
-        (
-            vec![spec(1, ao, &(1..=256).collect::<Vec<u16>>())],
-            AluaError::TooManyPorts(1),
-        ),
-        (
-            (1..=MAX_PORT_GROUPS as u16 + 1)
-                .map(|i| spec(i, ao, &[i]))
-                .collect(),
-            AluaError::TooManyGroups,
-        ),
-    ];
-    for (specs, want) in cases {
-        assert_eq!(
-            PortGroups::new(AluaMode::Implicit, specs).unwrap_err(),
-            want
-        );
-    }
-}
-
-#[test]
 fn rtpg_length_only_and_extended() {
     let pg = two_groups(AluaMode::Both);
     let nx = nexus(1, 1);
@@ -105,6 +66,28 @@ fn rtpg_length_only_and_extended() {
         &[0, 0, 0, 32, 0x10, IMPLICIT_TRANSITION_TIME_S, 0, 0]
     );
     assert_eq!(&out[8..], &want[4..]);
+}
+
+#[test]
+fn rtpg_status_codes_follow_the_cause_of_a_change() {
+    let pg = two_groups(AluaMode::Both);
+    let status_of = |pg: &PortGroups| {
+        let mut out = Vec::new();
+        pg.report(&nexus(1, 1), false, &mut out);
+        // Group 1 has two ports (descriptor of 16 bytes), group 2 follows it.
+        (out[4 + 5], out[4 + 16 + 5])
+    };
+    assert_eq!(status_of(&pg), (0x00, 0x00));
+    pg.set_state(2, AccessState::ActiveNonOptimized).unwrap();
+    assert_eq!(status_of(&pg), (0x00, 0x02), "implicit transition");
+    pg.set_target_port_groups(&[0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 2], None, 1)
+        .unwrap();
+    assert_eq!(
+        status_of(&pg),
+        (0x01, 0x01),
+        "altered by SET TARGET PORT GROUPS"
+    );
+    assert_eq!(code(pg.state(2).unwrap()), 0x1);
 }
 
 #[test]
@@ -239,110 +222,6 @@ fn filtering_per_state() {
     );
 }
 
-#[test]
-fn fast_path_counter_follows_every_change() {
-    let pg = two_groups(AluaMode::Both);
-    let count = || pg.inaccessible.load(Ordering::Relaxed);
-    assert_eq!(count(), 1);
-    pg.set_state(2, AccessState::ActiveNonOptimized).unwrap();
-    assert_eq!(count(), 0);
-    pg.set_state(1, AccessState::Unavailable).unwrap();
-    pg.set_state(1, AccessState::Transitioning).unwrap();
-    pg.set_state(2, AccessState::Standby).unwrap();
-    assert_eq!(count(), 2);
-    pg.set_explicit(&[0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 2], None, 1)
-        .unwrap();
-    assert_eq!(count(), 0);
-    assert_eq!(
-        pg.states(),
-        vec![
-            (1, AccessState::ActiveOptimized),
-            (2, AccessState::ActiveNonOptimized)
-        ]
-    );
-    // Status codes: altered by STPG.
-    let mut out = Vec::new();
-    pg.report(&nexus(1, 1), false, &mut out);
-    assert_eq!(
-        (out[4 + 5], out[4 + 16 + 5]),
-        (status::BY_STPG, status::BY_STPG)
-    );
-}
-
-#[test]
-fn state_file_keeps_explicit_changes_until_the_config_changes() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("esos-alua-{}-{nanos}", std::process::id()));
-    let path = dir.join("alua.state");
-    let pg = two_groups(AluaMode::Explicit)
-        .with_state_file(path.clone())
-        .unwrap();
-    assert!(!path.exists(), "nothing is written before a change");
-    pg.set_explicit(&[0, 0, 0, 0, 0x02, 0, 0, 1, 0x00, 0, 0, 2], None, 1)
-        .unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("group 1 active-optimized standby"), "{text}");
-    let again = two_groups(AluaMode::Explicit)
-        .with_state_file(path.clone())
-        .unwrap();
-    assert_eq!(
-        again.states(),
-        vec![(1, AccessState::Standby), (2, AccessState::ActiveOptimized)]
-    );
-    assert_eq!(again.inaccessible.load(Ordering::Relaxed), 1);
-    // Implicit changes are saved too, so a restart never brings back an older state.
-    again.set_state(2, AccessState::Unavailable).unwrap();
-    let third = two_groups(AluaMode::Explicit)
-        .with_state_file(path.clone())
-        .unwrap();
-    assert_eq!(third.state(2), Some(AccessState::Unavailable));
-    again.set_state(2, AccessState::ActiveOptimized).unwrap();
-    // Group 1 configured differently now: the config wins for it, not for group 2.
-    let edited = PortGroups::new(
-        AluaMode::Explicit,
-        vec![
-            spec(1, AccessState::ActiveNonOptimized, &[1]),
-            spec(2, AccessState::Standby, &[2]),
-        ],
-    )
-    .unwrap()
-    .with_state_file(path.clone())
-    .unwrap();
-    assert_eq!(
-        edited.states(),
-        vec![
-            (1, AccessState::ActiveNonOptimized),
-            (2, AccessState::ActiveOptimized)
-        ]
-    );
-    // A damaged file is a precise error.
-    std::fs::write(&path, "esos-alua 1\ngroup 1 standby sideways\n").unwrap();
-    let e = two_groups(AluaMode::Explicit)
-        .with_state_file(path.clone())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains(":2: bad state"), "{e}");
-    std::fs::write(&path, "hello\n").unwrap();
-    assert!(
-        two_groups(AluaMode::Explicit)
-            .with_state_file(path)
-            .is_err()
-    );
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-#[test]
-fn state_file_text_round_trips() {
-    let groups = vec![
-        (1, AccessState::ActiveOptimized, AccessState::Standby),
-        (65535, AccessState::Unavailable, AccessState::Transitioning),
-    ];
-    assert_eq!(decode_state(&encode_state(&groups), "f").unwrap(), groups);
-}
-
 // ---- through the engine ----
 
 fn lu(alua: &Arc<PortGroups>) -> Arc<LogicalUnit> {
@@ -355,6 +234,7 @@ fn lu(alua: &Arc<PortGroups>) -> Arc<LogicalUnit> {
             product: "alua".into(),
             revision: "1".into(),
             serial: "A1".into(),
+            uuid: [0; 16],
             naa: [0x60; 16],
         })
     };

@@ -1,6 +1,6 @@
 //! COMPARE AND WRITE (SBC-3 5.2), ORWRITE(16) (SBC-3 5.13) and WRITE ATOMIC(16) (SBC-4 5.48):
 //! the writes that must not interleave with any other write to the same blocks. Each holds
-//! the LU's range lock (`range_lock.rs`) from its read to the end of its write.
+//! the unit's range lock (`esos_lu::range_lock`) from its read to the end of its write.
 //!
 //! WRITE ATOMIC is atomic against other commands; against power loss it is only as atomic
 //! as one write request to the backend is.

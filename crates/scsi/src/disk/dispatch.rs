@@ -9,6 +9,7 @@ use super::{
     Done, Outcome, atomic, capacity, defect, inquiry, opcodes, prefetch, provision, rw, sanitize,
     sync, vpd,
 };
+use crate::alua::{Spc as _, Tpgs as _};
 use crate::cdb::Cdb;
 use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense, SenseKey};
@@ -256,7 +257,7 @@ fn set_target_port_groups(lu: &LogicalUnit, cmd: &Command, param_len: u32, buf: 
     rw::check_data_out(cmd.expected_len, buf, u64::from(param_len))?;
     lu.settings
         .alua
-        .set_explicit(&buf[..param_len as usize], Some(lu), cmd.nexus.id)?;
+        .set_target_port_groups(&buf[..param_len as usize], Some(lu), cmd.nexus.id)?;
     Ok(Done {
         data_in: 0,
         transfer: u64::from(param_len),

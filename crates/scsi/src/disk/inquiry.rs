@@ -83,6 +83,7 @@ mod tests {
             product: "disk\u{1}".into(),
             revision: "0.1".into(),
             serial: "x".into(),
+            uuid: [0; 16],
             naa: [0; 16],
         };
         let mut out = Vec::new();

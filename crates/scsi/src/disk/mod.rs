@@ -4,7 +4,7 @@
 //! MODE SELECT, `capacity.rs` READ CAPACITY, `rw.rs` READ / WRITE / VERIFY / WRITE AND
 //! VERIFY, `sync.rs` SYNCHRONIZE CACHE and START STOP UNIT / PREVENT ALLOW MEDIUM REMOVAL
 //! over the removable-medium state in `medium.rs`; `dispatch.rs` routes a decoded CDB to them.
-//! `atomic.rs` COMPARE AND WRITE / ORWRITE / WRITE ATOMIC (serialised by `range_lock.rs`),
+//! `atomic.rs` COMPARE AND WRITE / ORWRITE / WRITE ATOMIC (serialised by `esos_lu::range_lock`),
 //! `prefetch.rs` PRE-FETCH, `defect.rs` READ DEFECT DATA, `opcodes.rs` the table of
 //! supported commands behind REPORT SUPPORTED OPERATION CODES.
 //! `provision.rs` UNMAP / WRITE SAME / GET LBA STATUS and the thin-provisioning fields.
@@ -21,7 +21,6 @@ pub mod opcodes;
 pub mod pr;
 pub mod prefetch;
 pub mod provision;
-pub mod range_lock;
 pub mod rw;
 pub mod sanitize;
 pub mod sync;

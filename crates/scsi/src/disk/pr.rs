@@ -1,8 +1,10 @@
 //! PERSISTENT RESERVE IN / OUT (SPC-4 6.15, 6.16), SPC-2 RESERVE / RELEASE, and the
 //! reservation check every command passes before it runs (SPC-4 5.9.1).
 //!
-//! The state machine is pure (`crate::pr`); this file parses parameter lists, builds
-//! parameter data, persists APTPL state and delivers unit attentions to live nexuses.
+//! The state machine is pure and protocol-neutral (`esos_lu::reservations`, with its SPC
+//! codes in `crate::pr`), and the state itself is the unit's, shared with every front-end
+//! (`Unit::reservations`); this file parses parameter lists, builds parameter data,
+//! persists APTPL state and delivers unit attentions to live nexuses.
 //!
 //! PREEMPT AND ABORT removes the preempted registrations and posts their unit attentions
 //! like PREEMPT; it does not abort commands already running for the preempted nexuses,
@@ -13,14 +15,17 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, RwLock};
+
+use esos_lu::events::{Audience, Session};
+use esos_lu::reservations::Reservations;
 
 use super::{Done, Outcome};
 use crate::cdb::{Cdb, op};
 use crate::engine::LogicalUnit;
 use crate::pr::{
-    self, Access, Effects, MoveParams, OutParams, Port, PrState, Refusal, StateFileError, Who,
+    self, Access, Effects, MoveParams, OutParams, Port, Refusal, ReserveOut as _, StateFileError,
+    Who,
 };
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::{Command, IoBuf, Nexus, Residual, Response, SenseBytes, Status};
@@ -40,64 +45,16 @@ pub mod opc {
     pub const MAINTENANCE_IN: u8 = 0xA3;
 }
 
+/// What SCSI adds to the unit's shared [`Reservations`]: the live nexuses by id, to
+/// deliver unit attentions to registrations (which are by name) and to resolve REGISTER
+/// AND MOVE's relative target port. Bounded by the transport's session limit; entries
+/// leave with [`nexus_gone`].
 #[derive(Debug, Default)]
-struct Inner {
-    state: PrState,
-    /// Nexus id holding the SPC-2 reservation; released with its nexus and by resets.
-    spc2: Option<u64>,
-}
-
-/// Reservation state of one logical unit, shared by every path to it.
-#[derive(Debug)]
 pub struct PrUnit {
-    inner: Mutex<Inner>,
-    /// False while nothing is registered or reserved: the per-command check then costs
-    /// one atomic load.
-    active: AtomicBool,
-    /// Live nexuses by id, to deliver unit attentions to registrations (which are by name)
-    /// and to resolve REGISTER AND MOVE's relative target port. Bounded by the transport's
-    /// session limit; entries leave with [`PrUnit::nexus_gone`].
     known: RwLock<HashMap<u64, Arc<Nexus>>>,
-    /// APTPL state file; `None` disables APTPL (PTPL_C 0).
-    file: Option<PathBuf>,
 }
 
 impl PrUnit {
-    /// Loads the APTPL state from `file`, if any (SPC-4 5.9.4).
-    pub fn new(file: Option<PathBuf>) -> Result<PrUnit, StateFileError> {
-        let state = match &file {
-            Some(path) => pr::load(path)?,
-            None => PrState::default(),
-        };
-        let active = !state.regs.is_empty();
-        Ok(PrUnit {
-            inner: Mutex::new(Inner { state, spc2: None }),
-            active: AtomicBool::new(active),
-            known: RwLock::default(),
-            file,
-        })
-    }
-
-    /// No APTPL state file: reservations last until the process ends.
-    pub fn without_file() -> PrUnit {
-        PrUnit {
-            inner: Mutex::default(),
-            active: AtomicBool::new(false),
-            known: RwLock::default(),
-            file: None,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every mutation replaces the state in one assignment: a poisoned lock is consistent.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn refresh(&self, g: &Inner) {
-        let active = !g.state.regs.is_empty() || g.state.res.is_some() || g.spc2.is_some();
-        self.active.store(active, Ordering::Release);
-    }
-
     fn track(&self, nexus: &Arc<Nexus>) {
         let known = self.known.read().unwrap_or_else(|e| e.into_inner());
         if known.contains_key(&nexus.id) {
@@ -109,32 +66,29 @@ impl PrUnit {
             .unwrap_or_else(|e| e.into_inner())
             .insert(nexus.id, Arc::clone(nexus));
     }
+}
 
-    /// The session ended: its SPC-2 reservation goes with it; registrations stay.
-    pub fn nexus_gone(&self, id: u64) {
-        self.known
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        let mut g = self.lock();
-        if g.spc2 == Some(id) {
-            g.spc2 = None;
-            self.refresh(&g);
-        }
+/// The session of nexus `id` of `lu`, as the unit's shared state names it.
+fn session(lu: &LogicalUnit, id: u64) -> Session {
+    Session {
+        subscriber: lu.subscriber(),
+        session: id,
     }
+}
 
-    /// LOGICAL UNIT RESET and target resets release the SPC-2 reservation (SPC-2 5.5.1);
-    /// persistent reservations survive them (SPC-4 5.9.1).
-    pub fn reset(&self) {
-        let mut g = self.lock();
-        g.spc2 = None;
-        self.refresh(&g);
-    }
+/// The session ended: its SPC-2 reservation goes with it; registrations stay.
+pub fn nexus_gone(lu: &LogicalUnit, id: u64) {
+    lu.pr
+        .known
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    lu.reservations.session_gone(session(lu, id));
+}
 
-    #[cfg(test)]
-    pub(crate) fn snapshot(&self) -> PrState {
-        self.lock().state.clone()
-    }
+/// The reservations of a new unit, restored from `file` (SPC-4 5.9.4).
+pub fn restore(file: Option<PathBuf>) -> Result<Reservations, StateFileError> {
+    Reservations::new(file)
 }
 
 fn port(n: &Nexus) -> Port<'_> {
@@ -223,12 +177,12 @@ fn spc2_allowed(opcode: u8) -> bool {
 /// Runs before every command that entered the task set (after its turn came, so the
 /// check sees every reservation change that precedes it).
 pub fn intercept(lu: &LogicalUnit, cmd: &Command, cdb: &Cdb, mut buf: IoBuf) -> Intercept {
-    let pru = &lu.pr;
-    pru.track(&cmd.nexus);
-    if pru.active.load(Ordering::Acquire) {
-        let g = pru.lock();
+    lu.pr.track(&cmd.nexus);
+    if lu.reservations.active() {
+        let g = lu.reservations.lock();
         let raw = &cmd.cdb[..usize::from(cmd.cdb_len).clamp(1, crate::MAX_CDB_LEN)];
-        if g.spc2.is_some_and(|h| h != cmd.nexus.id) && !spc2_allowed(raw[0]) {
+        let me = session(lu, cmd.nexus.id);
+        if g.exclusive.is_some_and(|h| h != me) && !spc2_allowed(raw[0]) {
             return Intercept::Conflict(buf);
         }
         if g.state.conflicts(port(&cmd.nexus), access(raw)) {
@@ -261,24 +215,24 @@ struct Conflict;
 /// SPC-2 RESERVE / RELEASE with the SPC-4 5.9.3 exceptions: both conflict while a
 /// persistent reservation exists; RELEASE by a non-holder does nothing.
 fn reserve(lu: &LogicalUnit, cmd: &Command, take: bool) -> Result<Outcome, Conflict> {
-    let mut g = lu.pr.lock();
+    let mut g = lu.reservations.lock();
     if g.state.res.is_some() {
         return Err(Conflict);
     }
-    let me = cmd.nexus.id;
-    match (take, g.spc2) {
+    let me = session(lu, cmd.nexus.id);
+    match (take, g.exclusive) {
         (true, Some(h)) if h != me => return Err(Conflict),
-        (true, _) => g.spc2 = Some(me),
-        (false, Some(h)) if h == me => g.spc2 = None,
+        (true, _) => g.exclusive = Some(me),
+        (false, Some(h)) if h == me => g.exclusive = None,
         (false, _) => {}
     }
-    lu.pr.refresh(&g);
+    lu.reservations.refresh(&g);
     Ok(Ok(Done::NO_DATA))
 }
 
 /// PERSISTENT RESERVE IN (SPC-4 6.15).
 fn pr_in(lu: &LogicalUnit, action: u8, alloc_len: u32, buf: &mut IoBuf) -> Outcome {
-    let g = lu.pr.lock();
+    let g = lu.reservations.lock();
     let s = &g.state;
     buf.clear();
     buf.extend_from_slice(&s.generation.to_be_bytes());
@@ -295,14 +249,14 @@ fn pr_in(lu: &LogicalUnit, action: u8, alloc_len: u32, buf: &mut IoBuf) -> Outco
             (Some(res), Some(key)) => {
                 buf.extend_from_slice(&16u32.to_be_bytes());
                 buf.extend_from_slice(&key.to_be_bytes());
-                buf.extend_from_slice(&[0, 0, 0, 0, 0, res.ty as u8, 0, 0]);
+                buf.extend_from_slice(&[0, 0, 0, 0, 0, pr::type_code(res.ty), 0, 0]);
             }
             _ => buf.extend_from_slice(&0u32.to_be_bytes()),
         },
         // REPORT CAPABILITIES (6.15.4): CRH, SIP_C, ATP_C, PTPL_C; TMV with every type.
         2 => {
             buf.clear();
-            let ptpl_c = u8::from(lu.pr.file.is_some());
+            let ptpl_c = u8::from(lu.reservations.file().is_some());
             let ptpl_a = u8::from(s.aptpl);
             buf.extend_from_slice(&[0, 8, 0x10 | 0x08 | 0x04 | ptpl_c, 0x80 | ptpl_a]);
             buf.extend_from_slice(&[0x80 | 0x40 | 0x20 | 0x08 | 0x02, 0x01, 0, 0]);
@@ -316,7 +270,7 @@ fn pr_in(lu: &LogicalUnit, action: u8, alloc_len: u32, buf: &mut IoBuf) -> Outco
                 buf.extend_from_slice(&[0; 4]);
                 let all_tg_pt = if r.who.target.is_none() { 0x02 } else { 0 };
                 let scope_type = match (holder, s.res) {
-                    (true, Some(res)) => res.ty as u8,
+                    (true, Some(res)) => pr::type_code(res.ty),
                     _ => 0,
                 };
                 buf.extend_from_slice(&[all_tg_pt | u8::from(holder), scope_type]);
@@ -442,14 +396,14 @@ fn pr_out(
     }
     let list = &buf[..param_len as usize];
     let me = port(&cmd.nexus);
-    let mut g = lu.pr.lock();
+    let mut g = lu.reservations.lock();
     let mut next = g.state.clone();
     let fx = if action == pr::sa::REGISTER_AND_MOVE {
         let prm = match move_params(lu, cmd, list) {
             Ok(p) => p,
             Err(s) => return fail(s),
         };
-        if prm.aptpl && lu.pr.file.is_none() {
+        if prm.aptpl && lu.reservations.file().is_none() {
             return fail(Sense::invalid_param_field(17, Some(0)));
         }
         next.register_and_move(me, scope, pr_type, &prm)
@@ -459,7 +413,7 @@ fn pr_out(
             Err(s) => return fail(s),
         };
         let registers = matches!(action, pr::sa::REGISTER | pr::sa::REGISTER_AND_IGNORE);
-        if registers && prm.aptpl && lu.pr.file.is_none() {
+        if registers && prm.aptpl && lu.reservations.file().is_none() {
             return fail(Sense::invalid_param_field(20, Some(0)));
         }
         next.out(me, action, scope, pr_type, &prm)
@@ -469,7 +423,7 @@ fn pr_out(
         Err(Refusal::Conflict) => return Err(Conflict),
         Err(Refusal::Check(s)) => return fail(s),
     };
-    if let Some(path) = &lu.pr.file
+    if let Some(path) = lu.reservations.file()
         && fx.changed
         && (next.aptpl || g.state.aptpl)
         && let Err(e) = pr::save(path, &next)
@@ -482,7 +436,7 @@ fn pr_out(
         ));
     }
     g.state = next;
-    lu.pr.refresh(&g);
+    lu.reservations.refresh(&g);
     drop(g);
     deliver(lu, cmd.nexus.id, &fx);
     Ok(Ok(Done {
@@ -491,17 +445,24 @@ fn pr_out(
     }))
 }
 
-/// Posts the unit attentions of `fx` to every live nexus they name except the issuer.
+/// Posts the notices of `fx` to every live nexus they name except the issuer, through the
+/// unit's events (the SCSI subscriber turns them into unit attentions).
 fn deliver(lu: &LogicalUnit, issuer: u64, fx: &Effects) {
-    if fx.ua.is_empty() {
+    if fx.notices.is_empty() {
         return;
     }
     let known = lu.pr.known.read().unwrap_or_else(|e| e.into_inner());
-    for n in known.values().filter(|n| n.id != issuer) {
-        for (who, asc) in &fx.ua {
-            if who.matches(port(n)) {
-                lu.ua.post(n.id, *asc);
-            }
+    for &(ref who, event) in &fx.notices {
+        let to: Vec<Session> = known
+            .values()
+            .filter(|n| n.id != issuer && who.matches(port(n)))
+            .map(|n| Session {
+                subscriber: lu.subscriber(),
+                session: n.id,
+            })
+            .collect();
+        if !to.is_empty() {
+            lu.unit().events.post(event, Audience::Only(&to));
         }
     }
 }

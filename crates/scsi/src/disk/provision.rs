@@ -448,6 +448,7 @@ mod tests {
                 product: "thin".into(),
                 revision: "1".into(),
                 serial: "T1".into(),
+                uuid: [0; 16],
                 naa: [0x60; 16],
             })
         };

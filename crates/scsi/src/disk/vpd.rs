@@ -163,6 +163,7 @@ mod tests {
             product: "p".into(),
             revision: "1".into(),
             serial: "SER123".into(),
+            uuid: [0; 16],
             naa: [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
         }
     }

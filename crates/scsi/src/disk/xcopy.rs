@@ -634,6 +634,7 @@ mod tests {
                 product: "xcopy".into(),
                 revision: "0001".into(),
                 serial: format!("SN{n}"),
+                uuid: [0; 16],
                 naa: naa(n),
             })
         };

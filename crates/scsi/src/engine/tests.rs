@@ -24,6 +24,7 @@ fn settings(read_only: bool, wce: bool) -> LuSettings {
             product: "test disk".into(),
             revision: "0001".into(),
             serial: "SN0001".into(),
+            uuid: [0; 16],
             naa: [
                 0x60, 0x01, 0x40, 0x50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
             ],

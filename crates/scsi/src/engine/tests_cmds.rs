@@ -51,6 +51,7 @@ fn lu_on(backend: Backend, read_only: bool) -> Arc<LogicalUnit> {
             product: "cmds".into(),
             revision: "0001".into(),
             serial: "SNCMDS".into(),
+            uuid: [0; 16],
             naa: [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
         })
     };

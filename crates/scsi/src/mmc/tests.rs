@@ -32,6 +32,7 @@ fn unit(kind: LuKind, removable: bool) -> Arc<LogicalUnit> {
             product: "unit".into(),
             revision: "0001".into(),
             serial: "SN1".into(),
+            uuid: [0; 16],
             naa: [0x60; 16],
         })
     };

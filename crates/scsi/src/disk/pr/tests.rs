@@ -20,6 +20,7 @@ fn settings(pr_state: Option<PathBuf>) -> LuSettings {
             product: "test disk".into(),
             revision: "0001".into(),
             serial: "SN0001".into(),
+            uuid: [0; 16],
             naa: [0x60, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
         })
     }
@@ -261,7 +262,7 @@ async fn registrations_survive_the_session_spc2_does_not() {
         out(&map, &a2, sa::CLEAR, 0, params(5, 0, 0)).await.status,
         GOOD
     );
-    assert!(u.pr.snapshot().regs.is_empty());
+    assert!(u.reservations.snapshot().regs.is_empty());
 
     // SPC-2: RESERVE(6) from B, A conflicts; released when B's nexus goes.
     let reserve6 = [0x16, 0, 0, 0, 0, 0];
@@ -314,7 +315,7 @@ async fn spec_i_pt_registers_named_initiators() {
     p.extend_from_slice(&(tids.len() as u32).to_be_bytes());
     p.extend_from_slice(&tids);
     assert_eq!(out(&map, &a, sa::REGISTER, 0, p).await.status, GOOD);
-    assert_eq!(u.pr.snapshot().regs.len(), 2);
+    assert_eq!(u.reservations.snapshot().regs.len(), 2);
     assert_eq!(
         out(&map, &b, sa::RESERVE, 1, params(0x77, 0, 0))
             .await
@@ -341,7 +342,7 @@ async fn register_and_move_hands_over() {
         out(&map, &a, sa::REGISTER_AND_MOVE, 3, p).await.status,
         GOOD
     );
-    let s = u.pr.snapshot();
+    let s = u.reservations.snapshot();
     assert_eq!(s.regs.len(), 1);
     assert_eq!(s.holder_key(), Some(2));
     assert_eq!(reads(&map, &a).await, CONFLICT);
@@ -381,7 +382,7 @@ async fn aptpl_survives_recreating_the_unit() {
     }
     // A fresh unit from the same file: same keys, reservation, generation.
     let (map, u, a, b) = two_on(lu(Some(path.clone()))).await;
-    let s = u.pr.snapshot();
+    let s = u.reservations.snapshot();
     assert!(s.aptpl);
     assert_eq!(
         s.regs.iter().map(|r| r.key).collect::<Vec<_>>(),
@@ -402,7 +403,7 @@ async fn aptpl_survives_recreating_the_unit() {
     );
     drop((map, u));
     let fresh = lu(Some(path.clone()));
-    assert!(fresh.pr.snapshot().regs.is_empty());
+    assert!(fresh.reservations.snapshot().regs.is_empty());
     // A corrupt file is an error, not a panic or a silent reset.
     std::fs::write(&path, "esos-pr 1\naptpl 1\nreg x\n").unwrap();
     let spec = DeviceSpec {

@@ -44,6 +44,7 @@ impl T {
                 product: "sanitize".into(),
                 revision: "1".into(),
                 serial: "S1".into(),
+                uuid: [0; 16],
                 naa: [0x60; 16],
             })
         };

@@ -1,5 +1,9 @@
-//! Per-LU LBA range lock that makes COMPARE AND WRITE, ORWRITE and WRITE ATOMIC atomic
-//! against every other write to an overlapping range, from any nexus (SBC-3 5.2, 5.13).
+//! Per-unit LBA range lock that makes an atomic read-modify-write (SCSI COMPARE AND WRITE,
+//! ORWRITE and WRITE ATOMIC, SBC-3 5.2, 5.13; NVMe fused compare and write later) atomic
+//! against every other write to an overlapping range, from any initiator and any protocol.
+//!
+//! Ranges are in logical blocks of the unit's device (`lba`, `blocks`): every front-end
+//! addresses the same device, so they share one block size.
 //!
 //! Plain writes must stay cheap, so they only touch the range lock while an atomic
 //! command is registered. The hand-over is a Dekker-style pair of SeqCst counters: a plain
@@ -11,6 +15,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use esos_common::sync::LockExt as _;
 use tokio::sync::Notify;
 
 /// Ranges held at once are bounded by the task set (one per running command), so the
@@ -90,7 +95,7 @@ impl RangeLocks {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                let mut held = self.held.locked();
                 if !held.iter().any(|&(_, s, e)| s < end && lba < e) {
                     let token = self.next_token.fetch_add(1, Ordering::Relaxed);
                     held.push((token, lba, end));
@@ -110,8 +115,8 @@ impl RangeLocks {
     }
 
     #[cfg(test)]
-    pub(crate) fn held_count(&self) -> usize {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
+    fn held_count(&self) -> usize {
+        self.held.locked().len()
     }
 }
 
@@ -122,10 +127,7 @@ impl Drop for RangeGuard<'_> {
             l.fast_done();
         }
         if let Some(token) = self.token {
-            l.held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|&(t, _, _)| t != token);
+            l.held.locked().retain(|&(t, _, _)| t != token);
             l.changed.notify_waiters();
         }
         if self.atomic {

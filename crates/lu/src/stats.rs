@@ -1,7 +1,8 @@
 //! Per-logical-unit I/O statistics: counters and latency histograms that management
-//! (Prometheus `/metrics`, the API, the TUI) reads while commands run. They count the
-//! commands that entered the task set; those answered at admission (unit attentions,
-//! malformed CDBs, TASK SET FULL) are not I/O and are not counted.
+//! (Prometheus `/metrics`, the API, the TUI) reads while commands run. Every front-end
+//! counts into the same [`LuStats`] of a unit, so the numbers cover all protocols. They
+//! count the commands that entered a front-end's task set; those answered at admission
+//! (unit attentions, malformed commands, queue full) are not I/O and are not counted.
 //!
 //! Plain relaxed atomics: a command adds to a handful of counters once, when it completes;
 //! readers take a [`StatsSnapshot`] that may be a few commands out of step between fields,
@@ -21,7 +22,7 @@ pub const LATENCY_BUCKETS_US: [u64; 12] = [
 pub enum IoKind {
     Read,
     Write,
-    /// Everything else (INQUIRY, TEST UNIT READY, SYNCHRONIZE CACHE, UNMAP...).
+    /// Everything else (inquiries, flushes, unmaps, reservations...).
     Other,
 }
 
@@ -72,13 +73,13 @@ pub struct LuStats {
 impl LuStats {
     /// A command starts; it counts as in flight until the guard drops (also when the
     /// command is aborted and its future dropped).
-    pub(crate) fn start(&self) -> InFlight<'_> {
+    pub fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Relaxed);
         InFlight(self)
     }
 
     /// One command finished: `bytes` moved, `latency` from admission to completion.
-    pub(crate) fn finished(&self, kind: IoKind, bytes: u64, latency: Duration, error: bool) {
+    pub fn finished(&self, kind: IoKind, bytes: u64, latency: Duration, error: bool) {
         match kind {
             IoKind::Read => self.read.add(bytes, latency),
             IoKind::Write => self.write.add(bytes, latency),
@@ -101,7 +102,7 @@ impl LuStats {
 }
 
 /// See [`LuStats::start`].
-pub(crate) struct InFlight<'a>(&'a LuStats);
+pub struct InFlight<'a>(&'a LuStats);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {

@@ -1,0 +1,153 @@
+//! [`Reservations`]: the reservation state of one unit as its front-ends share it, with
+//! the flag that keeps the per-command check at one atomic load while nothing is
+//! registered or reserved.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use esos_common::sync::LockExt as _;
+
+use super::{PrState, load};
+use crate::events::Session;
+use crate::state_file::StateFileError;
+
+/// What the lock of [`Reservations`] guards.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub state: PrState,
+    /// A front-end's own exclusive reservation by one session (SCSI-2 RESERVE): released
+    /// with its session and by resets, never persisted.
+    pub exclusive: Option<Session>,
+}
+
+impl Held {
+    fn any(&self) -> bool {
+        !self.state.regs.is_empty() || self.state.res.is_some() || self.exclusive.is_some()
+    }
+}
+
+/// Persistent (and exclusive) reservations of one unit, shared by every front-end.
+#[derive(Debug)]
+pub struct Reservations {
+    inner: Mutex<Held>,
+    /// False while nothing is registered or reserved: the per-command check then costs
+    /// one atomic load. Kept by [`Self::refresh`] after every change.
+    active: AtomicBool,
+    /// APTPL state file; `None` disables persistence through power loss.
+    file: Option<PathBuf>,
+}
+
+impl Reservations {
+    /// Loads the APTPL state from `file`, if any (SPC-4 5.9.4).
+    pub fn new(file: Option<PathBuf>) -> Result<Reservations, StateFileError> {
+        let state = match &file {
+            Some(path) => load(path)?,
+            None => PrState::default(),
+        };
+        let held = Held {
+            state,
+            exclusive: None,
+        };
+        Ok(Reservations {
+            active: AtomicBool::new(held.any()),
+            inner: Mutex::new(held),
+            file,
+        })
+    }
+
+    /// No state file: reservations last until the process ends.
+    pub fn without_file() -> Reservations {
+        Reservations {
+            inner: Mutex::default(),
+            active: AtomicBool::new(false),
+            file: None,
+        }
+    }
+
+    /// True when something is registered or reserved; otherwise no command can conflict
+    /// and the lock need not be taken. One atomic load.
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Every change replaces what it changes in one assignment, so a poisoned lock still
+    /// guards a consistent state. Call [`Self::refresh`] before dropping a changed guard.
+    pub fn lock(&self) -> MutexGuard<'_, Held> {
+        self.inner.locked()
+    }
+
+    /// Updates the fast-path flag from `held` (the guard of [`Self::lock`]).
+    pub fn refresh(&self, held: &Held) {
+        self.active.store(held.any(), Ordering::Release);
+    }
+
+    /// The APTPL state file, `None` when persistence is disabled.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// A copy of the persistent state, for reports and tests.
+    pub fn snapshot(&self) -> PrState {
+        self.lock().state.clone()
+    }
+
+    /// Releases the exclusive reservation of `session` (its session ended), if it held one.
+    pub fn session_gone(&self, session: Session) {
+        let mut g = self.lock();
+        if g.exclusive == Some(session) {
+            g.exclusive = None;
+            self.refresh(&g);
+        }
+    }
+
+    /// A reset releases the exclusive reservation (SPC-2 5.5.1); persistent reservations
+    /// survive resets (SPC-4 5.9.1).
+    pub fn reset(&self) {
+        let mut g = self.lock();
+        g.exclusive = None;
+        self.refresh(&g);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::SubscriberId;
+
+    #[test]
+    fn flag_follows_registrations_and_exclusive_holds() {
+        let r = Reservations::without_file();
+        assert!(!r.active());
+        let s = Session {
+            subscriber: SubscriberId::new(),
+            session: 1,
+        };
+        {
+            let mut g = r.lock();
+            g.exclusive = Some(s);
+            r.refresh(&g);
+        }
+        assert!(r.active());
+        r.session_gone(Session { session: 2, ..s });
+        assert!(r.active(), "another session's end releases nothing");
+        r.session_gone(s);
+        assert!(!r.active());
+    }
+
+    #[test]
+    fn aptpl_state_is_restored_and_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pr.state");
+        std::fs::write(
+            &path,
+            "esos-pr 1\naptpl 1\ngeneration 1\nreg 1 0000000000000001 1 iqn.a *\n",
+        )
+        .unwrap();
+        let r = Reservations::new(Some(path.clone())).unwrap();
+        assert!(r.active());
+        assert_eq!(r.snapshot().regs.len(), 1);
+        assert_eq!(r.file(), Some(path.as_path()));
+    }
+}
