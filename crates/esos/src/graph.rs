@@ -13,9 +13,7 @@ use esos_scsi::{Identity, LogicalUnit, LuSettings, LunMap};
 
 use crate::config::{DeviceType, LunPlan, Plan};
 
-/// Largest transfer one command may move (VPD Block Limits MAXIMUM TRANSFER LENGTH),
-/// in bytes; it bounds the buffer one command can make the target allocate.
-pub const MAX_TRANSFER_BYTES: u32 = 8 * 1024 * 1024;
+use crate::config::limits::ADVERTISED_MAX_TRANSFER_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
@@ -128,7 +126,7 @@ pub fn lu_settings(plan: &Plan, index: usize, identity: Identity) -> LuSettings 
         identity,
         write_cache: d.write_cache,
         read_only: d.spec.read_only,
-        max_transfer_blocks: MAX_TRANSFER_BYTES / d.spec.block_size,
+        max_transfer_blocks: ADVERTISED_MAX_TRANSFER_BYTES / d.spec.block_size,
         thin: d.thin,
         // Device names are file-name safe (config/names.rs).
         pr_state: Some(plan.data_dir.join("pr").join(format!("{}.pr", d.name))),
@@ -409,7 +407,7 @@ mod tests {
         assert_eq!(s.identity, id);
         assert!(!s.write_cache);
         assert!(s.read_only);
-        assert_eq!(s.max_transfer_blocks, MAX_TRANSFER_BYTES / 4096);
+        assert_eq!(s.max_transfer_blocks, ADVERTISED_MAX_TRANSFER_BYTES / 4096);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! it returns waits for the task's turn and runs the handler of the unit's kind: the disk
 //! handler (`disk/dispatch.rs`) or the CD-ROM handler (`mmc/dispatch.rs`).
 
+use esos_common::sync::LockExt as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -225,7 +226,7 @@ impl LogicalUnit {
     }
 
     pub(crate) fn mode_select_lock(&self) -> MutexGuard<'_, ()> {
-        self.mode_select.lock().unwrap_or_else(|e| e.into_inner())
+        self.mode_select.locked()
     }
 
     fn check(&self, sense: Sense) -> SenseBytes {
@@ -276,7 +277,7 @@ const MAX_RECENT_ABORTS: usize = 64;
 
 impl Aborts {
     fn record(&self, nexus: Option<u64>, tag: Option<u32>) {
-        let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = self.recent.locked();
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
         if r.len() == MAX_RECENT_ABORTS {
             r.pop_front();
@@ -292,7 +293,7 @@ impl Aborts {
     }
 
     fn hit(&self, since: u64, nexus: u64, tag: u32) -> bool {
-        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let r = self.recent.locked();
         r.iter().any(|&(seq, n, t)| {
             seq > since && n.is_none_or(|n| n == nexus) && t.is_none_or(|t| t == tag)
         })

@@ -13,8 +13,9 @@ pub use esos_block::IoBuf;
 pub const MAX_CDB_LEN: usize = 32;
 
 /// Hard bound on the bytes one command may move, whatever `max_transfer_blocks` says: the
-/// engine sizes the data buffer from the CDB, which the peer controls.
-pub const MAX_TRANSFER_BYTES: u32 = 64 << 20;
+/// engine sizes the data buffer from the CDB, which the peer controls. The same bound the
+/// front-ends apply before they allocate anything.
+pub use esos_common::limits::MAX_TRANSFER_BYTES;
 
 /// Largest sense buffer we ever produce (fixed format is 18 bytes; descriptor format stays small).
 pub const MAX_SENSE_LEN: usize = 64;

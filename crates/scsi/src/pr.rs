@@ -13,8 +13,7 @@ pub use esos_lu::reservations::{
 
 use crate::sense::{Asc, Sense};
 
-/// Longest iSCSI name (RFC 7143 4.2.7.1: 223 bytes).
-pub const MAX_ISCSI_NAME_LEN: usize = 223;
+pub use esos_common::limits::MAX_ISCSI_NAME_LEN;
 
 /// The APTPL state file: read at most `MAX_STATE_FILE_LEN` bytes ([`MAX_REGISTRATIONS`]
 /// lines of at most two names fit), written crash-safely.

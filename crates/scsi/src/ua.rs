@@ -3,6 +3,7 @@
 //! A nexus seen for the first time gets POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
 //! The fast path takes only a read lock and finds an empty queue.
 
+use esos_common::sync::RwLockExt as _;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -30,10 +31,10 @@ pub struct UnitAttentions {
 impl UnitAttentions {
     fn read(&self) -> RwLockReadGuard<'_, HashMap<u64, VecDeque<Asc>>> {
         // Every mutation is a single insert/push/pop: a poisoned map is still consistent.
-        self.queues.read().unwrap_or_else(|e| e.into_inner())
+        self.queues.read_locked()
     }
     fn write(&self) -> RwLockWriteGuard<'_, HashMap<u64, VecDeque<Asc>>> {
-        self.queues.write().unwrap_or_else(|e| e.into_inner())
+        self.queues.write_locked()
     }
 
     /// SAM-5 5.14 / SPC-4 5.14: a pending unit attention terminates the command and is

@@ -3,6 +3,13 @@
 
 pub use esos_common::limits::MAX_LUN;
 
+/// The largest transfer each logical unit reports (VPD Block Limits MAXIMUM TRANSFER
+/// LENGTH) and enforces, in bytes. Hosts split larger I/O; 8 MiB keeps one command's buffer
+/// small while being far past where throughput stops growing. Below the hard bound of
+/// every front-end, [`esos_common::limits::MAX_TRANSFER_BYTES`].
+pub const ADVERTISED_MAX_TRANSFER_BYTES: u32 = 8 << 20;
+const _: () = assert!(ADVERTISED_MAX_TRANSFER_BYTES <= esos_common::limits::MAX_TRANSFER_BYTES);
+
 /// Largest `physical_block_size` accepted: 64 KiB, beyond any real medium's physical block,
 /// so the LBPPB exponent (4 bits in READ CAPACITY(16)) always fits.
 pub const MAX_PHYSICAL_BLOCK_SIZE: u32 = 64 << 10;

@@ -5,7 +5,7 @@
 mod alua;
 mod api;
 mod error;
-mod limits;
+pub mod limits;
 pub mod names;
 mod plan;
 mod schema;

@@ -13,6 +13,8 @@
 //! With APTPL the state file is written (and fsynced) inside the PERSISTENT RESERVE OUT
 //! command, on the executor thread: a rare, small write, and GOOD must wait for it anyway.
 
+use esos_common::be::{u32_at, u64_at};
+use esos_common::sync::RwLockExt as _;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -56,14 +58,13 @@ pub struct PrUnit {
 
 impl PrUnit {
     fn track(&self, nexus: &Arc<Nexus>) {
-        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        let known = self.known.read_locked();
         if known.contains_key(&nexus.id) {
             return;
         }
         drop(known);
         self.known
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .write_locked()
             .insert(nexus.id, Arc::clone(nexus));
     }
 }
@@ -78,11 +79,7 @@ fn session(lu: &LogicalUnit, id: u64) -> Session {
 
 /// The session ended: its SPC-2 reservation goes with it; registrations stay.
 pub fn nexus_gone(lu: &LogicalUnit, id: u64) {
-    lu.pr
-        .known
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
+    lu.pr.known.write_locked().remove(&id);
     lu.reservations.session_gone(session(lu, id));
 }
 
@@ -289,16 +286,6 @@ fn pr_in(lu: &LogicalUnit, action: u8, alloc_len: u32, buf: &mut IoBuf) -> Outco
     Ok(Done::data(buf.len(), alloc_len))
 }
 
-fn be32(b: &[u8], at: usize) -> usize {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
-}
-
-fn be64(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(v)
-}
-
 fn length_error() -> Sense {
     Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR)
 }
@@ -311,8 +298,8 @@ fn out_params(action: u8, list: &[u8]) -> Result<OutParams, Sense> {
     let flags = list[20];
     let spec_i_pt = flags & 0x08 != 0;
     let mut prm = OutParams {
-        key: be64(list, 0),
-        sa_key: be64(list, 8),
+        key: u64_at(list, 0),
+        sa_key: u64_at(list, 8),
         spec_i_pt,
         all_tg_pt: flags & 0x04 != 0,
         aptpl: flags & 0x01 != 0,
@@ -328,7 +315,7 @@ fn out_params(action: u8, list: &[u8]) -> Result<OutParams, Sense> {
     if action != pr::sa::REGISTER && action != pr::sa::REGISTER_AND_IGNORE {
         return Err(Sense::invalid_param_field(20, Some(3)));
     }
-    if list.len() < 28 || 28 + be32(list, 24) != list.len() {
+    if list.len() < 28 || 28 + u32_at(list, 24) as usize != list.len() {
         return Err(length_error());
     }
     let mut at = 28;
@@ -347,7 +334,7 @@ fn out_params(action: u8, list: &[u8]) -> Result<OutParams, Sense> {
 /// Parses REGISTER AND MOVE's parameter list (SPC-4 6.16.4) and resolves the destination
 /// target port from its relative port identifier among the live nexuses.
 fn move_params(lu: &LogicalUnit, cmd: &Command, list: &[u8]) -> Result<MoveParams, Sense> {
-    if list.len() < 24 || 24 + be32(list, 20) > list.len() {
+    if list.len() < 24 || 24 + u32_at(list, 20) as usize > list.len() {
         return Err(length_error());
     }
     let rel_port = u16::from_be_bytes([list[18], list[19]]);
@@ -356,7 +343,7 @@ fn move_params(lu: &LogicalUnit, cmd: &Command, list: &[u8]) -> Result<MoveParam
     let target = if rel_port == cmd.nexus.relative_port {
         Some(cmd.nexus.target_port.clone())
     } else {
-        let known = lu.pr.known.read().unwrap_or_else(|e| e.into_inner());
+        let known = lu.pr.known.read_locked();
         known
             .values()
             .find(|n| n.relative_port == rel_port)
@@ -364,8 +351,8 @@ fn move_params(lu: &LogicalUnit, cmd: &Command, list: &[u8]) -> Result<MoveParam
     };
     let target = target.ok_or(Sense::invalid_param_field(18, None))?;
     Ok(MoveParams {
-        key: be64(list, 0),
-        sa_key: be64(list, 8),
+        key: u64_at(list, 0),
+        sa_key: u64_at(list, 8),
         unreg: list[17] & 0x02 != 0,
         aptpl: list[17] & 0x01 != 0,
         dest: Who {
@@ -451,7 +438,7 @@ fn deliver(lu: &LogicalUnit, issuer: u64, fx: &Effects) {
     if fx.notices.is_empty() {
         return;
     }
-    let known = lu.pr.known.read().unwrap_or_else(|e| e.into_inner());
+    let known = lu.pr.known.read_locked();
     for &(ref who, event) in &fx.notices {
         let to: Vec<Session> = known
             .values()
