@@ -5,7 +5,7 @@
 //! The table itself (groups, states, the state file, the "every group active" fast path)
 //! is shared with other front-ends and lives in esos-lu; a change reaches every unit's
 //! nexuses as an [`esos_lu::events::Event::AccessStateChanged`], which the unit turns into
-//! ASYMMETRIC ACCESS STATE CHANGED unit attentions (`engine.rs`).
+//! ASYMMETRIC ACCESS STATE CHANGED unit attentions (`unit.rs`).
 
 use esos_lu::events::Session;
 
@@ -16,8 +16,8 @@ pub use esos_lu::access::{
 
 use crate::Nexus;
 use crate::cdb::op;
-use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense, SenseKey};
+use crate::unit::LogicalUnit;
 
 /// Largest SET TARGET PORT GROUPS parameter list: the header and one descriptor per group.
 pub const MAX_STPG_PARAM_LEN: u32 = 4 + 4 * MAX_PORT_GROUPS as u32;

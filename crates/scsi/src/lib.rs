@@ -204,9 +204,10 @@ pub mod lun;
 mod mmc;
 pub mod pr;
 pub mod sense;
-mod task_set;
-mod ua;
+mod state;
+mod unit;
 
-pub use engine::{DataInRef, LogicalUnit, LunMap, ResetKind};
-pub use task_set::MAX_TASKS_PER_LU;
-pub use ua::MAX_UA_PER_NEXUS;
+pub use engine::{DataInRef, LunMap};
+pub use state::task_set::MAX_TASKS_PER_LU;
+pub use state::ua::MAX_UA_PER_NEXUS;
+pub use unit::{LogicalUnit, ResetKind};

@@ -12,8 +12,8 @@ use super::{Done, Fail, Outcome};
 use crate::IoBuf;
 use crate::block_status::{Direction, block_sense};
 use crate::cdb::BlockRange;
-use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense, SenseKey};
+use crate::unit::LogicalUnit;
 
 /// Upper bound of MAXIMUM COMPARE AND WRITE LENGTH: the CDB field is one byte.
 pub const MAX_CAW_BLOCKS: u32 = 255;

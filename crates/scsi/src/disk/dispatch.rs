@@ -11,8 +11,8 @@ use super::{
 };
 use crate::alua::{Spc as _, Tpgs as _};
 use crate::cdb::Cdb;
-use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense, SenseKey};
+use crate::unit::LogicalUnit;
 use crate::{Command, IoBuf};
 
 /// Runs one command on `lu`. REPORT LUNS never gets here: the LUN map answers it.

@@ -15,7 +15,6 @@ pub mod capacity;
 pub mod defect;
 pub mod dispatch;
 pub mod inquiry;
-pub mod medium;
 pub mod mode;
 pub mod opcodes;
 pub mod pr;

@@ -4,10 +4,9 @@
 //! to FUA; control (0Ah, SPC-4 7.5.8) with changeable D_SENSE and SWP; informational
 //! exceptions control (1Ch, SPC-4 7.5.11), nothing changeable. No saved pages.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::cdb::PageControl;
 use crate::sense::{Asc, Sense};
+pub use crate::state::mode::{ModeState, ModeValues};
 
 pub const PAGE_CACHING: u8 = 0x08;
 pub const PAGE_CONTROL: u8 = 0x0A;
@@ -21,75 +20,6 @@ const IEC_LEN: usize = 12;
 /// Largest MODE SELECT parameter list we accept: header, a long block descriptor and every
 /// page once, with room to spare. Longer lists cannot be valid.
 pub const MAX_MODE_SELECT_LEN: u32 = 512;
-
-/// The changeable mode parameters' current values. Atomics: the write path reads WCE and
-/// SWP on every command without a lock.
-#[derive(Debug)]
-pub struct ModeState {
-    wce: AtomicBool,
-    d_sense: AtomicBool,
-    swp: AtomicBool,
-    default_wce: bool,
-}
-
-/// A snapshot of the changeable parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModeValues {
-    pub wce: bool,
-    pub d_sense: bool,
-    pub swp: bool,
-}
-
-impl ModeState {
-    pub fn new(default_wce: bool) -> ModeState {
-        ModeState {
-            wce: AtomicBool::new(default_wce),
-            d_sense: AtomicBool::new(false),
-            swp: AtomicBool::new(false),
-            default_wce,
-        }
-    }
-
-    pub fn wce(&self) -> bool {
-        self.wce.load(Ordering::Relaxed)
-    }
-    pub fn d_sense(&self) -> bool {
-        self.d_sense.load(Ordering::Relaxed)
-    }
-    pub fn swp(&self) -> bool {
-        self.swp.load(Ordering::Relaxed)
-    }
-
-    pub fn current(&self) -> ModeValues {
-        ModeValues {
-            wce: self.wce(),
-            d_sense: self.d_sense(),
-            swp: self.swp(),
-        }
-    }
-
-    pub fn defaults(&self) -> ModeValues {
-        ModeValues {
-            wce: self.default_wce,
-            d_sense: false,
-            swp: false,
-        }
-    }
-
-    /// Sets the current values; true when anything changed.
-    pub fn set(&self, v: ModeValues) -> bool {
-        let old = self.current();
-        self.wce.store(v.wce, Ordering::Relaxed);
-        self.d_sense.store(v.d_sense, Ordering::Relaxed);
-        self.swp.store(v.swp, Ordering::Relaxed);
-        old != v
-    }
-
-    /// A hard reset restores the defaults (we have no saved values; SAM-5 6.3.2).
-    pub fn reset(&self) {
-        self.set(self.defaults());
-    }
-}
 
 /// The pages we implement, in ascending page-code order (SPC-4 6.11.4: "all pages" are
 /// returned in ascending order).

@@ -15,21 +15,16 @@
 
 use esos_common::be::{u32_at, u64_at};
 use esos_common::sync::RwLockExt as _;
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 
 use esos_lu::events::{Audience, Session};
-use esos_lu::reservations::Reservations;
 
 use super::{Done, Outcome};
 use crate::cdb::{Cdb, op};
-use crate::engine::LogicalUnit;
 use crate::pr::{
-    self, Access, Effects, MoveParams, OutParams, Port, Refusal, ReserveOut as _, StateFileError,
-    Who,
+    self, Access, Effects, MoveParams, OutParams, Port, Refusal, ReserveOut as _, Who,
 };
 use crate::sense::{Asc, Sense, SenseKey};
+use crate::unit::LogicalUnit;
 use crate::{Command, IoBuf, Nexus, Residual, Response, SenseBytes, Status};
 
 /// Largest PERSISTENT RESERVE OUT parameter list: the 24-byte header plus TransportIDs
@@ -47,28 +42,6 @@ pub mod opc {
     pub const MAINTENANCE_IN: u8 = 0xA3;
 }
 
-/// What SCSI adds to the unit's shared [`Reservations`]: the live nexuses by id, to
-/// deliver unit attentions to registrations (which are by name) and to resolve REGISTER
-/// AND MOVE's relative target port. Bounded by the transport's session limit; entries
-/// leave with [`nexus_gone`].
-#[derive(Debug, Default)]
-pub struct PrUnit {
-    known: RwLock<HashMap<u64, Arc<Nexus>>>,
-}
-
-impl PrUnit {
-    fn track(&self, nexus: &Arc<Nexus>) {
-        let known = self.known.read_locked();
-        if known.contains_key(&nexus.id) {
-            return;
-        }
-        drop(known);
-        self.known
-            .write_locked()
-            .insert(nexus.id, Arc::clone(nexus));
-    }
-}
-
 /// The session of nexus `id` of `lu`, as the unit's shared state names it.
 fn session(lu: &LogicalUnit, id: u64) -> Session {
     Session {
@@ -81,11 +54,6 @@ fn session(lu: &LogicalUnit, id: u64) -> Session {
 pub fn nexus_gone(lu: &LogicalUnit, id: u64) {
     lu.pr.known.write_locked().remove(&id);
     lu.reservations.session_gone(session(lu, id));
-}
-
-/// The reservations of a new unit, restored from `file` (SPC-4 5.9.4).
-pub fn restore(file: Option<PathBuf>) -> Result<Reservations, StateFileError> {
-    Reservations::new(file)
 }
 
 fn port(n: &Nexus) -> Port<'_> {

@@ -3,8 +3,8 @@
 use esos_block::BlockDevice;
 
 use super::{Done, Outcome};
-use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense};
+use crate::unit::LogicalUnit;
 
 /// Checks the range and answers GOOD. The engine keeps no cache of its own to load the
 /// blocks into (the backend's page cache is not ours to size), which SBC-3 5.11 answers

@@ -12,8 +12,8 @@ use super::rw::{check_data_out, check_writable};
 use super::{Done, Fail, Outcome};
 use crate::block_status::{Direction, block_sense};
 use crate::cdb::WriteSame;
-use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense};
+use crate::unit::LogicalUnit;
 use crate::{Command, IoBuf, Residual};
 
 /// Most block descriptors one UNMAP may carry (VPD 0xB0 MAXIMUM UNMAP BLOCK DESCRIPTOR

@@ -8,8 +8,8 @@ use esos_block::{BlockDevice, FileSlice};
 use super::{Done, Fail, Outcome};
 use crate::block_status::{Direction, block_sense};
 use crate::cdb::BlockRange;
-use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense, SenseKey};
+use crate::unit::LogicalUnit;
 use crate::{IoBuf, Residual};
 
 /// Checks the transfer length against the block limits and the range against capacity.

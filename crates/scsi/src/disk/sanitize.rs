@@ -10,15 +10,16 @@
 //! EXIT FAILURE MODE (allowed by AUSE) ends the failure mode (SBC-4 4.11.3).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 
 use esos_block::{BlockDevice, BlockError};
 
 use super::rw::{check_data_out, check_writable};
 use super::{Done, Fail, Outcome, provision};
 use crate::cdb::{Cdb, Sanitize, SanitizeAction};
-use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense, SenseKey};
+use crate::state::sanitize::{FAILED_UNRESTRICTED, IDLE};
+use crate::unit::LogicalUnit;
 use crate::{Command, IoBuf};
 
 /// Bytes written per step of an OVERWRITE pass: the one buffer the operation holds.
@@ -29,78 +30,6 @@ pub const ERASE_CHUNK_BYTES: u64 = 64 << 20;
 
 /// Largest OVERWRITE COUNT: the field has 5 bits (SBC-4 5.30.2.2).
 pub const MAX_OVERWRITE_PASSES: u8 = 31;
-
-/// Where the unit is in the sanitize state machine (SBC-4 4.11).
-const IDLE: u8 = 0;
-const RUNNING: u8 = 1;
-/// Failed; EXIT FAILURE MODE may leave this state (the failed command had AUSE 1).
-const FAILED_UNRESTRICTED: u8 = 2;
-/// Failed; only a successful sanitize leaves this state (AUSE 0).
-const FAILED_RESTRICTED: u8 = 3;
-
-/// Per-unit sanitize state: checked by every command, so two atomics and no lock.
-#[derive(Debug, Default)]
-pub struct SanitizeState {
-    phase: AtomicU8,
-    /// Work done while RUNNING, in 1/65536 of the whole (SPC-4 PROGRESS INDICATION).
-    progress: AtomicU16,
-}
-
-impl SanitizeState {
-    /// Enters RUNNING unless an operation already runs.
-    fn begin(&self) -> bool {
-        let mut cur = self.phase.load(Ordering::Acquire);
-        loop {
-            if cur == RUNNING {
-                return false;
-            }
-            match self
-                .phase
-                .compare_exchange(cur, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    self.progress.store(0, Ordering::Relaxed);
-                    return true;
-                }
-                Err(now) => cur = now,
-            }
-        }
-    }
-
-    fn finish(&self, ok: bool, ause: bool) {
-        let phase = match (ok, ause) {
-            (true, _) => IDLE,
-            (false, true) => FAILED_UNRESTRICTED,
-            (false, false) => FAILED_RESTRICTED,
-        };
-        self.phase.store(phase, Ordering::Release);
-    }
-
-    fn set_progress(&self, done: u64, total: u64) {
-        let p = (u128::from(done) * 65536 / u128::from(total.max(1))).min(65535) as u16;
-        self.progress.store(p, Ordering::Relaxed);
-    }
-
-    /// True while a sanitize operation runs.
-    pub fn running(&self) -> bool {
-        self.phase.load(Ordering::Acquire) == RUNNING
-    }
-
-    /// The sense every refused command gets now, `None` when nothing is refused.
-    fn refusal(&self) -> Option<Sense> {
-        match self.phase.load(Ordering::Acquire) {
-            IDLE => None,
-            RUNNING => Some(Sense::not_ready_progress(
-                Asc::NOT_READY_SANITIZE_IN_PROGRESS,
-                self.progress.load(Ordering::Relaxed),
-            )),
-            _ => Some(Sense::new(
-                SenseKey::MediumError,
-                Asc::SANITIZE_COMMAND_FAILED,
-            )),
-        }
-    }
-}
 
 /// Answers commands that a running or failed sanitize affects (SBC-4 4.11.1): `None`
 /// lets the command through. INQUIRY and REQUEST SENSE are answered here and at once, so

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use esos_block::BlockDevice;
 
-use super::medium::LoadEject;
 use super::{Done, Outcome};
 use crate::block_status::{Direction, block_sense};
-use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense};
+use crate::state::medium::LoadEject;
+use crate::unit::LogicalUnit;
 use crate::{Command, LuKind};
 
 /// Flushes the device's volatile cache. The backend flushes everything, which covers any

@@ -12,9 +12,7 @@
 //! Errors found while processing segments end in COPY ABORTED with a segment pointer
 //! (SPC-4 4.5.2.4.6, SD 0: offset into the parameter list) at the field at fault.
 
-use esos_common::sync::LockExt as _;
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use esos_block::BlockDevice;
 
@@ -22,105 +20,18 @@ use super::{Done, Outcome, pr, rw};
 use crate::block_status::{Direction, block_sense};
 use crate::cdb::copy::{self, Amount, CopyList, Cscd, ListIdUsage, Segment, seg_field};
 use crate::cdb::{Cdb, op};
-use crate::engine::{LogicalUnit, LunMap};
+use crate::engine::LunMap;
 use crate::sense::{Asc, FieldPointer, Sense, SenseKey};
+use crate::state::copy::{
+    CopyResults, MAX_COPY_RECORDS_PER_NEXUS, Record, STATUS_DONE, STATUS_FAILED,
+};
+use crate::unit::LogicalUnit;
 use crate::{Command, IoBuf, LuKind, MAX_CDB_LEN, SenseBytes, Status};
 
 /// Bytes moved per read/write step: bounds the memory one copy holds.
 pub const COPY_CHUNK_BYTES: u64 = 1 << 20;
-/// Copy records (running or finished) kept per nexus and unit for RECEIVE COPY RESULTS;
-/// the oldest finished one makes room. It is also how many identified copies one nexus
-/// may run at once (MAXIMUM CONCURRENT COPIES).
-pub const MAX_COPY_RECORDS_PER_NEXUS: usize = 32;
 /// Largest PARAMETER LIST LENGTH accepted: the header and the largest descriptor list.
 pub const MAX_PARAM_LIST_LEN: u32 = copy::HEADER_LEN as u32 + copy::MAX_DESCRIPTOR_LIST_LEN;
-
-/// INSUFFICIENT RESOURCES: every record slot of the nexus holds a running copy.
-const INSUFFICIENT_RESOURCES: Asc = Asc(0x55, 0x03);
-
-/// COPY MANAGER STATUS values (SPC-4 table 136).
-const STATUS_IN_PROGRESS: u8 = 0x00;
-const STATUS_DONE: u8 = 0x01;
-const STATUS_FAILED: u8 = 0x02;
-
-/// What RECEIVE COPY RESULTS reports about one copy.
-#[derive(Debug, Clone, Copy)]
-struct Record {
-    list_id: u8,
-    /// COPY MANAGER STATUS.
-    state: u8,
-    segments: u16,
-    bytes: u64,
-    /// For FAILED SEGMENT DETAILS: the command's status and sense data.
-    status: Status,
-    sense: SenseBytes,
-}
-
-/// Per-unit copy records by nexus (SPC-4 6.18: list identifiers are per I_T nexus).
-#[derive(Debug, Default)]
-pub struct CopyResults {
-    by_nexus: Mutex<HashMap<u64, VecDeque<Record>>>,
-}
-
-impl CopyResults {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, VecDeque<Record>>> {
-        // Every update is a single field store: a poisoned map is still consistent.
-        self.by_nexus.locked()
-    }
-
-    /// Registers a running copy. The same list identifier may not run twice on one
-    /// nexus (SPC-4 6.3.1: OPERATION IN PROGRESS); a finished one is replaced.
-    fn begin(&self, nexus: u64, list_id: u8) -> Result<(), Sense> {
-        let mut g = self.lock();
-        let q = g.entry(nexus).or_default();
-        if let Some(i) = q.iter().position(|r| r.list_id == list_id) {
-            if q[i].state == STATUS_IN_PROGRESS {
-                return Err(Sense::illegal(Asc::OPERATION_IN_PROGRESS));
-            }
-            q.remove(i);
-        }
-        if q.len() >= MAX_COPY_RECORDS_PER_NEXUS {
-            match q.iter().position(|r| r.state != STATUS_IN_PROGRESS) {
-                Some(i) => {
-                    q.remove(i);
-                }
-                None => return Err(Sense::illegal(INSUFFICIENT_RESOURCES)),
-            }
-        }
-        q.push_back(Record {
-            list_id,
-            state: STATUS_IN_PROGRESS,
-            segments: 0,
-            bytes: 0,
-            status: Status::Good,
-            sense: SenseBytes::EMPTY,
-        });
-        Ok(())
-    }
-
-    fn update(&self, nexus: u64, list_id: u8, f: impl FnOnce(&mut Record)) {
-        let mut g = self.lock();
-        if let Some(r) = g
-            .get_mut(&nexus)
-            .and_then(|q| q.iter_mut().find(|r| r.list_id == list_id))
-        {
-            f(r);
-        }
-    }
-
-    fn get(&self, nexus: u64, list_id: u8) -> Option<Record> {
-        let g = self.lock();
-        g.get(&nexus)?
-            .iter()
-            .find(|r| r.list_id == list_id)
-            .copied()
-    }
-
-    /// The nexus is gone: so are its list identifiers.
-    pub fn nexus_gone(&self, nexus: u64) {
-        self.lock().remove(&nexus);
-    }
-}
 
 /// Keeps one copy's record current; a copy dropped before it finished (aborted task)
 /// is recorded as completed with errors.
@@ -608,6 +519,7 @@ mod tests {
 
     use super::*;
     use crate::cdb::copy::encode;
+    use crate::state::copy::STATUS_IN_PROGRESS;
     use crate::{Identity, LuSettings, Nexus, Response, TaskAttr};
 
     const BS: usize = 512;

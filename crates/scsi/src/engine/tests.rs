@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use esos_block::{Backend, Device, DeviceSpec};
+use esos_block::{Backend, BlockDevice, Device, DeviceSpec};
 
 use super::*;
 use crate::cdb::encode;
 use crate::cdb::op;
-use crate::{Identity, MAX_CDB_LEN};
+use crate::{Identity, LuSettings, MAX_CDB_LEN, ResetKind};
 
 const BLOCKS: u64 = 1024;
 const BS: usize = 512;

@@ -8,7 +8,7 @@ use esos_block::{Backend, Device, DeviceSpec};
 
 use super::*;
 use crate::cdb::{encode, op};
-use crate::{Identity, MAX_CDB_LEN};
+use crate::{Identity, LuSettings, MAX_CDB_LEN};
 
 const BLOCKS: u64 = 1024;
 const BS: usize = 512;

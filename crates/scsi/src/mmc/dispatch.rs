@@ -9,8 +9,8 @@ use super::{MmcCdb, Profile, config, events, mode, opcodes, toc};
 use crate::cdb::Cdb;
 use crate::disk::dispatch::request_sense;
 use crate::disk::{Done, Outcome, capacity, inquiry, rw, sync, vpd};
-use crate::engine::LogicalUnit;
 use crate::sense::{Asc, Sense};
+use crate::unit::LogicalUnit;
 use crate::{Command, IoBuf};
 
 /// Runs one command on the CD/DVD unit `lu`.
@@ -108,7 +108,7 @@ fn mmc_cmd(
             let event = if events::wants_media(classes) {
                 lu.medium.take_event(cmd.nexus.id)
             } else {
-                crate::disk::medium::MediaEvent::NoChange
+                crate::state::medium::MediaEvent::NoChange
             };
             events::event_status(classes, event, present, buf);
             alloc_len

@@ -2,7 +2,7 @@
 //! Only the media event class is supported: it is what an initiator polls to see a disc
 //! come and go (Linux `sr` does so every few seconds).
 
-use crate::disk::medium::MediaEvent;
+use crate::state::medium::MediaEvent;
 
 /// Notification class 4 (media) in the request bitmap and the SUPPORTED EVENT CLASSES.
 const MEDIA_CLASS_BIT: u8 = 1 << 4;

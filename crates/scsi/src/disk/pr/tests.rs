@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use esos_block::{Backend, Device, DeviceSpec};
 
-use crate::engine::{LogicalUnit, LunMap};
 use crate::pr::sa;
 use crate::{Command, Identity, LuSettings, MAX_CDB_LEN, Nexus, Response, Status, TaskAttr};
+use crate::{LogicalUnit, LunMap};
 
 fn settings(pr_state: Option<PathBuf>) -> LuSettings {
     LuSettings {
