@@ -17,7 +17,6 @@ pub use esos_lu::access::{
 use crate::Nexus;
 use crate::cdb::op;
 use crate::sense::{Asc, Sense, SenseKey};
-use crate::unit::LogicalUnit;
 
 /// Largest SET TARGET PORT GROUPS parameter list: the header and one descriptor per group.
 pub const MAX_STPG_PARAM_LEN: u32 = 4 + 4 * MAX_PORT_GROUPS as u32;
@@ -100,13 +99,9 @@ pub trait Spc {
     fn check(&self, nexus: &Nexus, cdb: &[u8]) -> Option<Sense>;
     /// REPORT TARGET PORT GROUPS parameter data (SPC-4 6.27).
     fn report(&self, nexus: &Nexus, extended: bool, out: &mut Vec<u8>);
-    /// SET TARGET PORT GROUPS (SPC-4 6.39) with parameter list `list`.
-    fn set_target_port_groups(
-        &self,
-        list: &[u8],
-        lu: Option<&LogicalUnit>,
-        nexus: u64,
-    ) -> Result<(), Sense>;
+    /// SET TARGET PORT GROUPS (SPC-4 6.39) with parameter list `list`, issued by the
+    /// session `from` (which gets no unit attention for its own change).
+    fn set_target_port_groups(&self, list: &[u8], from: Option<Session>) -> Result<(), Sense>;
 }
 
 impl Spc for PortGroups {
@@ -157,17 +152,8 @@ impl Spc for PortGroups {
 
     /// Validates every descriptor, then applies them all, saves them, and tells every
     /// other nexus (SPC-4 5.16.2.7).
-    fn set_target_port_groups(
-        &self,
-        list: &[u8],
-        lu: Option<&LogicalUnit>,
-        nexus: u64,
-    ) -> Result<(), Sense> {
+    fn set_target_port_groups(&self, list: &[u8], from: Option<Session>) -> Result<(), Sense> {
         let wanted = decode_stpg(list, |id| self.has_group(id))?;
-        let from = lu.map(|lu| Session {
-            subscriber: lu.subscriber(),
-            session: nexus,
-        });
         self.set_explicit(&wanted, from).map_err(|e| {
             tracing::error!(error = %e, "ALUA state not saved; SET TARGET PORT GROUPS refused");
             Sense::new(SenseKey::HardwareError, Asc::INTERNAL_TARGET_FAILURE)

@@ -20,14 +20,14 @@ use crate::mmc;
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::state::task_set::{Order, Ticket};
 use crate::state::ua::UaVerdict;
-use crate::unit::LogicalUnit;
+use crate::unit::{LogicalUnit, Luns};
 use crate::{Command, IoBuf, LuKind, Nexus, Residual, Response, SenseBytes, Status, TaskAttr};
 
 /// The LUNs one initiator group sees: LUN number → logical unit.
 #[derive(Debug, Clone, Default)]
 pub struct LunMap {
     /// Ascending by LUN number, no duplicates, every LUN ≤ [`lun::MAX_LUN`].
-    luns: Arc<[(u64, Arc<LogicalUnit>)]>,
+    luns: Arc<Luns>,
 }
 
 impl LunMap {
@@ -120,7 +120,7 @@ impl LunMap {
                             // EXTENDED COPY finds its copy targets in the issuing nexus's map,
                             // which `admit` hands over for it alone (disk/xcopy.rs).
                             disk::pr::Intercept::Dispatch(buf) if copy_map.is_some() => {
-                                let map = copy_map.as_ref();
+                                let map = copy_map.as_deref();
                                 match disk::xcopy::execute(&lu, map, &cmd, &cdb, buf).await {
                                     Ok(done) => done,
                                     Err(buf) => {
@@ -234,7 +234,7 @@ impl LunMap {
             };
             return Job::Ready(resp, buf);
         };
-        let copy_map = matches!(cdb, Cdb::ExtendedCopy { .. }).then(|| self.clone());
+        let copy_map = matches!(cdb, Cdb::ExtendedCopy { .. }).then(|| Arc::clone(&self.luns));
         Job::Run {
             lu,
             ticket,
@@ -339,7 +339,7 @@ enum Job {
         cdb: Cdb,
         buf: IoBuf,
         /// The issuing nexus's LUN map, for EXTENDED COPY only (an Arc clone).
-        copy_map: Option<LunMap>,
+        copy_map: Option<Arc<Luns>>,
     },
 }
 

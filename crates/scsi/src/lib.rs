@@ -161,7 +161,7 @@ pub struct LuSettings {
     pub sanitize_rate: u64,
     /// ALUA target port groups and their access states (SPC-4 5.16), one table shared by
     /// every unit of the server so a state change reaches all of them.
-    pub alua: Arc<alua::PortGroups>,
+    pub alua: Arc<esos_lu::access::PortGroups>,
 }
 
 impl LuSettings {

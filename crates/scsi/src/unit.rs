@@ -22,6 +22,10 @@ use crate::state::task_set::TaskSet;
 use crate::state::ua::UnitAttentions;
 use crate::{LuKind, LuSettings, SenseBytes};
 
+/// The units one nexus sees, ascending by LUN number: the content of its LUN map, which
+/// EXTENDED COPY resolves its copy targets in.
+pub(crate) type Luns = [(u64, Arc<LogicalUnit>)];
+
 /// Which reset a task-management function asked for (SAM-5 7.x).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetKind {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use esos_block::{Backend, Device, DeviceSpec};
 
 use super::*;
+use crate::LogicalUnit;
 use crate::cdb::encode;
 use crate::sense::FieldPointer;
 use crate::{Command, Identity, LuSettings, LunMap, MAX_CDB_LEN, Response, Status, TaskAttr};
@@ -80,7 +81,7 @@ fn rtpg_status_codes_follow_the_cause_of_a_change() {
     assert_eq!(status_of(&pg), (0x00, 0x00));
     pg.set_state(2, AccessState::ActiveNonOptimized).unwrap();
     assert_eq!(status_of(&pg), (0x00, 0x02), "implicit transition");
-    pg.set_target_port_groups(&[0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 2], None, 1)
+    pg.set_target_port_groups(&[0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 2], None)
         .unwrap();
     assert_eq!(
         status_of(&pg),

@@ -255,9 +255,13 @@ fn set_target_port_groups(lu: &LogicalUnit, cmd: &Command, param_len: u32, buf: 
         return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
     }
     rw::check_data_out(cmd.expected_len, buf, u64::from(param_len))?;
+    let from = esos_lu::events::Session {
+        subscriber: lu.subscriber(),
+        session: cmd.nexus.id,
+    };
     lu.settings
         .alua
-        .set_target_port_groups(&buf[..param_len as usize], Some(lu), cmd.nexus.id)?;
+        .set_target_port_groups(&buf[..param_len as usize], Some(from))?;
     Ok(Done {
         data_in: 0,
         transfer: u64::from(param_len),

@@ -10,7 +10,6 @@
 //! EXIT FAILURE MODE (allowed by AUSE) ends the failure mode (SBC-4 4.11.3).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use esos_block::{BlockDevice, BlockError};
 
@@ -18,7 +17,6 @@ use super::rw::{check_data_out, check_writable};
 use super::{Done, Fail, Outcome, provision};
 use crate::cdb::{Cdb, Sanitize, SanitizeAction};
 use crate::sense::{Asc, Sense, SenseKey};
-use crate::state::sanitize::{FAILED_UNRESTRICTED, IDLE};
 use crate::unit::LogicalUnit;
 use crate::{Command, IoBuf};
 
@@ -138,15 +136,10 @@ pub async fn sanitize(lu: &Arc<LogicalUnit>, cmd: &Command, s: Sanitize, buf: &I
 /// SBC-4 5.30.5: leaves the failure mode of a sanitize that had AUSE 1; after one with
 /// AUSE 0 the request is invalid. Without a failure there is nothing to leave.
 fn exit_failure_mode(lu: &LogicalUnit) -> Outcome {
-    let st = &lu.sanitize;
-    match st.phase.compare_exchange(
-        FAILED_UNRESTRICTED,
-        IDLE,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) | Err(IDLE) => Ok(Done::NO_DATA),
-        Err(_) => Err(Sense::invalid_cdb_field(1, Some(4)).into()),
+    if lu.sanitize.exit_failure_mode() {
+        Ok(Done::NO_DATA)
+    } else {
+        Err(Sense::invalid_cdb_field(1, Some(4)).into())
     }
 }
 

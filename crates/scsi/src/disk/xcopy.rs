@@ -20,12 +20,11 @@ use super::{Done, Outcome, pr, rw};
 use crate::block_status::{Direction, block_sense};
 use crate::cdb::copy::{self, Amount, CopyList, Cscd, ListIdUsage, Segment, seg_field};
 use crate::cdb::{Cdb, op};
-use crate::engine::LunMap;
 use crate::sense::{Asc, FieldPointer, Sense, SenseKey};
 use crate::state::copy::{
     CopyResults, MAX_COPY_RECORDS_PER_NEXUS, Record, STATUS_DONE, STATUS_FAILED,
 };
-use crate::unit::LogicalUnit;
+use crate::unit::{LogicalUnit, Luns};
 use crate::{Command, IoBuf, LuKind, MAX_CDB_LEN, SenseBytes, Status};
 
 /// Bytes moved per read/write step: bounds the memory one copy holds.
@@ -105,12 +104,12 @@ struct Step {
 }
 
 /// Resolves the CSCD descriptor `index` names to a unit of `map` (SPC-4 6.3.6.2).
-fn target(map: &LunMap, list: &CopyList, index: u16, at: u32) -> Result<Arc<LogicalUnit>, Sense> {
+fn target(map: &Luns, list: &CopyList, index: u16, at: u32) -> Result<Arc<LogicalUnit>, Sense> {
     let Some(c): Option<&Cscd> = list.cscds.get(usize::from(index)) else {
         return Err(aborted(Asc::COPY_TARGET_DEVICE_NOT_REACHABLE, at));
     };
     let found = c.designator.naa().and_then(|naa| {
-        map.luns()
+        map.iter()
             .find(|(_, lu)| lu.settings.identity.naa[..] == *naa)
             .map(|(_, lu)| Arc::clone(lu))
     });
@@ -144,7 +143,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 /// Resolves and checks every segment before any data moves.
-fn plan(map: &LunMap, list: &CopyList) -> Result<Vec<Step>, Sense> {
+fn plan(map: &Luns, list: &CopyList) -> Result<Vec<Step>, Sense> {
     let mut steps = Vec::with_capacity(list.segments.len());
     for seg in &list.segments {
         let src = target(
@@ -228,7 +227,7 @@ fn conflicts(lu: &LogicalUnit, cmd: &Command, write: bool) -> bool {
 /// `map` is the issuing nexus's map. `Err` hands the buffer back for RESERVATION CONFLICT.
 pub async fn execute(
     lu: &LogicalUnit,
-    map: Option<&LunMap>,
+    map: Option<&Luns>,
     cmd: &Command,
     cdb: &Cdb,
     buf: IoBuf,
@@ -247,7 +246,7 @@ pub async fn execute(
 /// EXTENDED COPY (LID1). `Err` hands the buffer back for RESERVATION CONFLICT status.
 pub async fn extended_copy(
     lu: &LogicalUnit,
-    map: &LunMap,
+    map: &Luns,
     cmd: &Command,
     param_len: u32,
     buf: IoBuf,
@@ -518,6 +517,7 @@ mod tests {
     use esos_block::{Backend, Device, DeviceSpec};
 
     use super::*;
+    use crate::LunMap;
     use crate::cdb::copy::encode;
     use crate::state::copy::STATUS_IN_PROGRESS;
     use crate::{Identity, LuSettings, Nexus, Response, TaskAttr};

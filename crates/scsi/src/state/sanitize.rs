@@ -16,7 +16,7 @@ pub(crate) const FAILED_RESTRICTED: u8 = 3;
 /// Per-unit sanitize state: checked by every command, so two atomics and no lock.
 #[derive(Debug, Default)]
 pub struct SanitizeState {
-    pub(crate) phase: AtomicU8,
+    phase: AtomicU8,
     /// Work done while RUNNING, in 1/65536 of the whole (SPC-4 PROGRESS INDICATION).
     progress: AtomicU16,
 }
@@ -59,6 +59,20 @@ impl SanitizeState {
     /// True while a sanitize operation runs.
     pub fn running(&self) -> bool {
         self.phase.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// Leaves the failure mode of a sanitize that had AUSE 1 (EXIT FAILURE MODE): true
+    /// when the unit is now idle, false while a sanitize runs or after one with AUSE 0.
+    pub(crate) fn exit_failure_mode(&self) -> bool {
+        matches!(
+            self.phase.compare_exchange(
+                FAILED_UNRESTRICTED,
+                IDLE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ),
+            Ok(_) | Err(IDLE)
+        )
     }
 
     /// The sense every refused command gets now, `None` when nothing is refused.
