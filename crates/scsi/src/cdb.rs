@@ -77,14 +77,15 @@ pub mod op {
 
 mod alua;
 pub mod copy;
+mod decode;
 mod extra;
+pub(crate) mod pr;
 mod provision;
 pub(crate) mod sanitize;
 
-pub use provision::WriteSame;
+pub use decode::decode;
 #[cfg(test)]
 pub use provision::encode as provision_encode;
-pub use sanitize::{Sanitize, SanitizeAction};
 
 /// A block range command's common fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,82 @@ pub enum PageControl {
     Changeable,
     Default,
     Saved,
+}
+
+/// WRITE SAME(10)/(16) fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSame {
+    pub lba: u64,
+    /// NUMBER OF LOGICAL BLOCKS; 0 is refused later (we report WSNZ 1).
+    pub blocks: u32,
+    /// Deallocate the blocks when the data allows it.
+    pub unmap: bool,
+    pub anchor: bool,
+    /// No data-out buffer: the block is all zeros (WRITE SAME(16) only).
+    pub ndob: bool,
+    /// CDB byte of NUMBER OF LOGICAL BLOCKS, for the field pointer.
+    pub len_byte: u16,
+}
+
+/// What a SANITIZE asks for. CRYPTOGRAPHIC ERASE is never decoded: data is not stored
+/// encrypted, so there is no key whose destruction would erase it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SanitizeAction {
+    /// Write the initialization pattern over every block (parameter list required).
+    Overwrite,
+    /// Deallocate (thin) or zero every block.
+    BlockErase,
+    /// Leave the failed state of an earlier sanitize that allowed it (AUSE 1).
+    ExitFailureMode,
+}
+
+/// SANITIZE fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sanitize {
+    /// Return status once the CDB and parameter list are validated; the operation goes on.
+    pub immed: bool,
+    /// Allow unrestricted sanitize exit: a failure may be left with EXIT FAILURE MODE.
+    pub ause: bool,
+    pub action: SanitizeAction,
+    /// PARAMETER LIST LENGTH; 0 for everything but OVERWRITE (checked here), 5 up to the
+    /// block length + 4 for OVERWRITE (checked against the block length on execution).
+    pub param_len: u16,
+}
+
+/// A command only a CD/DVD unit accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MmcCdb {
+    /// READ TOC/PMA/ATIP (MMC-6 6.33): `format` 0 (TOC) or 1 (session information).
+    ReadToc {
+        msf: bool,
+        format: u8,
+        track: u8,
+        alloc_len: u32,
+    },
+    /// GET CONFIGURATION (MMC-6 6.6): `rt` 0 all, 1 current, 2 one feature.
+    GetConfiguration { rt: u8, start: u16, alloc_len: u32 },
+    /// GET EVENT STATUS NOTIFICATION, polled (MMC-6 6.7).
+    GetEventStatus { classes: u8, alloc_len: u32 },
+    /// READ DISC INFORMATION, standard disc information (MMC-6 6.22).
+    ReadDiscInfo { alloc_len: u32 },
+    /// READ TRACK INFORMATION (MMC-6 6.27): `addr_type` 0 LBA, 1 track, 2 session.
+    ReadTrackInfo {
+        addr_type: u8,
+        addr: u32,
+        alloc_len: u32,
+    },
+    /// MECHANISM STATUS (MMC-6 6.11).
+    MechanismStatus { alloc_len: u32 },
+}
+
+impl MmcCdb {
+    /// Describing the disc needs a disc; describing the drive does not.
+    pub fn needs_medium(&self) -> bool {
+        matches!(
+            self,
+            MmcCdb::ReadToc { .. } | MmcCdb::ReadDiscInfo { .. } | MmcCdb::ReadTrackInfo { .. }
+        )
+    }
 }
 
 /// A decoded CDB.
@@ -198,7 +275,7 @@ pub enum Cdb {
         prevent: u8,
     },
     /// A command only CD/DVD units accept (decoded by `mmc/cdb.rs`).
-    Mmc(crate::mmc::MmcCdb),
+    Mmc(MmcCdb),
     /// PRE-FETCH(10)/(16) (SBC-3 5.11, 5.12); `blocks` 0 means "to the last LBA".
     PreFetch {
         lba: u64,
@@ -302,168 +379,6 @@ pub fn is_read(opcode: u8) -> bool {
     matches!(opcode, op::READ_6 | op::READ_10 | op::READ_12 | op::READ_16)
 }
 
-/// Decodes `cdb` (exactly the bytes that arrived). Unknown opcodes give
-/// INVALID COMMAND OPERATION CODE, bad fields INVALID FIELD IN CDB with a field pointer.
-pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
-    let Some(&opcode) = cdb.first() else {
-        return Err(invalid_opcode());
-    };
-    let Some(len) = group_len(opcode) else {
-        return Err(invalid_opcode());
-    };
-    if cdb.len() < len {
-        return Err(invalid_opcode());
-    }
-    let c = &cdb[..len];
-    control(c, len - 1)?;
-    if Cdb::is_reservation(opcode) {
-        return crate::disk::pr::decode(c);
-    }
-    match opcode {
-        op::TEST_UNIT_READY => Ok(Cdb::TestUnitReady),
-        op::REQUEST_SENSE => {
-            reserved(c, 1, 0x01)?;
-            Ok(Cdb::RequestSense {
-                desc: c[1] & 1 != 0,
-                alloc_len: u32::from(c[4]),
-            })
-        }
-        op::INQUIRY => decode_inquiry(c),
-        op::REPORT_LUNS => Ok(Cdb::ReportLuns {
-            select: c[2],
-            alloc_len: u32_at(c, 6),
-        }),
-        op::READ_CAPACITY_10 => {
-            // SBC-3 5.15: PMI is obsolete; with PMI 0 the LBA field must be 0.
-            if c[8] & 1 == 0 && u32_at(c, 2) != 0 {
-                return Err(Sense::invalid_cdb_field(2, None));
-            }
-            Ok(Cdb::ReadCapacity10)
-        }
-        op::SERVICE_ACTION_IN_16 => match c[1] & 0x1F {
-            op::SA_READ_CAPACITY_16 => Ok(Cdb::ReadCapacity16 {
-                alloc_len: u32_at(c, 10),
-            }),
-            op::SA_GET_LBA_STATUS => provision::get_lba_status(c),
-            _ => Err(Sense::invalid_cdb_field(1, Some(4))),
-        },
-        op::READ_6 | op::WRITE_6 => {
-            reserved(c, 1, 0x1F)?;
-            let lba = u64::from(u32_at(c, 0) & 0x001F_FFFF);
-            // SBC-3 5.9: a TRANSFER LENGTH of 0 in the 6-byte CDBs means 256 blocks.
-            let blocks = if c[4] == 0 { 256 } else { u32::from(c[4]) };
-            let r = BlockRange {
-                lba,
-                blocks,
-                fua: false,
-                dpo: false,
-                len_byte: 4,
-            };
-            Ok(if opcode == op::READ_6 {
-                Cdb::Read(r)
-            } else {
-                Cdb::Write(r)
-            })
-        }
-        op::READ_10 | op::READ_12 | op::READ_16 => {
-            // RDPROTECT (no protection information), DPO, FUA, RARC; FUA_NV obsolete.
-            reserved(c, 1, 0xFE)?;
-            protect(c)?;
-            Ok(Cdb::Read(range(c)))
-        }
-        op::WRITE_10 | op::WRITE_12 | op::WRITE_16 => {
-            reserved(c, 1, 0xFA)?;
-            protect(c)?;
-            Ok(Cdb::Write(range(c)))
-        }
-        op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_12 | op::WRITE_AND_VERIFY_16 => {
-            // SBC-3 5.36: WRPROTECT, DPO, BYTCHK (bit 1). No FUA bit: always durable.
-            reserved(c, 1, 0xF2)?;
-            protect(c)?;
-            Ok(Cdb::WriteVerify(range(c)))
-        }
-        op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16 => {
-            // SBC-3 5.33: VRPROTECT, DPO, BYTCHK (bit 1).
-            reserved(c, 1, 0xF2)?;
-            protect(c)?;
-            let mut r = range(c);
-            r.fua = false;
-            Ok(Cdb::Verify {
-                range: r,
-                bytchk: c[1] & 0x02 != 0,
-            })
-        }
-        op::SYNCHRONIZE_CACHE_10 => {
-            // IMMED; SYNC_NV (bit 2) is obsolete and accepted.
-            reserved(c, 1, 0x06)?;
-            Ok(Cdb::SyncCache {
-                lba: u64::from(u32_at(c, 2)),
-                blocks: u32::from(u16_at(c, 7)),
-                immed: c[1] & 2 != 0,
-            })
-        }
-        op::SYNCHRONIZE_CACHE_16 => {
-            reserved(c, 1, 0x06)?;
-            Ok(Cdb::SyncCache {
-                lba: u64_at(c, 2),
-                blocks: u32_at(c, 10),
-                immed: c[1] & 2 != 0,
-            })
-        }
-        op::MODE_SENSE_6 | op::MODE_SENSE_10 => decode_mode_sense(c),
-        op::MODE_SELECT_6 => {
-            reserved(c, 1, 0x11)?;
-            Ok(Cdb::ModeSelect {
-                ten: false,
-                pf: c[1] & 0x10 != 0,
-                sp: c[1] & 1 != 0,
-                param_len: u32::from(c[4]),
-            })
-        }
-        op::MODE_SELECT_10 => {
-            reserved(c, 1, 0x11)?;
-            Ok(Cdb::ModeSelect {
-                ten: true,
-                pf: c[1] & 0x10 != 0,
-                sp: c[1] & 1 != 0,
-                param_len: u32::from(u16_at(c, 7)),
-            })
-        }
-        op::START_STOP_UNIT => {
-            reserved(c, 1, 0x01)?;
-            reserved(c, 3, 0x0F)?;
-            reserved(c, 4, 0xF7)?;
-            Ok(Cdb::StartStopUnit {
-                immed: c[1] & 1 != 0,
-                power_condition: c[4] >> 4,
-                no_flush: c[4] & 4 != 0,
-                loej: c[4] & 2 != 0,
-                start: c[4] & 1 != 0,
-            })
-        }
-        op::PREVENT_ALLOW_MEDIUM_REMOVAL => {
-            reserved(c, 4, 0x03)?;
-            Ok(Cdb::PreventAllow { prevent: c[4] & 3 })
-        }
-        op::PRE_FETCH_10 | op::PRE_FETCH_16 => extra::pre_fetch(c),
-        op::READ_DEFECT_DATA_10 | op::READ_DEFECT_DATA_12 => extra::read_defect_data(c),
-        op::ORWRITE_16 => extra::orwrite(c),
-        op::COMPARE_AND_WRITE => extra::compare_and_write(c),
-        op::WRITE_ATOMIC_16 => extra::write_atomic(c),
-        op::MAINTENANCE_IN if c[1] & 0x1F == op::SA_REPORT_TARGET_PORT_GROUPS => {
-            alua::report_target_port_groups(c)
-        }
-        op::MAINTENANCE_IN => extra::maintenance_in(c),
-        op::EXTENDED_COPY => copy::extended_copy(c),
-        op::RECEIVE_COPY_RESULTS => copy::receive_copy_results(c),
-        op::MAINTENANCE_OUT => alua::maintenance_out(c),
-        op::UNMAP => provision::unmap(c),
-        op::WRITE_SAME_10 | op::WRITE_SAME_16 => provision::write_same(c),
-        op::SANITIZE => sanitize::decode(c),
-        _ => Err(invalid_opcode()),
-    }
-}
-
 /// SBC-3 4.22: RDPROTECT/WRPROTECT/VRPROTECT other than 0 need protection information,
 /// which we do not format.
 fn protect(c: &[u8]) -> Result<(), Sense> {
@@ -487,44 +402,6 @@ fn range(c: &[u8]) -> BlockRange {
         dpo: c[1] & 0x10 != 0,
         len_byte,
     }
-}
-
-fn decode_inquiry(c: &[u8]) -> Result<Cdb, Sense> {
-    // CmdDt (bit 1) is obsolete: SPC-4 6.6.1 says reject it.
-    reserved(c, 1, 0x01)?;
-    let evpd = c[1] & 1 != 0;
-    if !evpd && c[2] != 0 {
-        return Err(Sense::invalid_cdb_field(2, None));
-    }
-    Ok(Cdb::Inquiry {
-        evpd,
-        page: c[2],
-        alloc_len: u32::from(u16_at(c, 3)),
-    })
-}
-
-fn decode_mode_sense(c: &[u8]) -> Result<Cdb, Sense> {
-    let ten = c.len() == 10;
-    reserved(c, 1, if ten { 0x18 } else { 0x08 })?;
-    let pc = match c[2] >> 6 {
-        0 => PageControl::Current,
-        1 => PageControl::Changeable,
-        2 => PageControl::Default,
-        _ => PageControl::Saved,
-    };
-    Ok(Cdb::ModeSense {
-        ten,
-        dbd: c[1] & 0x08 != 0,
-        llbaa: ten && c[1] & 0x10 != 0,
-        pc,
-        page: c[2] & 0x3F,
-        subpage: c[3],
-        alloc_len: if ten {
-            u32::from(u16_at(c, 7))
-        } else {
-            u32::from(c[4])
-        },
-    })
 }
 
 /// Encoders for the read/write CDBs, used by round-trip tests and by in-crate tests that

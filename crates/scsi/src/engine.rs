@@ -214,12 +214,12 @@ impl LunMap {
             let outcome = self.report_luns(select, alloc_len, &mut buf);
             return ready(outcome, buf);
         }
-        if let Some(outcome) = disk::sanitize::gate(&lu, &cmd, &cdb, &mut buf) {
+        if let Some(outcome) = disk::dispatch::sanitize_gate(&lu, &cmd, &cdb, &mut buf) {
             return ready(outcome, buf);
         }
         let order = match cmd.attr {
             // SANITIZE starts after every earlier command has ended (SBC-4 4.11.1), and
-            // later ones meet the running sanitize in `disk::sanitize::gate`.
+            // later ones meet the running sanitize in `disk::dispatch::sanitize_gate`.
             _ if matches!(cdb, Cdb::Sanitize(_)) => Order::Ordered,
             TaskAttr::Ordered => Order::Ordered,
             TaskAttr::HeadOfQueue => Order::HeadOfQueue,

@@ -3,23 +3,8 @@
 
 use esos_common::be::{u16_at, u32_at, u64_at};
 
-use super::{Cdb, protect, reserved};
+use super::{Cdb, WriteSame, protect, reserved};
 use crate::sense::Sense;
-
-/// WRITE SAME(10)/(16) fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteSame {
-    pub lba: u64,
-    /// NUMBER OF LOGICAL BLOCKS; 0 is refused later (we report WSNZ 1).
-    pub blocks: u32,
-    /// Deallocate the blocks when the data allows it.
-    pub unmap: bool,
-    pub anchor: bool,
-    /// No data-out buffer: the block is all zeros (WRITE SAME(16) only).
-    pub ndob: bool,
-    /// CDB byte of NUMBER OF LOGICAL BLOCKS, for the field pointer.
-    pub len_byte: u16,
-}
 
 /// SBC-3 5.28: ANCHOR is byte 1 bit 0; the group number is accepted and ignored.
 pub(super) fn unmap(c: &[u8]) -> Result<Cdb, Sense> {

@@ -3,7 +3,7 @@
 
 use esos_common::be::u16_at;
 
-use super::{Cdb, reserved};
+use super::{Cdb, Sanitize, SanitizeAction, reserved};
 use crate::sense::Sense;
 
 /// SANITIZE service actions (SBC-4 table 68).
@@ -12,31 +12,6 @@ pub mod sa {
     pub const BLOCK_ERASE: u8 = 0x02;
     pub const CRYPTOGRAPHIC_ERASE: u8 = 0x03;
     pub const EXIT_FAILURE_MODE: u8 = 0x1F;
-}
-
-/// What a SANITIZE asks for. CRYPTOGRAPHIC ERASE is never decoded: data is not stored
-/// encrypted, so there is no key whose destruction would erase it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SanitizeAction {
-    /// Write the initialization pattern over every block (parameter list required).
-    Overwrite,
-    /// Deallocate (thin) or zero every block.
-    BlockErase,
-    /// Leave the failed state of an earlier sanitize that allowed it (AUSE 1).
-    ExitFailureMode,
-}
-
-/// SANITIZE fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sanitize {
-    /// Return status once the CDB and parameter list are validated; the operation goes on.
-    pub immed: bool,
-    /// Allow unrestricted sanitize exit: a failure may be left with EXIT FAILURE MODE.
-    pub ause: bool,
-    pub action: SanitizeAction,
-    /// PARAMETER LIST LENGTH; 0 for everything but OVERWRITE (checked here), 5 up to the
-    /// block length + 4 for OVERWRITE (checked against the block length on execution).
-    pub param_len: u16,
 }
 
 /// Byte 1: IMMED (7), ZNR (6, zoned devices only, so refused), AUSE (5), SERVICE ACTION

@@ -28,7 +28,7 @@ pub async fn execute(
         return (Err(s.into()), buf);
     }
     // A sanitize that started while this command waited for its turn.
-    if let Some(out) = sanitize::gate(lu, cmd, &cdb, &mut buf) {
+    if let Some(out) = sanitize_gate(lu, cmd, &cdb, &mut buf) {
         return (out, buf);
     }
     if let Some(out) = zero_length_write(lu, &cdb) {
@@ -160,6 +160,36 @@ pub async fn execute(
     (out, buf)
 }
 
+/// Answers commands that a running or failed sanitize affects (SBC-4 4.11.1): `None`
+/// lets the command through. INQUIRY and REQUEST SENSE are answered here and at once, so
+/// they never wait in the task set behind the SANITIZE command that is still running;
+/// REPORT LUNS never reaches a unit. A SANITIZE is let through after a failure, since a
+/// successful one (or EXIT FAILURE MODE) is the way out.
+pub fn sanitize_gate(
+    lu: &LogicalUnit,
+    cmd: &Command,
+    cdb: &Cdb,
+    buf: &mut IoBuf,
+) -> Option<Outcome> {
+    let sense = lu.sanitize.refusal()?;
+    match *cdb {
+        Cdb::Inquiry {
+            evpd,
+            page,
+            alloc_len,
+        } => Some(inquiry_cmd(lu, cmd, evpd, page, alloc_len, buf)),
+        // SPC-4 6.29: the sense data describes the condition, with GOOD status.
+        Cdb::RequestSense { desc, alloc_len } => {
+            let enc = sense.encode(desc);
+            buf.clear();
+            buf.extend_from_slice(enc.as_slice());
+            Some(Ok(Done::data(buf.len(), alloc_len)))
+        }
+        Cdb::Sanitize(_) if !lu.sanitize.running() => None,
+        _ => Some(Err(sense.into())),
+    }
+}
+
 /// REQUEST SENSE (SPC-4 6.29): a pending unit attention (cleared), else the NOT READY
 /// of an ejected medium, else NO SENSE.
 pub(crate) fn request_sense(
@@ -207,7 +237,7 @@ fn zero_length_write(lu: &LogicalUnit, cdb: &Cdb) -> Option<Outcome> {
     Some(rw::check(lu, r).map(|_| Done::NO_DATA))
 }
 
-pub(crate) fn inquiry_cmd(
+fn inquiry_cmd(
     lu: &LogicalUnit,
     cmd: &Command,
     evpd: bool,

@@ -6,7 +6,7 @@
 
 use crate::cdb::PageControl;
 use crate::sense::{Asc, Sense};
-pub use crate::state::mode::{ModeState, ModeValues};
+use crate::state::mode::{ModeState, ModeValues};
 
 pub const PAGE_CACHING: u8 = 0x08;
 pub const PAGE_CONTROL: u8 = 0x0A;

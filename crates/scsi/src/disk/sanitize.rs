@@ -4,7 +4,7 @@
 //! The operation runs as a task of its own, in bounded chunks, so it outlives the command
 //! that started it: with IMMED the command returns at once, without it the command waits
 //! for the task, and task management (ABORT TASK, resets) stops neither (SBC-4 4.11.1).
-//! While it runs, [`gate`] answers every command but INQUIRY, REPORT LUNS and REQUEST
+//! While it runs, `dispatch::sanitize_gate` answers every command but INQUIRY, REPORT LUNS and REQUEST
 //! SENSE with NOT READY, SANITIZE IN PROGRESS and the progress; after a failure it
 //! answers them with MEDIUM ERROR, SANITIZE COMMAND FAILED until a sanitize succeeds or
 //! EXIT FAILURE MODE (allowed by AUSE) ends the failure mode (SBC-4 4.11.3).
@@ -15,7 +15,7 @@ use esos_block::{BlockDevice, BlockError};
 
 use super::rw::{check_data_out, check_writable};
 use super::{Done, Fail, Outcome, provision};
-use crate::cdb::{Cdb, Sanitize, SanitizeAction};
+use crate::cdb::{Sanitize, SanitizeAction};
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::unit::LogicalUnit;
 use crate::{Command, IoBuf};
@@ -28,33 +28,6 @@ pub const ERASE_CHUNK_BYTES: u64 = 64 << 20;
 
 /// Largest OVERWRITE COUNT: the field has 5 bits (SBC-4 5.30.2.2).
 pub const MAX_OVERWRITE_PASSES: u8 = 31;
-
-/// Answers commands that a running or failed sanitize affects (SBC-4 4.11.1): `None`
-/// lets the command through. INQUIRY and REQUEST SENSE are answered here and at once, so
-/// they never wait in the task set behind the SANITIZE command that is still running;
-/// REPORT LUNS never reaches a unit. A SANITIZE is let through after a failure, since a
-/// successful one (or EXIT FAILURE MODE) is the way out.
-pub fn gate(lu: &LogicalUnit, cmd: &Command, cdb: &Cdb, buf: &mut IoBuf) -> Option<Outcome> {
-    let sense = lu.sanitize.refusal()?;
-    match *cdb {
-        Cdb::Inquiry {
-            evpd,
-            page,
-            alloc_len,
-        } => Some(super::dispatch::inquiry_cmd(
-            lu, cmd, evpd, page, alloc_len, buf,
-        )),
-        // SPC-4 6.29: the sense data describes the condition, with GOOD status.
-        Cdb::RequestSense { desc, alloc_len } => {
-            let enc = sense.encode(desc);
-            buf.clear();
-            buf.extend_from_slice(enc.as_slice());
-            Some(Ok(Done::data(buf.len(), alloc_len)))
-        }
-        Cdb::Sanitize(_) if !lu.sanitize.running() => None,
-        _ => Some(Err(sense.into())),
-    }
-}
 
 /// What the background task writes.
 #[derive(Debug)]

@@ -4,8 +4,7 @@
 
 use esos_common::be::u16_at;
 
-use super::MmcCdb;
-use crate::cdb::{self, Cdb, op};
+use crate::cdb::{self, Cdb, MmcCdb, op};
 use crate::sense::{Asc, Sense};
 
 pub const READ_TOC: u8 = 0x43;
