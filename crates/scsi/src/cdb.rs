@@ -333,7 +333,7 @@ pub enum Cdb {
     Sanitize(Sanitize),
 }
 
-/// Reservation CDBs (decoded in `disk/pr.rs`).
+/// Reservation CDBs (decoded in `cdb/pr.rs`).
 impl Cdb {
     pub(crate) fn is_reservation(opcode: u8) -> bool {
         matches!(opcode, 0x16 | 0x17 | 0x56 | 0x57 | 0x5E | 0x5F)

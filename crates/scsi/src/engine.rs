@@ -1,10 +1,14 @@
-//! Logical units, LUN maps and command admission.
+//! LUN maps and command admission: the top layer of the crate, above the logical unit
+//! (`unit.rs`) and the handlers (`disk/`, `mmc/`), which never call back into it.
 //!
 //! What happens to a command: [`LunMap::submit`] finds the unit (or answers for an unmapped
-//! LUN), checks the task attribute, the unit attentions (`ua.rs`) and the CDB (`cdb.rs`),
-//! and enters the task set (`task_set.rs`), all synchronously in command order. The future
-//! it returns waits for the task's turn and runs the handler of the unit's kind: the disk
-//! handler (`disk/dispatch.rs`) or the CD-ROM handler (`mmc/dispatch.rs`).
+//! LUN), checks the task attribute, the unit attentions (`state/ua.rs`), the ALUA access
+//! state (`alua.rs`), the CDB (`cdb/decode.rs`, or `mmc/cdb.rs` for a CD-ROM) and a
+//! running sanitize (`disk/dispatch.rs`), and enters the task set (`state/task_set.rs`),
+//! all synchronously in command order. The future it returns waits for the task's turn,
+//! passes the reservation check (`disk/pr.rs`) and runs the handler of the unit's kind:
+//! the disk handler (`disk/dispatch.rs`) or the CD-ROM handler (`mmc/dispatch.rs`).
+//! Task management (aborts, resets) acts on the unit (`unit.rs`).
 
 use std::future::Future;
 use std::sync::Arc;

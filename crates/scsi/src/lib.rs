@@ -4,6 +4,33 @@
 //! Output: status, sense, data-in and residual, with the buffer handed back for reuse.
 //! The engine has no sockets: transports (iSCSI now, others later) map their tasks onto
 //! [`LunMap::submit`] and never interpret CDBs themselves.
+//!
+//! # Layers
+//!
+//! Each layer depends only on the ones below it (a module re-exporting its submodule's
+//! items is the only upward path, and only for names):
+//!
+//! 1. vocabulary: this file (commands, responses, settings), `sense.rs`, `lun.rs`,
+//!    `block_status.rs`, `pr.rs` (the SPC codes of persistent reservations), `alua.rs`
+//!    (ALUA codes, REPORT / SET TARGET PORT GROUPS over the shared port-group table), and
+//!    `cdb.rs` with `cdb/` (the decoded command and one decoder per command family);
+//! 2. `state/`: the per-unit state SCSI keeps (mode parameters, medium, unit attentions,
+//!    task set, reservation nexuses, sanitize, EXTENDED COPY results, aborts);
+//! 3. `unit.rs`: [`LogicalUnit`], the protocol-neutral `esos_lu::Unit` plus that state;
+//! 4. the handlers: `disk/` (SBC-3 / SPC-4) and `mmc/` (CD/DVD-ROM), which take a unit;
+//! 5. `engine.rs`: [`LunMap`], admission, ordering and task management.
+//!
+//! # A WRITE(16), file by file
+//!
+//! The transport calls [`LunMap::submit`] (`engine.rs`), which finds the unit, checks the
+//! task attribute and pending unit attentions (`state/ua.rs`), the port group's access
+//! state (`alua.rs`), decodes the CDB into `Cdb::Write` (`cdb/decode.rs`, field checks
+//! from `cdb.rs`), asks the sanitize gate (`disk/dispatch.rs`) and takes a place in the
+//! task set (`state/task_set.rs`). When the task's turn comes, the reservation check runs
+//! (`disk/pr.rs`), then `disk/dispatch.rs` checks the medium (`state/medium.rs`) and calls
+//! `disk/rw.rs`, which checks range and write protection and writes through the unit's
+//! device, with FUA when the caching mode page (`state/mode.rs`) says write-through.
+//! `engine.rs` turns the outcome into status, sense (`sense.rs`) and residual.
 
 use std::sync::Arc;
 

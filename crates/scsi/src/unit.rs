@@ -52,14 +52,15 @@ pub struct LogicalUnit {
     /// The live nexuses the unit's reservations are delivered to (`disk/pr.rs`); the
     /// reservations themselves are the unit's (`Unit::reservations`).
     pub(crate) pr: PrUnit,
-    /// Loaded or ejected, and who prevents removal (`disk/medium.rs`).
+    /// Loaded or ejected, and who prevents removal (`state/medium.rs`).
     pub(crate) medium: MediumState,
     pub(crate) tasks: Arc<TaskSet>,
     /// MODE SELECT validates against the current values and then applies: serialised.
     mode_select: Mutex<()>,
-    /// A running or failed SANITIZE (`disk/sanitize.rs`).
+    /// A running or failed SANITIZE (`state/sanitize.rs`, run by `disk/sanitize.rs`).
     pub(crate) sanitize: SanitizeState,
-    /// EXTENDED COPY results by nexus and list identifier (disk/xcopy.rs).
+    /// EXTENDED COPY results by nexus and list identifier (`state/copy.rs`, kept by
+    /// `disk/xcopy.rs`).
     pub(crate) xcopy: CopyResults,
     /// `settings.max_transfer_blocks` bounded by [`crate::MAX_TRANSFER_BYTES`] (0 = the bound).
     max_transfer_blocks: u32,

@@ -23,7 +23,7 @@ pub async fn execute(
     mut buf: IoBuf,
     by_ref: Option<(u32, &mut Option<FileSlice>)>,
 ) -> (Outcome, IoBuf) {
-    // An ejected removable medium (disk/medium.rs): one atomic load when it is there.
+    // An ejected removable medium (state/medium.rs): one atomic load when it is there.
     if let Err(s) = lu.medium.check(&cdb) {
         return (Err(s.into()), buf);
     }

@@ -1,9 +1,17 @@
 //! The direct-access (disk) device handler: what each SBC-3/SPC-4 command does.
 //!
-//! Folder map: `inquiry.rs` standard INQUIRY, `vpd.rs` VPD pages, `mode.rs` MODE SENSE /
-//! MODE SELECT, `capacity.rs` READ CAPACITY, `rw.rs` READ / WRITE / VERIFY / WRITE AND
-//! VERIFY, `sync.rs` SYNCHRONIZE CACHE and START STOP UNIT / PREVENT ALLOW MEDIUM REMOVAL
-//! over the removable-medium state in `medium.rs`; `dispatch.rs` routes a decoded CDB to them.
+//! Layering: the handlers take a [`crate::LogicalUnit`] (`unit.rs`) and read or change its
+//! state (`state/`); they never call the engine (`engine.rs`), which calls
+//! [`dispatch::execute`] once a command's turn has come. Their CDBs are decoded before
+//! that, in `cdb/`.
+//!
+//! Folder map: `dispatch.rs` routes a decoded CDB to the others (and holds the sanitize
+//! gate the engine consults at admission), `inquiry.rs` standard INQUIRY, `vpd.rs` VPD
+//! pages, `mode.rs` MODE SENSE / MODE SELECT, `capacity.rs` READ CAPACITY, `rw.rs` READ /
+//! WRITE / VERIFY / WRITE AND VERIFY, `sync.rs` SYNCHRONIZE CACHE and START STOP UNIT /
+//! PREVENT ALLOW MEDIUM REMOVAL over the removable-medium state in `state/medium.rs`.
+//! `pr.rs` PERSISTENT RESERVE IN / OUT, RESERVE / RELEASE and the reservation check every
+//! command passes, `sanitize.rs` SANITIZE.
 //! `atomic.rs` COMPARE AND WRITE / ORWRITE / WRITE ATOMIC (serialised by `esos_lu::range_lock`),
 //! `prefetch.rs` PRE-FETCH, `defect.rs` READ DEFECT DATA, `opcodes.rs` the table of
 //! supported commands behind REPORT SUPPORTED OPERATION CODES.

@@ -7,7 +7,7 @@
 //! complete session), `config.rs` GET CONFIGURATION (profiles and features), `events.rs`
 //! GET EVENT STATUS NOTIFICATION and MECHANISM STATUS, `mode.rs` MODE SENSE with the
 //! capabilities page 2Ah, `opcodes.rs` REPORT SUPPORTED OPERATION CODES. The medium state
-//! (tray, prevention) is shared with removable disks in `disk/medium.rs`.
+//! (tray, prevention) is shared with removable disks in `state/medium.rs`.
 
 mod cdb;
 mod config;
