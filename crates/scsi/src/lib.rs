@@ -238,3 +238,6 @@ pub use engine::{DataInRef, LunMap};
 pub use state::task_set::MAX_TASKS_PER_LU;
 pub use state::ua::MAX_UA_PER_NEXUS;
 pub use unit::{LogicalUnit, ResetKind};
+
+#[cfg(test)]
+mod tests_layers;

@@ -15,7 +15,7 @@ use crate::pr::StateFileError;
 /// What SCSI adds to the unit's shared [`Reservations`]: the live nexuses by id, to
 /// deliver unit attentions to registrations (which are by name) and to resolve REGISTER
 /// AND MOVE's relative target port. Bounded by the transport's session limit; entries
-/// leave with [`nexus_gone`].
+/// leave with `disk::pr::nexus_gone`.
 #[derive(Debug, Default)]
 pub struct PrUnit {
     pub(crate) known: RwLock<HashMap<u64, Arc<Nexus>>>,
