@@ -16,7 +16,7 @@ use crate::state::aborts::Aborts;
 use crate::state::copy::CopyResults;
 use crate::state::medium::MediumState;
 use crate::state::mode::ModeState;
-use crate::state::pr::{self, PrUnit};
+use crate::state::pr::PrUnit;
 use crate::state::sanitize::SanitizeState;
 use crate::state::task_set::TaskSet;
 use crate::state::ua::UnitAttentions;
@@ -75,7 +75,7 @@ impl LogicalUnit {
     /// Like [`Self::try_new`], but an unreadable reservation state file is logged and
     /// APTPL is disabled for this unit (the file is left untouched for inspection).
     pub fn new(device: Device, settings: LuSettings) -> Arc<LogicalUnit> {
-        let pr = pr::restore(settings.pr_state.clone()).unwrap_or_else(|e| {
+        let pr = Reservations::new(settings.pr_state.clone()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "persistent reservations not restored; APTPL disabled");
             Reservations::without_file()
         });
@@ -88,7 +88,7 @@ impl LogicalUnit {
         device: Device,
         settings: LuSettings,
     ) -> Result<Arc<LogicalUnit>, crate::pr::StateFileError> {
-        let pr = pr::restore(settings.pr_state.clone())?;
+        let pr = Reservations::new(settings.pr_state.clone())?;
         Ok(Self::build(device, settings, pr))
     }
 

@@ -2,6 +2,7 @@
 //! the flag that keeps the per-command check at one atomic load while nothing is
 //! registered or reserved.
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -32,7 +33,7 @@ impl Held {
 pub struct Reservations {
     inner: Mutex<Held>,
     /// False while nothing is registered or reserved: the per-command check then costs
-    /// one atomic load. Kept by [`Self::refresh`] after every change.
+    /// one atomic load. Kept by [`HeldGuard`]'s drop, so no change can leave it stale.
     active: AtomicBool,
     /// APTPL state file; `None` disables persistence through power loss.
     file: Option<PathBuf>,
@@ -73,14 +74,12 @@ impl Reservations {
     }
 
     /// Every change replaces what it changes in one assignment, so a poisoned lock still
-    /// guards a consistent state. Call [`Self::refresh`] before dropping a changed guard.
-    pub fn lock(&self) -> MutexGuard<'_, Held> {
-        self.inner.locked()
-    }
-
-    /// Updates the fast-path flag from `held` (the guard of [`Self::lock`]).
-    pub fn refresh(&self, held: &Held) {
-        self.active.store(held.any(), Ordering::Release);
+    /// guards a consistent state. The guard updates the fast-path flag when it is dropped.
+    pub fn lock(&self) -> HeldGuard<'_> {
+        HeldGuard {
+            held: self.inner.locked(),
+            active: &self.active,
+        }
     }
 
     /// The APTPL state file, `None` when persistence is disabled.
@@ -98,16 +97,40 @@ impl Reservations {
         let mut g = self.lock();
         if g.exclusive == Some(session) {
             g.exclusive = None;
-            self.refresh(&g);
         }
     }
 
     /// A reset releases the exclusive reservation (SPC-2 5.5.1); persistent reservations
     /// survive resets (SPC-4 5.9.1).
     pub fn reset(&self) {
-        let mut g = self.lock();
-        g.exclusive = None;
-        self.refresh(&g);
+        self.lock().exclusive = None;
+    }
+}
+
+/// The lock of [`Reservations`]. Dropping it sets the fast-path flag from what it guards:
+/// a stale "nothing reserved" would let every command past the reservation check.
+pub struct HeldGuard<'a> {
+    held: MutexGuard<'a, Held>,
+    active: &'a AtomicBool,
+}
+
+impl Deref for HeldGuard<'_> {
+    type Target = Held;
+    fn deref(&self) -> &Held {
+        &self.held
+    }
+}
+
+impl DerefMut for HeldGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Held {
+        &mut self.held
+    }
+}
+
+impl Drop for HeldGuard<'_> {
+    fn drop(&mut self) {
+        // Stored while the lock is still held, so flag changes follow state changes in order.
+        self.active.store(self.held.any(), Ordering::Release);
     }
 }
 
@@ -124,11 +147,7 @@ mod tests {
             subscriber: SubscriberId::new(),
             session: 1,
         };
-        {
-            let mut g = r.lock();
-            g.exclusive = Some(s);
-            r.refresh(&g);
-        }
+        r.lock().exclusive = Some(s);
         assert!(r.active());
         r.session_gone(Session { session: 2, ..s });
         assert!(r.active(), "another session's end releases nothing");

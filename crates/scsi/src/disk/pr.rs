@@ -181,7 +181,6 @@ fn reserve(lu: &LogicalUnit, cmd: &Command, take: bool) -> Result<Outcome, Confl
         (false, Some(h)) if h == me => g.exclusive = None,
         (false, _) => {}
     }
-    lu.reservations.refresh(&g);
     Ok(Ok(Done::NO_DATA))
 }
 
@@ -381,7 +380,6 @@ fn pr_out(
         ));
     }
     g.state = next;
-    lu.reservations.refresh(&g);
     drop(g);
     deliver(lu, cmd.nexus.id, &fx);
     Ok(Ok(Done {

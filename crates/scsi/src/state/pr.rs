@@ -4,13 +4,9 @@
 
 use esos_common::sync::RwLockExt as _;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use esos_lu::reservations::Reservations;
-
 use crate::Nexus;
-use crate::pr::StateFileError;
 
 /// What SCSI adds to the unit's shared [`Reservations`]: the live nexuses by id, to
 /// deliver unit attentions to registrations (which are by name) and to resolve REGISTER
@@ -32,9 +28,4 @@ impl PrUnit {
             .write_locked()
             .insert(nexus.id, Arc::clone(nexus));
     }
-}
-
-/// The reservations of a new unit, restored from `file` (SPC-4 5.9.4).
-pub fn restore(file: Option<PathBuf>) -> Result<Reservations, StateFileError> {
-    Reservations::new(file)
 }
