@@ -51,29 +51,30 @@ impl From<Sense> for Refusal {
     }
 }
 
-/// RESERVATION TYPE code (SPC-4 6.15.3.3, table 201).
+/// RESERVATION TYPE codes (SPC-4 6.15.3.3, table 201): one table for both directions.
+const TYPE_CODES: [(PrType, u8); 6] = [
+    (PrType::WriteExclusive, 1),
+    (PrType::ExclusiveAccess, 3),
+    (PrType::WriteExclusiveRegistrantsOnly, 5),
+    (PrType::ExclusiveAccessRegistrantsOnly, 6),
+    (PrType::WriteExclusiveAllRegistrants, 7),
+    (PrType::ExclusiveAccessAllRegistrants, 8),
+];
+
+/// RESERVATION TYPE code of `ty`.
 pub fn type_code(ty: PrType) -> u8 {
-    match ty {
-        PrType::WriteExclusive => 1,
-        PrType::ExclusiveAccess => 3,
-        PrType::WriteExclusiveRegistrantsOnly => 5,
-        PrType::ExclusiveAccessRegistrantsOnly => 6,
-        PrType::WriteExclusiveAllRegistrants => 7,
-        PrType::ExclusiveAccessAllRegistrants => 8,
-    }
+    TYPE_CODES
+        .iter()
+        .find(|(t, _)| *t == ty)
+        .map_or(0, |&(_, code)| code)
 }
 
 /// The type of a RESERVATION TYPE code, `None` for codes SPC-4 does not define.
 pub fn type_from_code(code: u8) -> Option<PrType> {
-    Some(match code {
-        1 => PrType::WriteExclusive,
-        3 => PrType::ExclusiveAccess,
-        5 => PrType::WriteExclusiveRegistrantsOnly,
-        6 => PrType::ExclusiveAccessRegistrantsOnly,
-        7 => PrType::WriteExclusiveAllRegistrants,
-        8 => PrType::ExclusiveAccessAllRegistrants,
-        _ => return None,
-    })
+    TYPE_CODES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map(|&(ty, _)| ty)
 }
 
 /// SPC-4 6.16.2: only LU_SCOPE (0) exists.

@@ -416,3 +416,13 @@ fn state_file_errors_name_the_line() {
     let s = decode_state("esos-pr 1\naptpl 0\n", "x").unwrap();
     assert_eq!(s, PrState::default());
 }
+
+#[test]
+fn type_codes_round_trip_and_undefined_codes_are_refused() {
+    for code in 0..=u8::MAX {
+        match type_from_code(code) {
+            Some(ty) => assert_eq!(type_code(ty), code),
+            None => assert!(![1, 3, 5, 6, 7, 8].contains(&code), "{code}"),
+        }
+    }
+}
