@@ -32,6 +32,10 @@ pub enum BlockErrorKind {
     InvalidConfig,
     /// The backend cannot do what was asked (also EOPNOTSUPP).
     Unsupported,
+    /// The device may not serve I/O here and now, though it may elsewhere: a replicated
+    /// device that is not primary on this node, lost its quorum or its lease. The host
+    /// should try another path or retry after the path states change.
+    Unavailable,
 }
 
 impl BlockErrorKind {

@@ -11,6 +11,7 @@
 //! | `Io`, write | MEDIUM ERROR, 0Ch/00h WRITE ERROR | |
 //! | `ReadOnly` | DATA PROTECT, 27h/00h WRITE PROTECTED | the backing store refused the change |
 //! | `Retryable` | NOT READY, 04h/07h LOGICAL UNIT NOT READY, OPERATION IN PROGRESS | see below |
+//! | `Unavailable` | NOT READY, 04h/0Ah LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION | a replicated device that lost its primary role, quorum or lease mid-command: multipath retries, on another path once the states change (SPC-4 5.16.2.6) |
 //! | `OutOfRange` | ILLEGAL REQUEST, 21h/00h LBA OUT OF RANGE | the device is smaller than the CDB assumed (a resize raced the command) |
 //! | `Misaligned`, `Unsupported` | ILLEGAL REQUEST, 24h/00h INVALID FIELD IN CDB | the request does not fit what the device can do |
 //! | anything else | HARDWARE ERROR, 44h/00h INTERNAL TARGET FAILURE | a target bug or a broken configuration, not the medium |
@@ -49,6 +50,7 @@ pub fn block_sense(e: &BlockError, dir: Direction) -> Sense {
         BlockErrorKind::ReadOnly => (SenseKey::DataProtect, Asc::WRITE_PROTECTED),
         BlockErrorKind::Retryable => (SenseKey::NotReady, Asc::NOT_READY_OPERATION_IN_PROGRESS),
         BlockErrorKind::OutOfRange => (SenseKey::IllegalRequest, Asc::LBA_OUT_OF_RANGE),
+        BlockErrorKind::Unavailable => (SenseKey::NotReady, crate::alua::NOT_ACCESSIBLE_TRANSITION),
         BlockErrorKind::Misaligned | BlockErrorKind::Unsupported => {
             (SenseKey::IllegalRequest, Asc::INVALID_FIELD_IN_CDB)
         }
