@@ -50,17 +50,25 @@ pub async fn run_witness(
             addr: listen,
             source,
         })?;
-    let serve = tokio::spawn(crate::quorum::serve(
+    // Dropping this future (an aborted task) stops the listener and the voter too.
+    let _serve = AbortOnDrop(tokio::spawn(crate::quorum::serve(
         router.register(Purpose::Vote),
         Arc::new(voter),
-    ));
+    )));
+    let _accept = AbortOnDrop(accept);
     tracing::info!(
         "witness {me} of cluster {cluster} on {}",
         router.local_addr()
     );
     shutdown.await;
-    serve.abort();
-    accept.abort();
     tracing::info!("witness {me} stopped");
     Ok(())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use esos_block::BoxFuture;
@@ -199,7 +199,8 @@ impl Quorum {
             devices.len() < MAX_DEVICES,
             "more than {MAX_DEVICES} devices"
         );
-        let a = Arc::new(DeviceArbiter {
+        let a = Arc::new_cyclic(|this| DeviceArbiter {
+            this: this.clone(),
             shared: self.shared.clone(),
             device: device.to_owned(),
             lease_until_ns: AtomicU64::new(0),
@@ -226,6 +227,8 @@ impl Quorum {
 impl Drop for Quorum {
     fn drop(&mut self) {
         self.stop();
+        // Each arbiter holds the shared state: break the cycle.
+        self.shared.devices.locked().clear();
     }
 }
 
@@ -303,6 +306,8 @@ async fn ping_loop(shared: Arc<Shared>) {
 /// The [`Arbiter`] of one device on this node.
 #[derive(Debug)]
 pub struct DeviceArbiter {
+    /// The renewal task needs an owned handle.
+    this: Weak<DeviceArbiter>,
     shared: Arc<Shared>,
     device: String,
     /// End of this node's primary lease, in [`mono_ns`] nanoseconds; 0 = none.
@@ -318,6 +323,17 @@ pub struct DeviceArbiter {
 impl DeviceArbiter {
     fn me(&self) -> &NodeName {
         &self.shared.cfg.me
+    }
+
+    /// Time left on this node's lease (zero when it holds none).
+    pub fn lease_left(&self) -> Duration {
+        let until = self.lease_until_ns.load(Ordering::Acquire);
+        Duration::from_nanos(until.saturating_sub(mono_ns(Instant::now())))
+    }
+
+    /// How long renewals may fail before the primary completes a round itself.
+    fn abandoned_after(&self) -> Duration {
+        Duration::from_millis(self.shared.cfg.lease_ms) + 2 * proposer::REQUEST_TIMEOUT
     }
 
     fn renewing(&self) -> bool {
@@ -377,14 +393,28 @@ impl DeviceArbiter {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut last_granted = Instant::now();
             loop {
                 tick.tick().await;
                 if me.primary_ballot.locked().is_none() {
                     tracing::warn!("{}: another node holds the record; lease ends", me.device);
                     return;
                 }
-                if !me.renew_once().await && !me.lease_valid() {
+                if me.renew_once().await {
+                    last_granted = Instant::now();
+                    continue;
+                }
+                if !me.lease_valid() {
                     tracing::warn!("{}: lease not renewed by a majority", me.device);
+                }
+                // A promotion decides within a lease of its promises; denials for longer
+                // come from a proposal abandoned between prepare and accept. Completing a
+                // round (a read) closes it; if the record names another node now, the
+                // renewals end with it.
+                if last_granted.elapsed() >= me.abandoned_after() {
+                    let _one = me.changes.lock().await;
+                    let _ = me.change(|cur| Ok(cur.clone())).await;
+                    last_granted = Instant::now();
                 }
             }
         });
@@ -451,14 +481,10 @@ impl Arbiter for DeviceArbiter {
     }
 
     fn promote(&self, generation: u64, force: bool) -> BoxFuture<'_, Result<Record, QuorumError>> {
-        // The renewal task needs an owned handle: find ours in the registry.
-        let me = self
-            .shared
-            .devices
-            .locked()
-            .get(&self.device)
-            .cloned()
-            .expect("a device arbiter is registered from its creation");
+        // `self` lives in an Arc (only `Quorum::arbiter` makes one), so this upgrades.
+        let Some(me) = self.this.upgrade() else {
+            return Box::pin(async { Err(QuorumError::Refused("the quorum stopped".into())) });
+        };
         Box::pin(me.promote_inner(generation, force))
     }
 

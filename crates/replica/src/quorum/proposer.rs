@@ -102,9 +102,11 @@ impl Tally {
         self.yes + self.conflicts
     }
 
-    /// A majority agreed, or so many did not that a majority is out of reach.
+    /// A majority agreed, or another proposer is ahead and a majority is out of reach.
+    /// Without a conflict the phase waits for every answer (each bounded by
+    /// [`REQUEST_TIMEOUT`]) so that a refusal counts every voter that answered.
     fn decided(&self, voters: usize, need: usize) -> bool {
-        self.yes >= need || voters - self.conflicts - self.other < need
+        self.yes >= need || (self.conflicts > 0 && voters - self.conflicts - self.other < need)
     }
 
     /// Without a majority: `None` to retry (another proposer is ahead), else the error.
@@ -303,7 +305,12 @@ impl Proposer {
             let current = pick(&promises);
             let new = match f(&current) {
                 Ok(n) => n,
-                Err(why) => return (Err(QuorumError::Refused(why)), true),
+                Err(why) => {
+                    // Commit the record unchanged rather than leave a promise behind: an
+                    // open promise stops the primary's renewals at that voter.
+                    self.accept(device, &ballot, &current).await;
+                    return (Err(QuorumError::Refused(why)), true);
+                }
             };
             let takes_over = new.primary.as_ref() == Some(&self.me)
                 && current.primary.as_ref() != Some(&self.me);
@@ -315,21 +322,7 @@ impl Proposer {
                     tokio::time::sleep_until((*until).into()).await;
                 }
             }
-            let mut rx = self.broadcast(&Request::Accept {
-                device: device.to_owned(),
-                ballot: ballot.clone(),
-                record: new.clone(),
-            });
-            let mut t = Tally::default();
-            while let Some((res, _)) = rx.recv().await {
-                match res {
-                    Ok(Response::Accepted) => t.yes += 1,
-                    other => t.no(other, self),
-                }
-                if t.decided(self.voters(), need) {
-                    break;
-                }
-            }
+            let t = self.accept(device, &ballot, &new).await;
             quorate |= t.answered() >= need;
             if t.yes >= need {
                 return (Ok((new, ballot)), true);
@@ -345,6 +338,26 @@ impl Proposer {
             ))),
             quorate,
         )
+    }
+
+    /// The accept phase of a round, decided on the first majority either way.
+    async fn accept(&self, device: &str, ballot: &Ballot, record: &Record) -> Tally {
+        let mut rx = self.broadcast(&Request::Accept {
+            device: device.to_owned(),
+            ballot: ballot.clone(),
+            record: record.clone(),
+        });
+        let mut t = Tally::default();
+        while let Some((res, _)) = rx.recv().await {
+            match res {
+                Ok(Response::Accepted) => t.yes += 1,
+                other => t.no(other, self),
+            }
+            if t.decided(self.voters(), self.majority()) {
+                break;
+            }
+        }
+        t
     }
 
     /// One renewal round of this node's lease on `device`, primary since `ballot`.
