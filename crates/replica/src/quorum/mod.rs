@@ -367,10 +367,11 @@ impl DeviceArbiter {
         Ok(rec)
     }
 
-    /// One renewal round; true when the lease was extended.
-    async fn renew_once(&self) -> bool {
+    /// One renewal round: whether the lease was extended, and whether a voter needs the
+    /// record again.
+    async fn renew_once(&self) -> (bool, bool) {
         let Some(ballot) = self.primary_ballot.locked().clone() else {
-            return false;
+            return (false, false);
         };
         let out = self.shared.proposer.renew(&self.device, &ballot).await;
         self.quorate.store(out.quorate, Ordering::Relaxed);
@@ -383,7 +384,7 @@ impl DeviceArbiter {
             self.lease_until_ns.store(0, Ordering::Release);
             *self.primary_ballot.locked() = None;
         }
-        out.valid_until.is_some()
+        (out.valid_until.is_some(), out.stale && !out.deposed)
     }
 
     fn start_renewing(self: &Arc<Self>) {
@@ -394,13 +395,23 @@ impl DeviceArbiter {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             let mut last_granted = Instant::now();
+            let mut last_catch_up = None::<Instant>;
             loop {
                 tick.tick().await;
                 if me.primary_ballot.locked().is_none() {
                     tracing::warn!("{}: another node holds the record; lease ends", me.device);
                     return;
                 }
-                if me.renew_once().await {
+                let (granted, stale) = me.renew_once().await;
+                let lease = Duration::from_millis(me.shared.cfg.lease_ms);
+                if stale && last_catch_up.is_none_or(|t| t.elapsed() >= lease) {
+                    // A voter that missed a change denies renewals; a read round sends it
+                    // the record, so it counts again when another voter fails.
+                    last_catch_up = Some(Instant::now());
+                    let _one = me.changes.lock().await;
+                    let _ = me.change(|cur| Ok(cur.clone())).await;
+                }
+                if granted {
                     last_granted = Instant::now();
                     continue;
                 }
@@ -466,7 +477,7 @@ impl DeviceArbiter {
                 })
             })
             .await?;
-        let renewed = self.renew_once().await;
+        let (renewed, _) = self.renew_once().await;
         self.start_renewing();
         if !renewed {
             return Err(QuorumError::LeaseLost);

@@ -440,3 +440,101 @@ async fn bad_configurations_are_refused() {
     }
     accept.abort();
 }
+
+#[tokio::test]
+async fn the_entry_points_can_be_spawned() {
+    fn send<T: Send>(_: &T) {}
+    let (router, accept) = Router::bind("pair", n("n1"), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = router.local_addr();
+    let dir = std::path::PathBuf::from("/nonexistent");
+    // Built and dropped, never run: the daemon spawns them, so they must be Send.
+    send(&crate::witness::run_witness(
+        "pair",
+        n("w"),
+        addr,
+        dir.clone(),
+        async {},
+    ));
+    send(&Quorum::start(
+        QuorumConfig {
+            cluster: "pair".into(),
+            me: n("n1"),
+            voters: vec![(n("n1"), addr)],
+            state_dir: dir,
+            lease_ms: LEASE_MS,
+        },
+        router,
+    ));
+    accept.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_that_missed_the_promotion_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a1, a2, aw) = (free_addr(), free_addr(), free_addr());
+    let voters = vec![(n("n1"), a1), (n("n2"), a2), (n("w"), aw)];
+    let n1 = node("n1", a1, &voters, dir.path()).await;
+    let n2 = node("n2", a2, &voters, dir.path()).await;
+    let d1 = n1.quorum.arbiter("db");
+    // The witness is down while n1 becomes primary: its record stays empty.
+    d1.promote(5, true).await.unwrap();
+    let _w = witness(aw, dir.path());
+    // Its denials make n1 send it the record; then n1 and the witness are a majority
+    // without n2.
+    tokio::time::sleep(Duration::from_millis(LEASE_MS)).await;
+    n2.quorum.stop();
+    drop(n2);
+    let end = Instant::now() + Duration::from_millis(LEASE_MS * 2);
+    while Instant::now() < end {
+        assert!(d1.lease_valid(), "n1 lost its lease with the witness up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(d1.quorate());
+    assert_eq!(d1.record().await.unwrap().primary, Some(n("n1")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepare_abandoned_before_its_accept_blocks_renewals_for_a_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a1, a2, aw) = (free_addr(), free_addr(), free_addr());
+    let voters = vec![(n("n1"), a1), (n("n2"), a2), (n("w"), aw)];
+    let _w = witness(aw, dir.path());
+    let n1 = node("n1", a1, &voters, dir.path()).await;
+    let n2 = node("n2", a2, &voters, dir.path()).await;
+    let d1 = n1.quorum.arbiter("db");
+    d1.promote(5, true).await.unwrap();
+    // "n2" prepares a high ballot at n2 and the witness, then dies before its accept.
+    for (to, addr) in [("n2", a2), ("w", aw)] {
+        let hello = crate::net::Hello {
+            cluster: "pair".into(),
+            from: n("n2"),
+            to: n(to),
+            purpose: Purpose::Vote,
+        };
+        let mut s = crate::net::connect(addr, &hello).await.unwrap();
+        let (kind, payload) = Request::Prepare {
+            device: "db".into(),
+            ballot: Ballot {
+                counter: 1000,
+                node: n("n2"),
+            },
+        }
+        .encode();
+        frame::write_frame(&mut s, kind, 0, &[&payload])
+            .await
+            .unwrap();
+        let f = frame::read_frame(&mut s).await.unwrap().unwrap();
+        assert!(matches!(
+            Response::decode(f.kind, &f.payload).unwrap(),
+            Response::Promise { .. }
+        ));
+    }
+    n2.quorum.stop();
+    // n1's renewals are refused, its lease ends; then n1 completes a round itself and
+    // holds a lease again.
+    eventually("n1's lease ends", || !d1.lease_valid()).await;
+    eventually("n1 holds a lease again", || d1.lease_valid()).await;
+    assert_eq!(d1.record().await.unwrap().primary, Some(n("n1")));
+}
