@@ -26,9 +26,9 @@
 //! committed. O's last successful round was granted by a majority G, which shares a voter
 //! A with M. If A granted before it promised b, A reported at least the rest of that grant,
 //! so P's wait ended after O's send time + lease > O's expiry. If A granted after it
-//! promised b, A's promise had been overtaken by a ballot above b that was accepted there
-//! with O still primary; the proposer of that ballot prepared at a majority that then
-//! refused b, so P's accept could not have committed. Either way O's lease ended before
+//! promised b, then either O's own ballot is above b (O committed a round after b was
+//! promised) or A accepted a ballot above b with O still primary; either ballot was
+//! prepared at a majority that then refused b, so P's accept could not have committed. Either way O's lease ended before
 //! P's record took effect. A resumed O therefore finds [`Arbiter::lease_valid`] false, its
 //! renewals denied (the record names P), and every change it proposes refused by the
 //! record's precondition.
@@ -150,6 +150,7 @@ impl Quorum {
         router: Arc<Router>,
     ) -> Result<Arc<Quorum>, QuorumStartError> {
         validate(&cfg).map_err(QuorumStartError::Config)?;
+        LazyLock::force(&EPOCH);
         let dir = cfg.state_dir.clone();
         let voter = tokio::task::spawn_blocking(move || Voter::open(&dir))
             .await
