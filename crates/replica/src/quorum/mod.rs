@@ -397,6 +397,7 @@ impl DeviceArbiter {
             tick.tick().await;
             let mut last_granted = Instant::now();
             let mut last_catch_up = None::<Instant>;
+            let mut lost = false;
             loop {
                 tick.tick().await;
                 if me.primary_ballot.locked().is_none() {
@@ -413,11 +414,16 @@ impl DeviceArbiter {
                     let _ = me.change(|cur| Ok(cur.clone())).await;
                 }
                 if granted {
+                    if lost {
+                        tracing::info!("{}: lease renewed again", me.device);
+                        lost = false;
+                    }
                     last_granted = Instant::now();
                     continue;
                 }
-                if !me.lease_valid() {
-                    tracing::warn!("{}: lease not renewed by a majority", me.device);
+                if !lost && !me.lease_valid() {
+                    tracing::warn!("{}: lease ended: not renewed by a majority", me.device);
+                    lost = true;
                 }
                 // A promotion decides within a lease of its promises; denials for longer
                 // come from a proposal abandoned between prepare and accept. Completing a
