@@ -73,6 +73,8 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 pub const MAX_VOTER_CONNECTIONS: usize = 64;
 /// A voter connection silent this long is closed (the proposers ping every second).
 pub const VOTER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Renewal rounds a promotion tries before it reports [`QuorumError::LeaseLost`].
+pub const FIRST_LEASE_ATTEMPTS: u32 = 3;
 /// Devices one node's quorum handles.
 pub const MAX_DEVICES: usize = acceptor::MAX_DEVICES;
 
@@ -484,12 +486,21 @@ impl DeviceArbiter {
                 })
             })
             .await?;
-        let (renewed, _) = self.renew_once().await;
-        self.start_renewing();
-        if !renewed {
-            return Err(QuorumError::LeaseLost);
+        // The record names this node now; the first lease may take a few tries (a voter
+        // answering the accept late). The renewals go on in the background either way,
+        // and promoting again is harmless.
+        let period = Duration::from_millis(self.shared.cfg.lease_ms / 4);
+        for attempt in 0..FIRST_LEASE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(period).await;
+            }
+            if self.renew_once().await.0 {
+                self.start_renewing();
+                return Ok(rec);
+            }
         }
-        Ok(rec)
+        self.start_renewing();
+        Err(QuorumError::LeaseLost)
     }
 }
 
