@@ -905,3 +905,33 @@ proptest! {
         simulate_leases(&steps)?;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_voter_slows_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a1, a2) = (free_addr(), free_addr());
+    // The witness' port accepts connections and never answers (a stopped process).
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let aw = hung.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((s, _)) = hung.accept().await {
+            conns.push(s);
+        }
+    });
+    let voters = vec![(n("n1"), a1), (n("n2"), a2), (n("w"), aw)];
+    let n1 = node("n1", a1, &voters, dir.path()).await;
+    let n2 = node("n2", a2, &voters, dir.path()).await;
+    let (d1, d2) = (n1.quorum.arbiter("db"), n2.quorum.arbiter("db"));
+    d1.promote(1, true).await.unwrap();
+    d1.set_up_to_date(1, vec![n("n1"), n("n2")]).await.unwrap();
+    let t = Instant::now();
+    assert_eq!(d2.record().await.unwrap().primary, Some(n("n1")));
+    assert!(t.elapsed() < proposer::REQUEST_TIMEOUT, "{:?}", t.elapsed());
+    let end = Instant::now() + Duration::from_millis(LEASE_MS * 2);
+    while Instant::now() < end {
+        assert!(d1.lease_valid() && d1.quorate());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    held.abort();
+}
