@@ -227,6 +227,7 @@ impl Proposer {
     }
 
     fn next_ballot(&self) -> Ballot {
+        // Counters from peers are bounded by the codec, so this never wraps.
         Ballot {
             counter: self.counter.fetch_add(1, Ordering::Relaxed) + 1,
             node: self.me.clone(),
