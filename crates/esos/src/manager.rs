@@ -318,6 +318,7 @@ impl Manager {
             None => Source {
                 label: "applied config".into(),
                 base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+                node: config::node_override(),
             },
         };
         if text.len() as u64 > config::MAX_CONFIG_BYTES {
