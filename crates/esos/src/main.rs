@@ -246,6 +246,7 @@ async fn run_server(
         alua,
         identities,
         server: server.handle(),
+        replicas: Default::default(),
     }));
     let addrs = server.local_addrs();
     for a in &addrs {
