@@ -45,7 +45,9 @@
 pub mod arbiter;
 pub mod frame;
 pub mod net;
+pub mod quorum;
 pub mod status;
+pub mod witness;
 
 pub use arbiter::{Arbiter, NodeName, QuorumError, Record};
 pub use status::{DataState, LinkState, PeerStatus, ReplicaStatus, Role};
