@@ -35,7 +35,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(node) = &cli.node {
+        config::set_node_override(node.clone());
+    }
     match cli.command {
+        Some(Command::Witness(args)) => witness(args, cli.log_level.as_deref()),
         Some(Command::Config {
             command: ConfigCommand::Check { file, no_preflight },
         }) => check(&file, no_preflight),
@@ -86,6 +90,39 @@ fn check(file: &Path, no_preflight: bool) -> anyhow::Result<ExitCode> {
         plan.targets.len(),
         plan.portals.len()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Default directory of `esos witness`'s votes.
+const DEFAULT_WITNESS_DIR: &str = "esos-witness";
+
+/// `esos witness`: a voter without data, in the foreground until SIGTERM or SIGINT.
+fn witness(args: esos::cli::WitnessArgs, cli_level: Option<&str>) -> anyhow::Result<ExitCode> {
+    init_logging(cli_level, None)?;
+    let me = esos_replica::NodeName::new(&args.name).with_context(|| {
+        format!(
+            "--name {:?}: 1 to 63 characters of A-Z, a-z, 0-9, '.', '_', '-'",
+            args.name
+        )
+    })?;
+    let dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_WITNESS_DIR));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // One witness per directory: two sharing votes would break the quorum's promises.
+    let _lock = identity::lock_data_dir(&dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(esos_replica::witness::run_witness(
+        &args.cluster,
+        me,
+        args.listen,
+        dir,
+        shutdown_signal(),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

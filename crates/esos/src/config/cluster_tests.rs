@@ -242,7 +242,7 @@ fn portals_must_be_exactly_this_members_groups() {
     );
     assert_error(
         &pair_with("node = \"n1\"", "node = \"n1\"\nlease_ms = 10"),
-        "cluster.lease_ms: 10 is not in 300..=60000",
+        "cluster.lease_ms: 10 is not in 600..=60000",
     );
     assert_error(
         &pair_with("node = \"n1\"", "node = \"n1\"\nio_timeout_ms = 0"),
