@@ -92,7 +92,13 @@ pub trait ReplicaControl: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default, Clone)]
 pub struct Replicas {
     by_device: BTreeMap<String, Arc<dyn ReplicaControl>>,
+    /// (device, peer) → (bytes of finished resyncs, bytes done by the current one when
+    /// last read): replicas report the current resync only; metrics want a running total.
+    resynced: Arc<std::sync::Mutex<ResyncTotals>>,
 }
+
+/// (device, peer) → (bytes of finished resyncs, bytes of the current one when last read).
+type ResyncTotals = BTreeMap<(String, String), (u64, u64)>;
 
 impl Replicas {
     pub fn insert(&mut self, device: String, r: Arc<dyn ReplicaControl>) {
@@ -117,6 +123,27 @@ impl Replicas {
             .values()
             .map(|r| ReplicaInfo::new(&r.status(), r.view().down))
             .collect()
+    }
+
+    /// Bytes resynced to or from each peer since the daemon started, by (device, peer),
+    /// from `infos` (a current [`Self::infos`]). A resync whose progress went back
+    /// started anew: the old one's bytes join the total. Read at each scrape, so a
+    /// resync that starts and ends between two scrapes is not seen.
+    pub fn resync_totals(&self, infos: &[ReplicaInfo]) -> Vec<(String, String, u64)> {
+        use esos_common::sync::LockExt as _;
+        let mut seen = self.resynced.locked();
+        let mut out = Vec::new();
+        for r in infos {
+            for p in &r.peers {
+                let e = seen.entry((r.device.clone(), p.name.clone())).or_default();
+                if p.sync_done_bytes < e.1 {
+                    e.0 = e.0.saturating_add(e.1);
+                }
+                e.1 = p.sync_done_bytes;
+                out.push((r.device.clone(), p.name.clone(), e.0.saturating_add(e.1)));
+            }
+        }
+        out
     }
 
     /// Runs `action` on `device` and reports it afterwards.
