@@ -9,6 +9,7 @@
 
 pub mod alua;
 pub mod reservations;
+pub mod unit;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

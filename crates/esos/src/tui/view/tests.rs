@@ -347,14 +347,7 @@ fn port_groups_tab_shows_replicated_devices() {
     let s = screen(&a);
     assert!(s.contains("Replicated devices"), "{s}");
     let row = s.lines().find(|l| l.contains("db")).unwrap();
-    for cell in [
-        "primary",
-        "up-to-date",
-        "n2",
-        "sync-source",
-        "3M",
-        "25%",
-    ] {
+    for cell in ["primary", "up-to-date", "n2", "sync-source", "3M", "25%"] {
         assert!(row.contains(cell), "{cell} not in {row}\n{s}");
     }
 }
