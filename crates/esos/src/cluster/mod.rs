@@ -8,6 +8,8 @@
 //! The API, CLI, TUI and metrics read [`ReplicaInfo`] and act through [`ReplicaControl`].
 
 pub mod alua;
+pub mod node;
+mod replica;
 pub mod reservations;
 pub mod unit;
 
