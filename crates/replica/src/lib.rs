@@ -43,9 +43,12 @@
 //! lease expired, and every change it then proposes fails the record's precondition.
 
 pub mod arbiter;
+pub mod bitmap;
 pub mod frame;
+pub mod meta;
 pub mod net;
 pub mod status;
+pub mod wire;
 
 pub use arbiter::{Arbiter, NodeName, QuorumError, Record};
 pub use status::{DataState, LinkState, PeerStatus, ReplicaStatus, Role};
