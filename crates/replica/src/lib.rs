@@ -45,6 +45,7 @@
 pub mod arbiter;
 pub mod bitmap;
 pub mod frame;
+pub mod generation;
 pub mod meta;
 pub mod net;
 pub mod status;
