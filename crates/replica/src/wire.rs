@@ -108,9 +108,11 @@ pub enum Msg {
     },
     Ping,
     Pong,
-    /// The sender asks to become the receiver's sync target (split-brain resolution in the
-    /// receiver's favour, or a repair after verify).
-    ResyncRequest,
+    /// The administrator resolved a split brain (or unrelated data) on the sender: it keeps
+    /// its data and the receiver becomes its sync target (`sender_keeps`), or the reverse.
+    ResyncRequest {
+        sender_keeps: bool,
+    },
     ResyncData {
         seq: u64,
         offset: u64,
@@ -216,6 +218,14 @@ fn kind_from(c: u8) -> Result<BlockErrorKind, FrameError> {
         .ok_or_else(|| invalid("ack.kind", format!("unknown error kind {c}")))
 }
 
+fn flag(v: u8, field: &'static str) -> Result<bool, FrameError> {
+    match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        c => Err(invalid(field, format!("{c} is not a flag"))),
+    }
+}
+
 fn invalid(field: &'static str, reason: String) -> FrameError {
     FrameError::Invalid { field, reason }
 }
@@ -247,7 +257,7 @@ impl Msg {
             Msg::Ack { .. } => KIND_ACK,
             Msg::Ping => KIND_PING,
             Msg::Pong => KIND_PONG,
-            Msg::ResyncRequest => KIND_RESYNC_REQUEST,
+            Msg::ResyncRequest { .. } => KIND_RESYNC_REQUEST,
             Msg::ResyncData { .. } => KIND_RESYNC_DATA,
             Msg::ResyncDiscard { .. } => KIND_RESYNC_DISCARD,
             Msg::ResyncDone { .. } => KIND_RESYNC_DONE,
@@ -302,7 +312,10 @@ impl Msg {
                     AckStatus::Failed { kind, message } => w.u8(kind_code(*kind)).str(message),
                 };
             }
-            Msg::Ping | Msg::Pong | Msg::ResyncRequest => {}
+            Msg::Ping | Msg::Pong => {}
+            Msg::ResyncRequest { sender_keeps } => {
+                w.u8(u8::from(*sender_keeps));
+            }
             Msg::ResyncData {
                 seq,
                 offset,
@@ -431,7 +444,9 @@ impl Msg {
             }
             KIND_PING => Msg::Ping,
             KIND_PONG => Msg::Pong,
-            KIND_RESYNC_REQUEST => Msg::ResyncRequest,
+            KIND_RESYNC_REQUEST => Msg::ResyncRequest {
+                sender_keeps: flag(r.u8("resync_request.sender_keeps")?, "resync_request")?,
+            },
             KIND_RESYNC_DONE => Msg::ResyncDone {
                 generation: r.u64("resync_done.generation")?,
             },
@@ -482,11 +497,7 @@ impl Msg {
             }
             KIND_BITMAP => {
                 let first_chunk = r.u64("bitmap.first_chunk")?;
-                let last = match r.u8("bitmap.last")? {
-                    0 => false,
-                    1 => true,
-                    c => return Err(invalid("bitmap.last", format!("{c}"))),
-                };
+                let last = flag(r.u8("bitmap.last")?, "bitmap.last")?;
                 let bits = r.bytes("bitmap.bits")?;
                 if bits.len() > MAX_BITMAP_PIECE_BYTES {
                     return Err(FrameError::TooLong(bits.len()));
@@ -588,7 +599,7 @@ mod tests {
             }),
             Just(Msg::Ping),
             Just(Msg::Pong),
-            Just(Msg::ResyncRequest),
+            any::<bool>().prop_map(|sender_keeps| Msg::ResyncRequest { sender_keeps }),
             (any::<(u64, u64)>(), bytes(600)).prop_map(|((seq, offset), d)| Msg::ResyncData {
                 seq,
                 offset,
