@@ -348,7 +348,14 @@ async fn run_server(
 
     // Devices added or removed live are in the manager's set, not the start-up one.
     let mut failed = 0usize;
+    let replicas = manager.replica_set();
     for (name, u) in manager.units() {
+        // A secondary serves nothing to flush; its replica's own stop makes it durable.
+        if let Some(r) = replicas.get(&name)
+            && r.view().role != esos_replica::Role::Primary
+        {
+            continue;
+        }
         if let Err(e) = u.flush().await {
             failed += 1;
             tracing::error!(device = %name, error = %e, "flush failed: data may not be durable");
