@@ -276,8 +276,11 @@ async fn run_server(
 ) -> anyhow::Result<ExitCode> {
     let server = Server::bind(server_config).await?;
     let (config_path, text) = file.unzip();
-    let units = opened.units.clone();
-    let replicas = opened.replicas();
+    let esos::cluster::node::Opened {
+        units,
+        node,
+        replicated,
+    } = opened;
     let manager = Arc::new(Manager::new(Running {
         plan: plan.clone(),
         text: text.unwrap_or_default(),
@@ -286,7 +289,8 @@ async fn run_server(
         alua,
         identities,
         server: server.handle(),
-        replicas,
+        replicated,
+        cluster: node.clone(),
     }));
     let addrs = server.local_addrs();
     for a in &addrs {
@@ -362,7 +366,13 @@ async fn run_server(
         }
     }
     // Replicas last: their flushes above went to the peers too.
-    opened.shutdown().await;
+    for (name, u) in manager.take_replicated() {
+        tracing::info!(device = %name, "stopping the replica");
+        u.shutdown().await;
+    }
+    if let Some(n) = node {
+        n.stop();
+    }
     if failed > 0 {
         anyhow::bail!("{failed} device(s) could not be flushed");
     }

@@ -94,6 +94,18 @@ pub struct Replicas {
 type ResyncTotals = BTreeMap<(String, String), (u64, u64)>;
 
 impl Replicas {
+    /// The replicas of `units`.
+    pub fn of(units: &[(String, unit::ReplicatedUnit)]) -> Replicas {
+        let mut r = Replicas::default();
+        for (name, u) in units {
+            r.insert(
+                name.clone(),
+                Arc::clone(&u.replica) as Arc<dyn ReplicaControl>,
+            );
+        }
+        r
+    }
+
     pub fn insert(&mut self, device: String, r: Arc<dyn ReplicaControl>) {
         self.by_device.insert(device, r);
     }

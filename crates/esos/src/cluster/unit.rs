@@ -39,7 +39,7 @@ pub struct ReplicatedUnit {
 
 impl ReplicatedUnit {
     /// Stops following the replica, then stops the replica cleanly.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         for t in &self.tasks {
             t.abort();
         }
