@@ -475,7 +475,10 @@ fn replicated_devices_are_added_live_but_never_changed_or_removed() {
         size_bytes: Some(2 << 20),
     };
     let e = diff(&bigger, &grown).unwrap_err().to_string();
-    assert!(e.contains("device \"db\"") && e.contains("cannot change"), "{e}");
+    assert!(
+        e.contains("device \"db\"") && e.contains("cannot change"),
+        "{e}"
+    );
     let e = static_unchanged(&old, &cluster_plan("", 3000))
         .unwrap_err()
         .to_string();
