@@ -26,9 +26,9 @@
 //! committed. O's last successful round was granted by a majority G, which shares a voter
 //! A with M. If A granted before it promised b, A reported at least the rest of that grant,
 //! so P's wait ended after O's send time + lease > O's expiry. If A granted after it
-//! promised b, A's promise had been overtaken by a ballot above b that was accepted there
-//! with O still primary; the proposer of that ballot prepared at a majority that then
-//! refused b, so P's accept could not have committed. Either way O's lease ended before
+//! promised b, then either O's own ballot is above b (O committed a round after b was
+//! promised) or A accepted a ballot above b with O still primary; either ballot was
+//! prepared at a majority that then refused b, so P's accept could not have committed. Either way O's lease ended before
 //! P's record took effect. A resumed O therefore finds [`Arbiter::lease_valid`] false, its
 //! renewals denied (the record names P), and every change it proposes refused by the
 //! record's precondition.
@@ -73,6 +73,8 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 pub const MAX_VOTER_CONNECTIONS: usize = 64;
 /// A voter connection silent this long is closed (the proposers ping every second).
 pub const VOTER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Renewal rounds a promotion tries before it reports [`QuorumError::LeaseLost`].
+pub const FIRST_LEASE_ATTEMPTS: u32 = 3;
 /// Devices one node's quorum handles.
 pub const MAX_DEVICES: usize = acceptor::MAX_DEVICES;
 
@@ -150,6 +152,7 @@ impl Quorum {
         router: Arc<Router>,
     ) -> Result<Arc<Quorum>, QuorumStartError> {
         validate(&cfg).map_err(QuorumStartError::Config)?;
+        LazyLock::force(&EPOCH);
         let dir = cfg.state_dir.clone();
         let voter = tokio::task::spawn_blocking(move || Voter::open(&dir))
             .await
@@ -367,10 +370,11 @@ impl DeviceArbiter {
         Ok(rec)
     }
 
-    /// One renewal round; true when the lease was extended.
-    async fn renew_once(&self) -> bool {
+    /// One renewal round: whether the lease was extended, and whether a voter needs the
+    /// record again.
+    async fn renew_once(&self) -> (bool, bool) {
         let Some(ballot) = self.primary_ballot.locked().clone() else {
-            return false;
+            return (false, false);
         };
         let out = self.shared.proposer.renew(&self.device, &ballot).await;
         self.quorate.store(out.quorate, Ordering::Relaxed);
@@ -383,7 +387,7 @@ impl DeviceArbiter {
             self.lease_until_ns.store(0, Ordering::Release);
             *self.primary_ballot.locked() = None;
         }
-        out.valid_until.is_some()
+        (out.valid_until.is_some(), out.stale && !out.deposed)
     }
 
     fn start_renewing(self: &Arc<Self>) {
@@ -394,18 +398,34 @@ impl DeviceArbiter {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             let mut last_granted = Instant::now();
+            let mut last_catch_up = None::<Instant>;
+            let mut lost = false;
             loop {
                 tick.tick().await;
                 if me.primary_ballot.locked().is_none() {
                     tracing::warn!("{}: another node holds the record; lease ends", me.device);
                     return;
                 }
-                if me.renew_once().await {
+                let (granted, stale) = me.renew_once().await;
+                let lease = Duration::from_millis(me.shared.cfg.lease_ms);
+                if stale && last_catch_up.is_none_or(|t| t.elapsed() >= lease) {
+                    // A voter that missed a change denies renewals; a read round sends it
+                    // the record, so it counts again when another voter fails.
+                    last_catch_up = Some(Instant::now());
+                    let _one = me.changes.lock().await;
+                    let _ = me.change(|cur| Ok(cur.clone())).await;
+                }
+                if granted {
+                    if lost {
+                        tracing::info!("{}: lease renewed again", me.device);
+                        lost = false;
+                    }
                     last_granted = Instant::now();
                     continue;
                 }
-                if !me.lease_valid() {
-                    tracing::warn!("{}: lease not renewed by a majority", me.device);
+                if !lost && !me.lease_valid() {
+                    tracing::warn!("{}: lease ended: not renewed by a majority", me.device);
+                    lost = true;
                 }
                 // A promotion decides within a lease of its promises; denials for longer
                 // come from a proposal abandoned between prepare and accept. Completing a
@@ -466,12 +486,21 @@ impl DeviceArbiter {
                 })
             })
             .await?;
-        let renewed = self.renew_once().await;
-        self.start_renewing();
-        if !renewed {
-            return Err(QuorumError::LeaseLost);
+        // The record names this node now; the first lease may take a few tries (a voter
+        // answering the accept late). The renewals go on in the background either way,
+        // and promoting again is harmless.
+        let period = Duration::from_millis(self.shared.cfg.lease_ms / 4);
+        for attempt in 0..FIRST_LEASE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(period).await;
+            }
+            if self.renew_once().await.0 {
+                self.start_renewing();
+                return Ok(rec);
+            }
         }
-        Ok(rec)
+        self.start_renewing();
+        Err(QuorumError::LeaseLost)
     }
 }
 

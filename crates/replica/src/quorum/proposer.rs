@@ -102,16 +102,18 @@ impl Tally {
         self.yes + self.conflicts
     }
 
-    /// A majority agreed, or another proposer is ahead and a majority is out of reach.
-    /// Without a conflict the phase waits for every answer (each bounded by
-    /// [`REQUEST_TIMEOUT`]) so that a refusal counts every voter that answered.
+    /// A majority agreed, or a majority answered but another proposer is ahead (retry at
+    /// once). Otherwise the phase waits for every answer (each bounded by
+    /// [`REQUEST_TIMEOUT`]) so that a failure counts every voter that answered.
     fn decided(&self, voters: usize, need: usize) -> bool {
-        self.yes >= need || (self.conflicts > 0 && voters - self.conflicts - self.other < need)
+        let out_of_reach = voters - self.conflicts - self.other < need;
+        self.yes >= need || (out_of_reach && self.answered() >= need)
     }
 
-    /// Without a majority: `None` to retry (another proposer is ahead), else the error.
+    /// Without a majority: `None` to retry (a majority is there, another proposer is
+    /// ahead), else the error.
     fn outcome(&self, p: &Proposer) -> Option<QuorumError> {
-        if self.conflicts > 0 {
+        if self.conflicts > 0 && self.answered() >= p.majority() {
             return None;
         }
         if let Some(e) = &self.failed {
@@ -172,6 +174,9 @@ pub struct RenewOutcome {
     pub quorate: bool,
     /// A majority's record names another primary (or none): renewing is pointless.
     pub deposed: bool,
+    /// Some voter's record names another primary (or none): it missed a change (it was
+    /// down during an accept) and denies renewals until a round brings it up to date.
+    pub stale: bool,
 }
 
 /// Proposes changes of device records and renews this node's leases.
@@ -222,6 +227,7 @@ impl Proposer {
     }
 
     fn next_ballot(&self) -> Ballot {
+        // Counters from peers are bounded by the codec, so this never wraps.
         Ballot {
             counter: self.counter.fetch_add(1, Ordering::Relaxed) + 1,
             node: self.me.clone(),
@@ -390,6 +396,7 @@ impl Proposer {
                 .then(|| sent + Duration::from_millis(self.lease_ms * 9 / 10)),
             quorate: granted + denied >= need,
             deposed: deposed >= need,
+            stale: deposed > 0,
         }
     }
 

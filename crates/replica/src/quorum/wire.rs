@@ -26,6 +26,11 @@ pub const MAX_DEVICE_NAME_LEN: usize = 64;
 /// a promotion wait, for longer.
 pub const MAX_LEASE_MS: u64 = 60_000;
 
+/// Highest ballot counter a voter or proposer takes from a peer: far above any counter
+/// reached in practice (one per round), far enough below `u64::MAX` that bumping past it
+/// never overflows.
+pub const MAX_BALLOT_COUNTER: u64 = 1 << 62;
+
 /// A proposal number: ordered by counter, then by the proposer's name, so two proposers
 /// never use the same ballot.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -121,8 +126,15 @@ pub(crate) fn put_ballot(w: &mut Writer, b: &Ballot) {
 }
 
 pub(crate) fn get_ballot(r: &mut Reader<'_>) -> Result<Ballot, FrameError> {
+    let counter = r.u64("ballot.counter")?;
+    if counter > MAX_BALLOT_COUNTER {
+        return Err(FrameError::Invalid {
+            field: "ballot.counter",
+            reason: format!("{counter}; at most {MAX_BALLOT_COUNTER}"),
+        });
+    }
     Ok(Ballot {
-        counter: r.u64("ballot.counter")?,
+        counter,
         node: node(r, "ballot.node")?,
     })
 }
@@ -437,6 +449,9 @@ mod tests {
         let mut w = Writer::new();
         w.u64(1).u64(2).u8(0).u8(MAX_DATA_NODES as u8 + 1);
         assert!(get_record(&mut Reader::new(&w.finish())).is_err());
+        let mut w = Writer::new();
+        w.u64(MAX_BALLOT_COUNTER + 1).str("n1");
+        assert!(get_ballot(&mut Reader::new(&w.finish())).is_err());
     }
 
     proptest! {
