@@ -489,6 +489,7 @@ impl Manager {
                     name: d.name.clone(),
                     kind: d.kind.as_str().into(),
                     path,
+                    backing: d.replica.as_ref().map(|r| r.backing.name.clone()),
                     size_bytes: unit.map_or(0, |u| u.capacity_bytes()),
                     block_size: d.spec.block_size,
                     read_only: d.spec.read_only,
