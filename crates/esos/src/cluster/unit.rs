@@ -298,6 +298,16 @@ mod tests {
         assert_eq!(fake.sent.lock().unwrap().len(), 1);
         let sent = String::from_utf8(fake.sent.lock().unwrap()[0].clone()).unwrap();
         assert!(sent.contains("generation 3"), "{sent}");
-        r.shutdown().await;
+        // The report carries the unit's own groups.
+        let units = vec![("db".to_owned(), r)];
+        let info = &crate::cluster::Replicas::of(&units).infos()[0];
+        assert_eq!(info.role, "primary");
+        let groups: Vec<(u16, &str)> = info
+            .port_groups
+            .iter()
+            .map(|g| (g.id, g.state.as_str()))
+            .collect();
+        assert_eq!(groups, [(1, "active-optimized"), (2, "standby")]);
+        units[0].1.shutdown().await;
     }
 }
