@@ -300,6 +300,34 @@ mod tests {
             .await;
         assert!(res.is_err());
 
+        // Reservations made on the primary reach the secondary.
+        let text = "esos-pr 1\naptpl 1\ngeneration 1\nreg 1 00000000000000aa 1 iqn.h *\n";
+        let state = esos_lu::reservations::decode_state(text, "t").unwrap();
+        n1.units[0].unit().reservations.lock().state = state.clone();
+        let res2 = Arc::clone(n2.units[0].unit());
+        wait_for("the reservation on n2", || {
+            res2.reservations.snapshot() == state
+        })
+        .await;
+
+        // A switchover: n1 steps down, n2 takes over without force, the groups follow.
+        r1.act("db", Action::Demote).await.unwrap();
+        let info = r2
+            .act("db", Action::Promote { force: false })
+            .await
+            .unwrap();
+        assert_eq!((info.role.as_str(), info.me.as_str()), ("primary", "n2"));
+        for units in [&n1.units, &n2.units] {
+            let t = Arc::clone(&units[0].settings().alua);
+            wait_for("the groups to follow n2", || {
+                t.states() == vec![(1, AccessState::Standby), (2, AccessState::ActiveOptimized)]
+            })
+            .await;
+        }
+        let (res, _) = n2.units[0].unit().device.write(0, vec![7; 512], true).await;
+        res.unwrap();
+        assert_eq!(n2.units[0].unit().reservations.snapshot(), state);
+
         for (_, u) in n1.replicated.iter().chain(&n2.replicated) {
             u.shutdown().await;
         }
