@@ -3,6 +3,7 @@
 //! [`crate::cli::EXIT_CODES_HELP`].
 
 mod print;
+mod replica;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -79,6 +80,13 @@ pub fn run(cmd: Command, global: &GlobalClientArgs) -> Option<ExitCode> {
             let conn = o(conn);
             call(&conn, |c| session(c, &conn, command))
         }
+        Command::Replica { config, command } => {
+            let conn = o(ClientArgs {
+                config,
+                ..ClientArgs::default()
+            });
+            call(&conn, |c| replica::run(c, conn.json, command))
+        }
         Command::PortGroup { conn, command } => {
             let conn = o(conn);
             call(&conn, |c| port_group(c, &conn, command))
@@ -119,6 +127,7 @@ pub fn run(cmd: Command, global: &GlobalClientArgs) -> Option<ExitCode> {
             call(&conn, |c| export(c, &conn))
         }
         Command::Serve(_)
+        | Command::Witness(_)
         | Command::Config {
             command: ConfigCommand::Check { .. },
         } => return None,
@@ -262,6 +271,8 @@ async fn device(c: Client, conn: &Opts, cmd: DeviceCommand) -> Result<Outcome, C
                 ),
                 ("product", d.product.map(Value::from)),
                 ("serial", d.serial.map(Value::from)),
+                ("backing", d.backing.map(Value::from)),
+                ("resync_rate", d.resync_rate.map(Value::from)),
             ];
             for (k, v) in fields {
                 if let Some(v) = v {
