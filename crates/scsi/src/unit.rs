@@ -18,9 +18,9 @@ use crate::state::medium::MediumState;
 use crate::state::mode::ModeState;
 use crate::state::pr::PrUnit;
 use crate::state::sanitize::SanitizeState;
-use crate::state::task_set::TaskSet;
+use crate::state::task_set::{Marked, TaskSet};
 use crate::state::ua::UnitAttentions;
-use crate::{LuKind, LuSettings, SenseBytes};
+use crate::{LuKind, LuSettings, Nexus, SenseBytes};
 
 /// The units one nexus sees, ascending by LUN number: the content of its LUN map, which
 /// EXTENDED COPY resolves its copy targets in.
@@ -149,12 +149,30 @@ impl LogicalUnit {
     }
 
     /// Task management aborted the tasks of `nexus` (every nexus when `None`) tagged `tag`
-    /// (every tag when `None`). The transport still waits for commands doing I/O (SAM-5:
-    /// an aborted task must not touch the medium after its abort is answered); commands
-    /// that only wait, a SANITIZE without IMMED whose operation continues regardless
-    /// (SBC-4 4.11), stop waiting now.
+    /// (every tag when `None`). Tasks still waiting for their turn end at once without
+    /// running, and tasks running lose their status ([`Response::ABORTED`]). The transport
+    /// still waits for commands doing I/O (SAM-5: an aborted task must not touch the
+    /// medium after its abort is answered); commands that only wait, a SANITIZE without
+    /// IMMED whose operation continues regardless (SBC-4 4.11), stop waiting now.
+    ///
+    /// [`Response::ABORTED`]: crate::Response::ABORTED
     pub fn abort(&self, nexus: Option<u64>, tag: Option<u32>) {
+        self.tasks
+            .abort(|n, t| nexus.is_none_or(|x| x == n.id) && tag.is_none_or(|x| x == t));
         self.aborts.record(nexus, tag);
+    }
+
+    /// Aborts, on behalf of another nexus, every task of the nexuses `covers` selects
+    /// (PREEMPT AND ABORT): as [`Self::abort`], and with TAS 0 each nexus that lost a task
+    /// gets COMMANDS CLEARED BY ANOTHER INITIATOR (SAM-5 5.6). The caller waits for the
+    /// returned started tasks to end before it reports the abort done.
+    pub(crate) fn abort_for_other(&self, covers: impl Fn(&Nexus) -> bool) -> Marked {
+        let marked = self.tasks.abort(|n, _| covers(n));
+        for &n in &marked.nexuses {
+            self.ua.post(n, Asc::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+            self.aborts.record(Some(n), None);
+        }
+        marked
     }
 
     /// I/O statistics across every path and session.
