@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use esos_e2e::client::pdu::{Pdu, op};
+use esos_e2e::client::pdu::{FINAL, Pdu, op};
 use esos_e2e::client::{ClientError, Conn, LoginOptions};
 use esos_e2e::daemon::{Ctx, Daemon};
 use esos_e2e::paths;
@@ -187,8 +187,20 @@ fn login_as(d: &Daemon, who: &str) -> Conn {
 /// Sends a command with task attribute `attr` (1 SIMPLE, 2 ORDERED, 3 HEAD OF QUEUE) and
 /// all of `data` as immediate data, without waiting for its response; returns its ITT.
 fn send(c: &mut Conn, cdb: &[u8], data: &[u8], read_len: u32, attr: u8) -> u32 {
+    send_part(c, cdb, data, data.len() as u32, read_len, attr)
+}
+
+/// [`send`] of a write of `write_len` bytes of which `data` goes as immediate data.
+fn send_part(
+    c: &mut Conn,
+    cdb: &[u8],
+    data: &[u8],
+    write_len: u32,
+    read_len: u32,
+    attr: u8,
+) -> u32 {
     assert!(c.neg.immediate_data && data.len() <= c.neg.first_burst as usize);
-    let mut p: Pdu = c.scsi_header(0, cdb, data.len() as u32, read_len);
+    let mut p: Pdu = c.scsi_header(0, cdb, write_len, read_len);
     p.bhs[1] = (p.bhs[1] & !0x07) | attr;
     p.data = data.to_vec();
     c.send(&p).expect("send command");
@@ -264,6 +276,21 @@ fn preempt_and_abort(reserve: bool) {
     }
     std::thread::sleep(Duration::from_millis(300));
 
+    // A: a two-block write whose second block the target asks for with an R2T, which A
+    // answers only after the preemption.
+    let mut cdb = write10(98);
+    cdb[8] = 2;
+    let gathering = send_part(&mut a, &cdb, &[0xA5; BS], 2 * BS as u32, 0, 1);
+    a.set_read_timeout(Duration::from_secs(20)).unwrap();
+    let r2t = a.recv_response().expect("R2T");
+    assert_eq!((r2t.opcode(), r2t.itt()), (op::R2T, gathering), "{r2t:?}");
+    let (ttt, offset) = (r2t.u32_at(20), r2t.u32_at(40));
+    assert_eq!(
+        (offset, r2t.u32_at(44)),
+        (BS as u32, BS as u32),
+        "R2T range"
+    );
+
     // A: an ORDERED write, then SIMPLE ones behind it.
     let lbas = [100u32, 101, 102];
     let mut itts = Vec::new();
@@ -311,6 +338,15 @@ fn preempt_and_abort(reserve: bool) {
         }
     }
 
+    // A: the data of its gathering write, after the preemption.
+    let mut p = Pdu::new(op::DATA_OUT, FINAL);
+    p.set_lun(0);
+    p.set_u32(16, gathering);
+    p.set_u32(20, ttt);
+    p.set_u32(40, offset);
+    p.data = vec![0xA5; BS];
+    a.send(&p).expect("Data-Out");
+
     // A: no response ever comes for its aborted writes (TAS 0).
     a.set_read_timeout(Duration::from_millis(1000)).unwrap();
     match a.recv_response() {
@@ -341,7 +377,7 @@ fn preempt_and_abort(reserve: bool) {
 
     // None of A's outstanding writes reached the disk.
     let file = std::fs::read(shm.path().join("d0.img")).unwrap();
-    for lba in lbas {
+    for lba in [98, 99].into_iter().chain(lbas) {
         let at = lba as usize * BS;
         assert!(
             file[at..at + BS].iter().all(|&b| b == 0),

@@ -24,7 +24,7 @@ use crate::mmc;
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::state::task_set::{Order, Ticket};
 use crate::state::ua::UaVerdict;
-use crate::unit::{LogicalUnit, Luns};
+use crate::unit::{AbortMark, LogicalUnit, Luns};
 use crate::{Command, IoBuf, LuKind, Nexus, Residual, Response, SenseBytes, Status, TaskAttr};
 
 /// The LUNs one initiator group sees: LUN number → logical unit.
@@ -63,6 +63,12 @@ impl LunMap {
         let n = lun::decode(wire_lun)?;
         let i = self.luns.binary_search_by_key(&n, |(l, _)| *l).ok()?;
         Some(&self.luns[i].1)
+    }
+
+    /// For a command the transport accepted for `wire_lun` but submits only later (a WRITE
+    /// still receiving its data): see [`AbortMark`]. `None` for an unmapped LUN.
+    pub fn abort_mark(&self, wire_lun: u64) -> Option<AbortMark> {
+        self.find(wire_lun).map(LogicalUnit::abort_mark)
     }
 
     /// Posts REPORTED LUNS DATA HAS CHANGED to every unit of this map.

@@ -256,7 +256,7 @@ mod unit;
 pub use engine::{DataInRef, LunMap};
 pub use state::task_set::MAX_TASKS_PER_LU;
 pub use state::ua::MAX_UA_PER_NEXUS;
-pub use unit::{LogicalUnit, ResetKind};
+pub use unit::{AbortMark, LogicalUnit, ResetKind};
 
 #[cfg(test)]
 mod tests_layers;

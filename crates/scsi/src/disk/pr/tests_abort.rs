@@ -300,3 +300,32 @@ async fn task_management_abort_ends_queued_tasks_at_once() {
     // A task-management abort posts no unit attention of its own.
     assert_eq!(tur(&map, &a).await.status, Status::Good);
 }
+
+/// A command the transport holds (a WRITE receiving its data) is aborted by a later
+/// PREEMPT AND ABORT of its nexus, not by an earlier one nor by task management.
+#[tokio::test]
+async fn abort_mark_covers_commands_not_yet_submitted() {
+    let (lu, _dev) = gated_lu();
+    let map = LunMap::new(vec![(0, Arc::clone(&lu))]);
+    let (a, b) = (nexus(1, "iqn.a"), nexus(2, "iqn.b"));
+    for n in [&a, &b] {
+        tur(&map, n).await;
+    }
+    pr_out(&map, &a, sa::REGISTER_AND_IGNORE, 0, 0, 1).await;
+    pr_out(&map, &b, sa::REGISTER_AND_IGNORE, 0, 0, 2).await;
+    let before = map.abort_mark(0).expect("LUN 0 is mapped");
+    assert!(map.abort_mark(5).is_none());
+    lu.abort(Some(a.id), None);
+    assert!(
+        !before.aborted(a.id, 7),
+        "task management of A's own session"
+    );
+    pr_out(&map, &b, sa::PREEMPT_AND_ABORT, 0, 2, 1).await;
+    let after = map.abort_mark(0).unwrap();
+    assert!(!before.aborted(b.id, 7), "B was not preempted");
+    assert!(before.aborted(a.id, 7));
+    assert!(!after.aborted(a.id, 8), "accepted after the preemption");
+    assert_eq!(asc(&tur(&map, &a).await), (0x6, 0x2A, 0x05));
+    assert_eq!(asc(&tur(&map, &a).await), (0x6, 0x2F, 0x00));
+    assert_eq!(tur(&map, &a).await.status, Status::Good);
+}
