@@ -16,9 +16,11 @@
 //! started (its write may already be with the device, which cannot take it back) has
 //! ended, so its write has landed or failed before the GOOD and nothing of it lands
 //! later; and no aborted task ever reports a status. A task whose status was decided
-//! before the abort (a READ still sending its data) is complete, not aborted. Writes the
-//! transport still gathers data for enter the task set only once their data is in: after
-//! the preemption, so they meet its reservation check and unit attentions.
+//! before the abort (a READ still sending its data) is complete, not aborted. A write the
+//! transport still gathers data for is not in the task set yet: the transport asks its
+//! `AbortMark` once the data is in, and the write ends the same way. Waiting for a started
+//! task can take as long as its I/O, or, when its session no longer polls it (a socket
+//! that stopped moving), until that connection is dropped and its commands with it.
 //!
 //! With APTPL the state file is written (and fsynced) inside the PERSISTENT RESERVE OUT
 //! command, on the executor thread: a rare, small write, and GOOD must wait for it anyway.
