@@ -24,7 +24,7 @@ use crate::mmc;
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::state::task_set::{Order, Ticket};
 use crate::state::ua::UaVerdict;
-use crate::unit::{LogicalUnit, Luns};
+use crate::unit::{AbortMark, LogicalUnit, Luns};
 use crate::{Command, IoBuf, LuKind, Nexus, Residual, Response, SenseBytes, Status, TaskAttr};
 
 /// The LUNs one initiator group sees: LUN number → logical unit.
@@ -63,6 +63,12 @@ impl LunMap {
         let n = lun::decode(wire_lun)?;
         let i = self.luns.binary_search_by_key(&n, |(l, _)| *l).ok()?;
         Some(&self.luns[i].1)
+    }
+
+    /// For a command the transport accepted for `wire_lun` but submits only later (a WRITE
+    /// still receiving its data): see [`AbortMark`]. `None` for an unmapped LUN.
+    pub fn abort_mark(&self, wire_lun: u64) -> Option<AbortMark> {
+        self.find(wire_lun).map(LogicalUnit::abort_mark)
     }
 
     /// Posts REPORTED LUNS DATA HAS CHANGED to every unit of this map.
@@ -118,7 +124,9 @@ impl LunMap {
                     let edtl = cmd.expected_len;
                     let in_flight = lu.stats.start();
                     let (resp, buf, data_ref) = async {
-                        ticket.ready().await;
+                        if ticket.ready().await.is_err() {
+                            return (Response::ABORTED, buf, None);
+                        }
                         let mut slice = None;
                         let (outcome, buf) = match disk::pr::intercept(&lu, &cmd, &cdb, buf) {
                             // EXTENDED COPY finds its copy targets in the issuing nexus's map,
@@ -141,11 +149,26 @@ impl LunMap {
                                 LuKind::Cdrom => mmc::dispatch::execute(&lu, &cmd, cdb, buf).await,
                             },
                             disk::pr::Intercept::Done(outcome, buf) => (outcome, buf),
+                            // PREEMPT AND ABORT answers once the preempted tasks that
+                            // started have ended: no write of theirs lands after its
+                            // GOOD (SPC-4 5.9.11.5).
+                            disk::pr::Intercept::DoneAfter {
+                                outcome,
+                                buf,
+                                started,
+                            } => {
+                                lu.tasks.drained(&started).await;
+                                (outcome, buf)
+                            }
                             disk::pr::Intercept::Conflict(buf) => {
                                 return (disk::pr::conflict_response(), buf, None);
                             }
                         };
                         let resp = respond(&cmd, outcome, |s| lu.check(s));
+                        if ticket.settle().is_err() {
+                            // Aborted while it ran: whatever it did, it reports nothing.
+                            return (Response::ABORTED, buf, None);
+                        }
                         match slice {
                             Some(mut slice) if resp.data_in_len > 0 => {
                                 slice.len = u64::from(resp.data_in_len);
@@ -229,7 +252,7 @@ impl LunMap {
             TaskAttr::HeadOfQueue => Order::HeadOfQueue,
             _ => Order::Simple,
         };
-        let Ok(ticket) = lu.tasks.admit(order) else {
+        let Ok(ticket) = lu.tasks.admit(order, &cmd.nexus, cmd.tag) else {
             let resp = Response {
                 status: Status::TaskSetFull,
                 sense: SenseBytes::EMPTY,

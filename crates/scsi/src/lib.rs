@@ -152,6 +152,25 @@ pub struct Response {
     pub residual: Residual,
 }
 
+impl Response {
+    /// An aborted task's answer (SAM-5 5.6): aborted by task management, or by another
+    /// nexus's PREEMPT AND ABORT, before it started or while it ran. With TAS 0 in the
+    /// control mode page, the only value esos reports, the initiator gets no response at
+    /// all: the transport ends the task and sends nothing. The engine returns TASK ABORTED
+    /// status for nothing else.
+    pub const ABORTED: Response = Response {
+        status: Status::TaskAborted,
+        sense: SenseBytes::EMPTY,
+        data_in_len: 0,
+        residual: Residual::None,
+    };
+
+    /// True for [`Response::ABORTED`]: send no response.
+    pub fn is_aborted(&self) -> bool {
+        self.status == Status::TaskAborted
+    }
+}
+
 /// Identity of a logical unit, shared with every other front-end of the device
 /// (`esos_lu::identity`): stable across restarts so multipath recognises it.
 pub use esos_lu::identity::Identity;
@@ -237,7 +256,7 @@ mod unit;
 pub use engine::{DataInRef, LunMap};
 pub use state::task_set::MAX_TASKS_PER_LU;
 pub use state::ua::MAX_UA_PER_NEXUS;
-pub use unit::{LogicalUnit, ResetKind};
+pub use unit::{AbortMark, LogicalUnit, ResetKind};
 
 #[cfg(test)]
 mod tests_layers;

@@ -55,6 +55,8 @@ impl Asc {
     pub const BUS_RESET_OCCURRED: Asc = Asc(0x29, 0x02);
     pub const DEVICE_RESET_OCCURRED: Asc = Asc(0x29, 0x03);
     pub const MODE_PARAMETERS_CHANGED: Asc = Asc(0x2A, 0x01);
+    /// Tasks of this nexus were aborted by another nexus (SAM-5 5.6, TAS 0).
+    pub const COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: Asc = Asc(0x2F, 0x00);
     pub const CAPACITY_DATA_CHANGED: Asc = Asc(0x2A, 0x09);
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Asc = Asc(0x39, 0x00);
     pub const REPORTED_LUNS_DATA_CHANGED: Asc = Asc(0x3F, 0x0E);

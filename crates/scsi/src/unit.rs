@@ -2,7 +2,7 @@
 //! (`state/`). Below the handlers (`disk/`, `mmc/`), which take a `&LogicalUnit`, and
 //! below the engine (`engine.rs`), which admits commands to it.
 
-use esos_common::sync::LockExt as _;
+use esos_common::sync::{LockExt as _, RwLockExt as _};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,9 +18,9 @@ use crate::state::medium::MediumState;
 use crate::state::mode::ModeState;
 use crate::state::pr::PrUnit;
 use crate::state::sanitize::SanitizeState;
-use crate::state::task_set::TaskSet;
+use crate::state::task_set::{Marked, TaskSet};
 use crate::state::ua::UnitAttentions;
-use crate::{LuKind, LuSettings, SenseBytes};
+use crate::{LuKind, LuSettings, Nexus, SenseBytes};
 
 /// The units one nexus sees, ascending by LUN number: the content of its LUN map, which
 /// EXTENDED COPY resolves its copy targets in.
@@ -149,12 +149,41 @@ impl LogicalUnit {
     }
 
     /// Task management aborted the tasks of `nexus` (every nexus when `None`) tagged `tag`
-    /// (every tag when `None`). The transport still waits for commands doing I/O (SAM-5:
-    /// an aborted task must not touch the medium after its abort is answered); commands
-    /// that only wait, a SANITIZE without IMMED whose operation continues regardless
-    /// (SBC-4 4.11), stop waiting now.
+    /// (every tag when `None`). Tasks still waiting for their turn end at once without
+    /// running, and tasks running lose their status ([`Response::ABORTED`]). The transport
+    /// still waits for commands doing I/O (SAM-5: an aborted task must not touch the
+    /// medium after its abort is answered); commands that only wait, a SANITIZE without
+    /// IMMED whose operation continues regardless (SBC-4 4.11), stop waiting now.
+    ///
+    /// [`Response::ABORTED`]: crate::Response::ABORTED
     pub fn abort(&self, nexus: Option<u64>, tag: Option<u32>) {
-        self.aborts.record(nexus, tag);
+        self.tasks
+            .abort(|n, t| nexus.is_none_or(|x| x == n.id) && tag.is_none_or(|x| x == t));
+        self.aborts.record(nexus, tag, false);
+    }
+
+    /// Aborts, on behalf of another nexus, every task of the nexuses `covers` selects
+    /// (PREEMPT AND ABORT): as [`Self::abort`], and with TAS 0 each nexus that lost a task
+    /// gets COMMANDS CLEARED BY ANOTHER INITIATOR (SAM-5 5.6). The caller waits for the
+    /// returned started tasks to end before it reports the abort done.
+    pub(crate) fn abort_for_other(&self, covers: impl Fn(&Nexus) -> bool) -> Marked {
+        let marked = self.tasks.abort(|n, _| covers(n));
+        for &n in &marked.nexuses {
+            self.ua.post(n, Asc::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+        }
+        // Also the nexuses with no task here yet: a transport may hold a command of theirs
+        // it has not submitted (`AbortMark`).
+        let mut ids: Vec<u64> = {
+            let known = self.pr.known.read_locked();
+            known.values().filter(|n| covers(n)).map(|n| n.id).collect()
+        };
+        ids.extend_from_slice(&marked.nexuses);
+        ids.sort_unstable();
+        ids.dedup();
+        for n in ids {
+            self.aborts.record(Some(n), None, true);
+        }
+        marked
     }
 
     /// I/O statistics across every path and session.
@@ -229,6 +258,42 @@ impl LogicalUnit {
 
     pub(crate) fn check(&self, sense: Sense) -> SenseBytes {
         sense.encode(self.mode.d_sense())
+    }
+
+    /// A mark for [`AbortMark::aborted`], taken when a transport accepts a command it
+    /// submits only later.
+    pub fn abort_mark(self: &Arc<Self>) -> AbortMark {
+        AbortMark {
+            lu: Arc::clone(self),
+            since: self.aborts.mark(),
+        }
+    }
+}
+
+/// Where a unit's aborts stood when a transport accepted a command it has not submitted
+/// yet (a WRITE still receiving its data): an abort since then covers that command too,
+/// which then ends without a response, as one in the task set would (SAM-5 5.6, TAS 0).
+#[derive(Debug, Clone)]
+pub struct AbortMark {
+    lu: Arc<LogicalUnit>,
+    since: u64,
+}
+
+impl AbortMark {
+    /// True when another nexus's abort (PREEMPT AND ABORT) recorded since the mark covers
+    /// task `tag` of `nexus`; it then also posts COMMANDS CLEARED BY ANOTHER INITIATOR to
+    /// it. The transport ends such commands of its own task management itself, and after a
+    /// reset the command meets the reset's unit attention. Of more than 64 aborts of the
+    /// unit since the mark the oldest are missed: the command then meets the reservation
+    /// check and unit attentions of the preemption instead.
+    pub fn aborted(&self, nexus: u64, tag: u32) -> bool {
+        let hit = self.lu.aborts.hit(self.since, nexus, tag, true);
+        if hit {
+            self.lu
+                .ua
+                .post(nexus, Asc::COMMANDS_CLEARED_BY_ANOTHER_INITIATOR);
+        }
+        hit
     }
 }
 

@@ -7,8 +7,20 @@
 //! persists APTPL state and delivers unit attentions to live nexuses.
 //!
 //! PREEMPT AND ABORT removes the preempted registrations and posts their unit attentions
-//! like PREEMPT; it does not abort commands already running for the preempted nexuses,
-//! because the task set has no per-nexus abort yet. Their later commands conflict.
+//! like PREEMPT, then aborts every task of the preempted nexuses on this unit (SPC-4
+//! 5.9.11.5; the issuer's own nexus is never among them). With the control mode page's
+//! TST 000b, TAS 0 and QERR 00b (the only values esos reports), SAM-5 5.6 has the aborted
+//! tasks end without a response and each nexus that lost a task get COMMANDS CLEARED BY
+//! ANOTHER INITIATOR. What "aborted" guarantees, once the PERSISTENT RESERVE OUT answers
+//! GOOD: an aborted task that had not started never touches the medium; one that had
+//! started (its write may already be with the device, which cannot take it back) has
+//! ended, so its write has landed or failed before the GOOD and nothing of it lands
+//! later; and no aborted task ever reports a status. A task whose status was decided
+//! before the abort (a READ still sending its data) is complete, not aborted. A write the
+//! transport still gathers data for is not in the task set yet: the transport asks its
+//! `AbortMark` once the data is in, and the write ends the same way. Waiting for a started
+//! task can take as long as its I/O, or, when its session no longer polls it (a socket
+//! that stopped moving), until that connection is dropped and its commands with it.
 //!
 //! With APTPL the state file is written (and fsynced) inside the PERSISTENT RESERVE OUT
 //! command, on the executor thread: a rare, small write, and GOOD must wait for it anyway.
@@ -70,6 +82,13 @@ pub enum Intercept {
     Conflict(IoBuf),
     /// A reservation command, answered here.
     Done(Outcome, IoBuf),
+    /// PREEMPT AND ABORT, answered once the aborted tasks that had `started` have ended
+    /// (`TaskSet::drained`).
+    DoneAfter {
+        outcome: Outcome,
+        buf: IoBuf,
+        started: Vec<u64>,
+    },
     /// Any other command: run it.
     Dispatch(IoBuf),
 }
@@ -144,9 +163,10 @@ pub fn intercept(lu: &LogicalUnit, cmd: &Command, cdb: &Cdb, mut buf: IoBuf) -> 
             return Intercept::Conflict(buf);
         }
     }
+    let none = |r: Result<Outcome, Conflict>| r.map(|o| (o, Vec::new()));
     let result = match *cdb {
         Cdb::PersistentReserveIn { action, alloc_len } => {
-            Ok(pr_in(lu, action, alloc_len, &mut buf))
+            Ok((pr_in(lu, action, alloc_len, &mut buf), Vec::new()))
         }
         Cdb::PersistentReserveOut {
             action,
@@ -154,12 +174,17 @@ pub fn intercept(lu: &LogicalUnit, cmd: &Command, cdb: &Cdb, mut buf: IoBuf) -> 
             pr_type,
             param_len,
         } => pr_out(lu, cmd, action, scope, pr_type, param_len, &buf),
-        Cdb::Reserve => reserve(lu, cmd, true),
-        Cdb::Release => reserve(lu, cmd, false),
+        Cdb::Reserve => none(reserve(lu, cmd, true)),
+        Cdb::Release => none(reserve(lu, cmd, false)),
         _ => return Intercept::Dispatch(buf),
     };
     match result {
-        Ok(outcome) => Intercept::Done(outcome, buf),
+        Ok((outcome, started)) if started.is_empty() => Intercept::Done(outcome, buf),
+        Ok((outcome, started)) => Intercept::DoneAfter {
+            outcome,
+            buf,
+            started,
+        },
         Err(Conflict) => Intercept::Conflict(buf),
     }
 }
@@ -321,7 +346,9 @@ fn move_params(lu: &LogicalUnit, cmd: &Command, list: &[u8]) -> Result<MoveParam
 }
 
 /// PERSISTENT RESERVE OUT (SPC-4 6.16): parse, run the state machine on a copy, make it
-/// durable when APTPL asks, then publish it and its unit attentions.
+/// durable when APTPL asks, then publish it and its unit attentions, and abort the
+/// preempted tasks of PREEMPT AND ABORT. Also returns the aborted tasks that had started,
+/// which the command waits for before it answers.
 fn pr_out(
     lu: &LogicalUnit,
     cmd: &Command,
@@ -330,13 +357,13 @@ fn pr_out(
     pr_type: u8,
     param_len: u32,
     buf: &IoBuf,
-) -> Result<Outcome, Conflict> {
-    let fail = |s: Sense| Ok(Err(s.into()));
+) -> Result<(Outcome, Vec<u64>), Conflict> {
+    let fail = |s: Sense| Ok((Err(s.into()), Vec::new()));
     if param_len > MAX_PR_OUT_LEN {
         return fail(length_error());
     }
     if let Err(f) = super::rw::check_data_out(cmd.expected_len, buf, u64::from(param_len)) {
-        return Ok(Err(f));
+        return Ok((Err(f), Vec::new()));
     }
     let list = &buf[..param_len as usize];
     let me = port(&cmd.nexus);
@@ -382,10 +409,22 @@ fn pr_out(
     g.state = next;
     drop(g);
     deliver(lu, cmd.nexus.id, &fx);
-    Ok(Ok(Done {
+    let started = abort_preempted(lu, cmd.nexus.id, &fx.abort);
+    let done = Done {
         data_in: 0,
         transfer: u64::from(param_len),
-    }))
+    };
+    Ok((Ok(done), started))
+}
+
+/// Aborts every task on `lu` of the nexuses `victims` match, except the issuer's (SPC-4
+/// 5.9.11.5, with TAS 0: see the top of this file); returns those that had started.
+fn abort_preempted(lu: &LogicalUnit, issuer: u64, victims: &[Who]) -> Vec<u64> {
+    if victims.is_empty() {
+        return Vec::new();
+    }
+    let covers = |n: &Nexus| n.id != issuer && victims.iter().any(|w| w.matches(port(n)));
+    lu.abort_for_other(covers).started
 }
 
 /// Posts the notices of `fx` to every live nexus they name except the issuer, through the
@@ -412,3 +451,5 @@ fn deliver(lu: &LogicalUnit, issuer: u64, fx: &Effects) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_abort;

@@ -1,5 +1,6 @@
-//! Recent task-management aborts of one unit, for commands that only wait and can stop
-//! at once (a SANITIZE without IMMED).
+//! Recent aborts of one unit, for commands that only wait and can stop at once (a
+//! SANITIZE without IMMED) and for commands a transport accepted but has not submitted
+//! yet (a WRITE still receiving its data).
 
 use esos_common::sync::LockExt as _;
 use std::sync::Mutex;
@@ -13,20 +14,33 @@ pub(crate) struct Aborts {
     seq: std::sync::atomic::AtomicU64,
 }
 
-/// (sequence, nexus or every nexus, tag or every tag).
-type AbortRecord = (u64, Option<u64>, Option<u32>);
+#[derive(Debug, Clone, Copy)]
+struct AbortRecord {
+    seq: u64,
+    /// The nexus whose tasks are aborted; `None`: every nexus.
+    nexus: Option<u64>,
+    /// The task tag; `None`: every task of the nexus.
+    tag: Option<u32>,
+    /// Aborted by another nexus (PREEMPT AND ABORT): COMMANDS CLEARED BY ANOTHER INITIATOR.
+    by_other: bool,
+}
 
 /// Aborts remembered per unit; a waiter that misses older ones was woken for them anyway.
 const MAX_RECENT_ABORTS: usize = 64;
 
 impl Aborts {
-    pub(crate) fn record(&self, nexus: Option<u64>, tag: Option<u32>) {
+    pub(crate) fn record(&self, nexus: Option<u64>, tag: Option<u32>, by_other: bool) {
         let mut r = self.recent.locked();
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
         if r.len() == MAX_RECENT_ABORTS {
             r.pop_front();
         }
-        r.push_back((seq, nexus, tag));
+        r.push_back(AbortRecord {
+            seq,
+            nexus,
+            tag,
+            by_other,
+        });
         drop(r);
         self.notify.notify_waiters();
     }
@@ -36,10 +50,16 @@ impl Aborts {
         self.seq.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn hit(&self, since: u64, nexus: u64, tag: u32) -> bool {
+    /// True when an abort recorded after `since` covers the task (`nexus`, `tag`); with
+    /// `by_other`, only one by another nexus. Of more than [`MAX_RECENT_ABORTS`] since,
+    /// the oldest are missed.
+    pub(crate) fn hit(&self, since: u64, nexus: u64, tag: u32, by_other: bool) -> bool {
         let r = self.recent.locked();
-        r.iter().any(|&(seq, n, t)| {
-            seq > since && n.is_none_or(|n| n == nexus) && t.is_none_or(|t| t == tag)
+        r.iter().any(|a| {
+            a.seq > since
+                && (a.by_other || !by_other)
+                && a.nexus.is_none_or(|n| n == nexus)
+                && a.tag.is_none_or(|t| t == tag)
         })
     }
 
@@ -49,7 +69,7 @@ impl Aborts {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.hit(since, nexus, tag) {
+            if self.hit(since, nexus, tag, false) {
                 return;
             }
             notified.await;

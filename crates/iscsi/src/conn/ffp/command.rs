@@ -170,10 +170,12 @@ where
             next_r2t_offset: 0,
             r2t_sn: 0,
             r2ts: Vec::new(),
+            abort_mark: None,
         };
         if p.received >= edtl {
             return self.submit(meta, p.cmd, p.buf).await;
         }
+        p.abort_mark = self.luns.abort_mark(c.lun);
         p.next_r2t_offset = if p.unsolicited_done {
             p.received
         } else {

@@ -30,7 +30,8 @@ impl Writer {
         self.state.finished(meta.counted);
         self.state.release(meta.units);
         let aborted = self.inflight.remove(&meta.itt).is_some_and(|(_, a)| a);
-        let result = if aborted || self.failed {
+        // `is_aborted`: another nexus aborted it (PREEMPT AND ABORT): no response, TAS 0.
+        let result = if aborted || resp.is_aborted() || self.failed {
             Ok(())
         } else {
             let data = match &data_ref {

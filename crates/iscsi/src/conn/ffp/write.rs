@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use esos_scsi::{Command, IoBuf};
+use esos_scsi::{AbortMark, Command, IoBuf};
 
 use crate::pdu;
 
@@ -28,6 +28,9 @@ pub(super) struct PendingWrite {
     pub(super) r2t_sn: u32,
     /// R2Ts sent whose data has not all arrived.
     pub(super) r2ts: Vec<OutstandingR2t>,
+    /// The unit's aborts when the command arrived: another nexus's PREEMPT AND ABORT
+    /// since then aborts it too, once its data is in.
+    pub(super) abort_mark: Option<AbortMark>,
 }
 
 /// One R2T the initiator still owes data for.
@@ -148,6 +151,19 @@ where
         }
         if p.received >= p.edtl {
             let p = self.pending.remove(&d.itt).expect("pending write present");
+            let nexus = self.nexus.id;
+            if p.abort_mark
+                .as_ref()
+                .is_some_and(|m| m.aborted(nexus, d.itt))
+            {
+                // Aborted by another nexus while its data came in: it ends without a
+                // response, like its tasks in the task set (TAS 0).
+                tracing::debug!(itt = d.itt, "write aborted by another nexus: no response");
+                self.state.finished(p.counted);
+                self.state.release(p.units);
+                self.state.put_buf(p.buf);
+                return Ok(());
+            }
             let meta = TaskMeta {
                 itt: d.itt,
                 lun: p.cmd.lun,
