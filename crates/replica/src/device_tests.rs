@@ -54,6 +54,8 @@ struct Rig {
     addrs: Vec<(NodeName, SocketAddr)>,
     auto_promote: bool,
     io_timeout_ms: u64,
+    /// Resync rate of nodes started from now on (0: unlimited).
+    resync_rate: std::sync::atomic::AtomicU64,
     /// Wraps each node's local device (counting FUA and flushes).
     counters: std::sync::Mutex<Vec<(NodeName, Arc<Counting>)>>,
 }
@@ -84,6 +86,7 @@ impl Rig {
             auto_promote,
             io_timeout_ms,
             counters: Default::default(),
+            resync_rate: AtomicU64::new(0),
             routers,
         };
         let mut nodes = vec![];
@@ -137,7 +140,7 @@ impl Rig {
                 .collect(),
             meta_path: self.dir.path().join(format!("{me}.meta")),
             chunk_bytes: CHUNK,
-            resync_rate_bytes_per_sec: 0,
+            resync_rate_bytes_per_sec: self.resync_rate.load(Ordering::SeqCst),
             auto_promote: self.auto_promote,
             io_timeout_ms: self.io_timeout_ms,
         };
@@ -652,6 +655,52 @@ async fn down_demotes_and_refuses_io_and_up_reconnects() {
             node.stop().await;
         }
         images_equal(&rig, &names[0], &names[1]);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_resync_continues_from_the_bits_left() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (rig, mut nodes) = Rig::new(&["a", "b"]).await;
+        first_primary(&nodes).await;
+        let b = nodes.pop().unwrap();
+        let a = nodes.pop().unwrap();
+        b.kill();
+        for k in 0..16u64 {
+            let (res, _) = a.r.write(k << 20, pattern(k, 1 << 20), false).await;
+            res.unwrap();
+        }
+        let dirty = a.r.status().peers[0].out_of_sync_bytes;
+        assert!(dirty >= 16 << 20, "{dirty}");
+        // a restarts with a slow resync, which b's second death cuts short.
+        a.stop().await;
+        rig.resync_rate.store(8 << 20, Ordering::SeqCst);
+        let a = rig.restart("a").await;
+        a.r.promote(false).await.unwrap();
+        let b = rig.restart("b").await;
+        until("resync under way", Duration::from_secs(10), || {
+            a.r.status().peers[0].sync_done_bytes >= 6 << 20
+        })
+        .await;
+        b.kill();
+        until("link down", Duration::from_secs(5), || {
+            a.r.status().peers[0].link == LinkState::Connecting
+        })
+        .await;
+        let left = a.r.status().peers[0].out_of_sync_bytes;
+        assert!(left < dirty, "{left} of {dirty} left");
+        let b = rig.restart("b").await;
+        until("resync done", Duration::from_secs(20), || in_sync(&a, &b)).await;
+        let second = a.r.status().peers[0].sync_done_bytes;
+        assert!(
+            second <= left + (4 << 20),
+            "{second} after {left} were left"
+        );
+        a.stop().await;
+        b.stop().await;
+        images_equal(&rig, &n("a"), &n("b"));
     })
     .await
     .unwrap();
