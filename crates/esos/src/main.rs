@@ -89,6 +89,18 @@ fn check(file: &Path, no_preflight: bool) -> anyhow::Result<ExitCode> {
         plan.targets.len(),
         plan.portals.len()
     );
+    if let Some(c) = &plan.cluster {
+        let replicated = plan.devices.iter().filter(|d| d.replica.is_some()).count();
+        println!(
+            "cluster {}: this node {}, {} member(s){}, {replicated} replicated device(s)",
+            c.name,
+            c.me,
+            c.members.len(),
+            c.witness
+                .as_ref()
+                .map_or(String::new(), |(w, _)| format!(" and witness {w}"))
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -276,8 +288,11 @@ async fn run_server(
 ) -> anyhow::Result<ExitCode> {
     let server = Server::bind(server_config).await?;
     let (config_path, text) = file.unzip();
-    let units = opened.units.clone();
-    let replicas = opened.replicas();
+    let esos::cluster::node::Opened {
+        units,
+        node,
+        replicated,
+    } = opened;
     let manager = Arc::new(Manager::new(Running {
         plan: plan.clone(),
         text: text.unwrap_or_default(),
@@ -286,7 +301,8 @@ async fn run_server(
         alua,
         identities,
         server: server.handle(),
-        replicas,
+        replicated,
+        cluster: node.clone(),
     }));
     let addrs = server.local_addrs();
     for a in &addrs {
@@ -362,7 +378,13 @@ async fn run_server(
         }
     }
     // Replicas last: their flushes above went to the peers too.
-    opened.shutdown().await;
+    for (name, u) in manager.take_replicated() {
+        tracing::info!(device = %name, "stopping the replica");
+        u.shutdown().await;
+    }
+    if let Some(n) = node {
+        n.stop();
+    }
     if failed > 0 {
         anyhow::bail!("{failed} device(s) could not be flushed");
     }

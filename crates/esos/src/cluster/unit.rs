@@ -29,6 +29,9 @@ pub trait ReplicaHandle: ReplicaControl {
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
 
+/// Longest a stopping primary waits for its demotion to reach the quorum.
+pub const DEMOTE_AT_EXIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One replicated unit and the tasks that keep it in step with its replica.
 #[derive(Debug)]
 pub struct ReplicatedUnit {
@@ -38,10 +41,20 @@ pub struct ReplicatedUnit {
 }
 
 impl ReplicatedUnit {
-    /// Stops following the replica, then stops the replica cleanly.
-    pub async fn shutdown(self) {
+    /// Stops following the replica, then stops the replica cleanly. A primary demotes
+    /// first, so the quorum names no primary and an up-to-date peer may take over at once
+    /// instead of finding the record still naming this node.
+    pub async fn shutdown(&self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if self.replica.view().role == Role::Primary {
+            let demote = self.replica.act(super::Action::Demote);
+            match tokio::time::timeout(DEMOTE_AT_EXIT_TIMEOUT, demote).await {
+                Ok(Ok(())) => tracing::info!("primary demoted before stopping"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "demote before stopping refused"),
+                Err(_) => tracing::warn!("demote before stopping timed out"),
+            }
         }
         self.replica.shutdown().await;
     }
@@ -89,6 +102,12 @@ pub fn build(
         move || r1.view().role == Role::Primary,
         move |blob| r2.send_state(blob),
     );
+    let (r1, r2) = (Arc::clone(&replica), Arc::clone(&replica));
+    let resend = tokio::spawn(reservations::resend(
+        Arc::clone(unit.unit()),
+        move || r1.view().role == Role::Primary,
+        move |blob| r2.send_state(blob),
+    ));
     let follow_states = tokio::spawn(reservations::follow(
         Arc::clone(unit.unit()),
         d.name.clone(),
@@ -97,7 +116,7 @@ pub fn build(
     Ok(ReplicatedUnit {
         unit,
         replica,
-        tasks: vec![follow_roles, follow_states],
+        tasks: vec![follow_roles, follow_states, resend],
     })
 }
 
@@ -279,6 +298,16 @@ mod tests {
         assert_eq!(fake.sent.lock().unwrap().len(), 1);
         let sent = String::from_utf8(fake.sent.lock().unwrap()[0].clone()).unwrap();
         assert!(sent.contains("generation 3"), "{sent}");
-        r.shutdown().await;
+        // The report carries the unit's own groups.
+        let units = vec![("db".to_owned(), r)];
+        let info = &crate::cluster::Replicas::of(&units).infos()[0];
+        assert_eq!(info.role, "primary");
+        let groups: Vec<(u16, &str)> = info
+            .port_groups
+            .iter()
+            .map(|g| (g.id, g.state.as_str()))
+            .collect();
+        assert_eq!(groups, [(1, "active-optimized"), (2, "standby")]);
+        units[0].1.shutdown().await;
     }
 }
