@@ -669,8 +669,19 @@ fn unescape(s: &str) -> Option<String> {
 /// The state file text. Only an APTPL state carries registrations: without APTPL a
 /// restart must forget them (SPC-4 5.9.4).
 pub fn encode_state(s: &PrState) -> String {
+    encode(s, false)
+}
+
+/// The whole state whatever APTPL says, for a replica of the unit on another node: a
+/// failover is not a power loss, so registrations without APTPL must survive it too.
+/// Read back with [`decode_replicated_state`].
+pub fn encode_replicated_state(s: &PrState) -> String {
+    encode(s, true)
+}
+
+fn encode(s: &PrState, all: bool) -> String {
     let mut out = format!("{FILE_MAGIC}\naptpl {}\n", u8::from(s.aptpl));
-    if !s.aptpl {
+    if !s.aptpl && !all {
         return out;
     }
     let _ = writeln!(out, "generation {}", s.generation);
@@ -693,6 +704,15 @@ pub fn encode_state(s: &PrState) -> String {
 
 /// Parses [`encode_state`]'s output; every defect is reported with its line.
 pub fn decode_state(text: &str, path: &str) -> Result<PrState, StateFileError> {
+    decode(text, path, false)
+}
+
+/// Parses [`encode_replicated_state`]'s output: registrations are kept with or without APTPL.
+pub fn decode_replicated_state(text: &str, path: &str) -> Result<PrState, StateFileError> {
+    decode(text, path, true)
+}
+
+fn decode(text: &str, path: &str, all: bool) -> Result<PrState, StateFileError> {
     let fail = |line: usize, reason: &str| StateFileError::Parse {
         path: path.to_owned(),
         line,
@@ -766,7 +786,7 @@ pub fn decode_state(text: &str, path: &str) -> Result<PrState, StateFileError> {
     {
         return Err(fail(0, "reservation holder is not registered"));
     }
-    if !s.aptpl {
+    if !s.aptpl && !all {
         return Ok(PrState::default());
     }
     Ok(s)

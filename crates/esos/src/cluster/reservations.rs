@@ -1,13 +1,16 @@
 //! Persistent reservations of a replicated unit, cluster-wide: the primary sends the
-//! encoded state (`esos_lu::reservations::encode_state`) after every change, in the order
-//! of the changes; a secondary saves what arrives to its APTPL file and replaces its own
-//! state, so after a failover the new primary enforces exactly what the old one did.
+//! whole encoded state (`esos_lu::reservations::encode_replicated_state`: registrations
+//! with and without APTPL) after every change, in the order of the changes; a secondary
+//! saves what arrives to its APTPL file (which keeps registrations only under APTPL) and
+//! replaces its own state, so after a failover the new primary enforces exactly what the old one did.
 
 use std::sync::{Arc, Mutex};
 
 use esos_common::sync::LockExt as _;
 use esos_lu::Unit;
-use esos_lu::reservations::{Observer, PrState, Reservations, decode_state, encode_state, save};
+use esos_lu::reservations::{
+    Observer, PrState, Reservations, decode_replicated_state, encode_replicated_state, save,
+};
 use tokio::sync::mpsc;
 
 /// Largest reservation state accepted from a peer: far above what
@@ -26,7 +29,7 @@ pub fn publish(
         if !is_primary() {
             return;
         }
-        let text = encode_state(s);
+        let text = encode_replicated_state(s);
         let mut last = last.locked();
         if last.as_deref() != Some(text.as_str()) {
             send(text.clone().into_bytes());
@@ -54,7 +57,7 @@ pub async fn resend(
         tick.tick().await;
         if is_primary() {
             let g = unit.reservations.lock();
-            send(encode_state(&g.state).into_bytes());
+            send(encode_replicated_state(&g.state).into_bytes());
         }
     }
 }
@@ -77,7 +80,7 @@ pub fn apply_state(reservations: &Reservations, blob: &[u8]) -> Result<(), Apply
         return Err(ApplyStateError::TooLarge(blob.len()));
     }
     let text = std::str::from_utf8(blob).map_err(|_| ApplyStateError::NotText)?;
-    let state = decode_state(text, "reservations from the primary")?;
+    let state = decode_replicated_state(text, "reservations from the primary")?;
     if let Some(path) = reservations.file() {
         save(path, &state)?;
     }
@@ -106,6 +109,7 @@ pub async fn follow(unit: Arc<Unit>, device: String, mut states: mpsc::Receiver<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use esos_lu::reservations::decode_state;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     fn unit(file: Option<std::path::PathBuf>) -> Reservations {
@@ -141,5 +145,23 @@ mod tests {
         assert!(apply_state(&secondary, b"junk").is_err());
         assert!(apply_state(&secondary, &vec![b'x'; MAX_STATE_BYTES + 1]).is_err());
         assert_eq!(secondary.snapshot(), saved);
+    }
+
+    #[test]
+    fn registrations_without_aptpl_reach_the_secondary_but_not_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db.pr");
+        let primary = unit(None);
+        let secondary = unit(Some(file.clone()));
+        let sent = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+        let s = sent.clone();
+        publish(&primary, || true, move |b| s.locked().push(b));
+        let text = "esos-pr 1\naptpl 0\ngeneration 2\nreg 1 00000000000000aa 1 iqn.a *\nres 1 1\n";
+        primary.lock().state = decode_replicated_state(text, "t").unwrap();
+        assert_eq!(primary.snapshot().regs.len(), 1);
+        apply_state(&secondary, &sent.locked()[0]).unwrap();
+        // A failover keeps them; a power loss of the whole cluster would not (no APTPL).
+        assert_eq!(secondary.snapshot(), primary.snapshot());
+        assert!(esos_lu::reservations::load(&file).unwrap().regs.is_empty());
     }
 }
