@@ -10,6 +10,9 @@
 //! - my bitmap generation is the peer's current one: the peer is where I left it: partial
 //!   sync of my bitmap from me;
 //! - the peer's current generation is older in my history: full sync from me;
+//! - both went on from the same bitmap generation, one of them without the quorum ever
+//!   recording its new generation (so it acknowledged nothing since): that one resyncs
+//!   from the other, through both bitmaps;
 //! - both went on from the same bitmap generation: split brain, the two bitmaps tell what
 //!   each wrote;
 //! - some older generation in common: split brain, only a full sync can resolve it;
@@ -32,6 +35,9 @@ pub struct Side {
     pub history: [u64; HISTORY_LEN],
     /// Stopped while primary and not resynced since.
     pub crashed_primary: bool,
+    /// `current` was started by this side and never recorded by the quorum: nothing
+    /// written under it was acknowledged, so it may be overwritten.
+    pub unconfirmed: bool,
 }
 
 /// What the link does next, from the local node's point of view.
@@ -133,7 +139,16 @@ fn raw(me: &Side, peer: &Side) -> Decision {
         bitmaps_usable,
     };
     if me.bitmap != 0 && me.bitmap == peer.bitmap {
-        return split(true);
+        // Both went on from the same base, but a side whose new generation the quorum
+        // never recorded acknowledged nothing since: it takes the other's data (both
+        // bitmaps cover what differs) — unless neither was recorded, a tie broken by name.
+        return match (me.unconfirmed, peer.unconfirmed) {
+            (true, false) => Decision::SyncFromPeer { full: false },
+            (false, true) => Decision::SyncFromMe { full: false },
+            (true, true) if me.name < peer.name => Decision::SyncFromMe { full: false },
+            (true, true) => Decision::SyncFromPeer { full: false },
+            (false, false) => split(true),
+        };
     }
     let older = |s: &Side| {
         let mut v = s.history.to_vec();
@@ -164,7 +179,13 @@ mod tests {
             bitmap,
             history: h,
             crashed_primary: false,
+            unconfirmed: false,
         }
+    }
+
+    fn unconfirmed(mut s: Side) -> Side {
+        s.unconfirmed = true;
+        s
     }
 
     fn crashed(mut s: Side) -> Side {
@@ -258,6 +279,18 @@ mod tests {
                 side("a", UpToDate, 6, 5, &[5]),
                 side("b", UpToDate, 7, 5, &[5]),
                 sb(6, 7, true),
+            ),
+            (
+                "an isolated primary's unrecorded generation yields to the promoted peer",
+                unconfirmed(side("a", UpToDate, 6, 5, &[5])),
+                side("b", UpToDate, 7, 5, &[5]),
+                SyncFromPeer { full: false },
+            ),
+            (
+                "neither side's new generation recorded: the smaller name is the source",
+                unconfirmed(side("a", UpToDate, 6, 5, &[5])),
+                unconfirmed(side("b", UpToDate, 7, 5, &[5])),
+                SyncFromMe { full: false },
             ),
             (
                 "split brain from an older base",

@@ -22,7 +22,7 @@ use futures_util::future::join_all;
 use crate::arbiter::NodeName;
 use crate::device::{Peer, Replica, new_generation, unavailable};
 use crate::link::{Conn, Reply};
-use crate::meta::AL_EXTENT_BYTES;
+use crate::meta::{AL_EXTENT_BYTES, FLAG_UNCONFIRMED};
 use crate::status::{DataState, Role};
 use crate::wire::{AckStatus, MAX_DATA_BYTES, Msg, WRITE_FUA};
 
@@ -258,7 +258,10 @@ impl Replica {
                     let g = new_generation();
                     self.meta.set_active_dirty(peer);
                     self.meta
-                        .update(|h| h.new_generation(g, std::slice::from_ref(peer)))
+                        .update(|h| {
+                            h.new_generation(g, std::slice::from_ref(peer));
+                            h.flags |= FLAG_UNCONFIRMED;
+                        })
                         .await
                         .map_err(|e| BlockError::new(BlockErrorKind::Io, e.to_string()))?;
                     self.st.locked().pending_exclusion = Some((peer.clone(), g));
@@ -272,10 +275,17 @@ impl Replica {
             .await;
             match res {
                 Ok(Ok(rec)) => {
-                    let mut st = self.st.locked();
-                    st.up_to_date = rec.up_to_date;
-                    st.pending_exclusion = None;
-                    drop(st);
+                    {
+                        let mut st = self.st.locked();
+                        st.up_to_date = rec.up_to_date;
+                        st.pending_exclusion = None;
+                    }
+                    // Recorded: writes under it may be acknowledged once this is durable
+                    // (a flag left set would let a peer overwrite acknowledged writes).
+                    self.meta
+                        .update(|h| h.flags &= !FLAG_UNCONFIRMED)
+                        .await
+                        .map_err(|e| BlockError::new(BlockErrorKind::Io, e.to_string()))?;
                     drop(g);
                     tracing::warn!(
                         "replicated device {}: going on without {peer} (generation {generation:016x})",

@@ -53,6 +53,11 @@ pub const FLAG_CLEAN: u8 = 1 << 0;
 pub const FLAG_PRIMARY: u8 = 1 << 1;
 /// Flag: this node stopped while primary and has not resynced with a peer since.
 pub const FLAG_CRASHED_PRIMARY: u8 = 1 << 2;
+/// Flag: the current generation was started here (a primary going on without a peer) and
+/// the quorum has not recorded it yet, so no write under it was acknowledged. A link that
+/// finds the peer went on from the same base resyncs this side from the peer instead of
+/// calling it a split brain.
+pub const FLAG_UNCONFIRMED: u8 = 1 << 3;
 
 // Slot layout (big-endian).
 const AT_SEQ: usize = 8;
@@ -126,6 +131,7 @@ impl Header {
         if generation != self.current {
             self.new_generation(generation, &[]);
         }
+        self.flags &= !FLAG_UNCONFIRMED;
     }
 
     pub fn peer(&self, name: &NodeName) -> Option<&PeerMeta> {

@@ -20,10 +20,12 @@ use crate::device::{Peer, PeerInfo, Replica};
 use crate::frame::{self, FrameError};
 use crate::generation::{Decision, Side, decide};
 use crate::link::{Conn, LINK_TIMEOUT, MAX_IN_FLIGHT, Reply};
-use crate::meta::FLAG_CRASHED_PRIMARY;
+use crate::meta::{FLAG_CRASHED_PRIMARY, FLAG_UNCONFIRMED};
 use crate::net::{self, HELLO_TIMEOUT, Incoming, Purpose};
 use crate::status::{DataState, LinkState, Role};
-use crate::wire::{AckStatus, HELLO_CRASHED_PRIMARY, LinkHello, Msg, WRITE_FUA};
+use crate::wire::{
+    AckStatus, HELLO_CRASHED_PRIMARY, HELLO_UNCONFIRMED, LinkHello, Msg, WRITE_FUA,
+};
 
 /// Longest pause between two connection attempts.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
@@ -69,6 +71,7 @@ fn side(h: &LinkHello) -> Side {
         bitmap: h.bitmap,
         history: h.history,
         crashed_primary: h.flags & HELLO_CRASHED_PRIMARY != 0,
+        unconfirmed: h.flags & HELLO_UNCONFIRMED != 0,
     }
 }
 
@@ -199,6 +202,10 @@ impl Replica {
             history: h.history,
             flags: if h.flags & FLAG_CRASHED_PRIMARY != 0 {
                 HELLO_CRASHED_PRIMARY
+            } else {
+                0
+            } | if h.flags & FLAG_UNCONFIRMED != 0 {
+                HELLO_UNCONFIRMED
             } else {
                 0
             },
@@ -445,9 +452,14 @@ impl Replica {
         let generation = self.meta.header().current;
         match self.arbiter.set_up_to_date(generation, utd).await {
             Ok(rec) => {
-                let mut st = self.st.locked();
-                st.up_to_date = rec.up_to_date;
-                st.pending_exclusion = None;
+                {
+                    let mut st = self.st.locked();
+                    st.up_to_date = rec.up_to_date;
+                    st.pending_exclusion = None;
+                }
+                if let Err(e) = self.meta.update(|h| h.flags &= !FLAG_UNCONFIRMED).await {
+                    tracing::warn!("replicated device {}: {e}", self.cfg.device);
+                }
             }
             Err(e) => tracing::warn!(
                 "replicated device {}: cannot record {} as up to date: {e}",

@@ -46,6 +46,9 @@ pub const KIND_BITMAP: u16 = 0x0111;
 /// Hello flag: this node stopped (crashed) while primary, so its activity log counts as
 /// dirty towards every peer.
 pub const HELLO_CRASHED_PRIMARY: u32 = 1 << 0;
+/// Hello flag: the sender's current generation is not recorded by the quorum (no write
+/// under it was acknowledged).
+pub const HELLO_UNCONFIRMED: u32 = 1 << 1;
 /// Write flag: forced unit access: durable on the peer before it acknowledges.
 pub const WRITE_FUA: u8 = 1 << 0;
 
