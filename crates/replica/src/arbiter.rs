@@ -91,7 +91,9 @@ pub trait Arbiter: Send + Sync + fmt::Debug {
 
     /// Makes this node primary of data at `generation`. Precondition: no other primary
     /// holds the record (or `force`), and this node is in `up_to_date` with the record's
-    /// generation equal to `generation` — or the record is new (epoch 0) and `force`
+    /// generation equal to `generation` — or `force` while no node holds a lease (the
+    /// administrator accepts this node's data as the only up-to-date copy after losing the
+    /// others) — or the record is new (epoch 0) and `force`
     /// (the administrator names the first primary). Waits until every lease a majority
     /// granted to a previous primary has expired, then holds a lease of its own, renewed in
     /// the background until [`Arbiter::demote`] or until renewal fails.

@@ -23,9 +23,7 @@ use crate::link::{Conn, LINK_TIMEOUT, MAX_IN_FLIGHT, Reply};
 use crate::meta::{FLAG_CRASHED_PRIMARY, FLAG_UNCONFIRMED};
 use crate::net::{self, HELLO_TIMEOUT, Incoming, Purpose};
 use crate::status::{DataState, LinkState, Role};
-use crate::wire::{
-    AckStatus, HELLO_CRASHED_PRIMARY, HELLO_UNCONFIRMED, LinkHello, Msg, WRITE_FUA,
-};
+use crate::wire::{AckStatus, HELLO_CRASHED_PRIMARY, HELLO_UNCONFIRMED, LinkHello, Msg, WRITE_FUA};
 
 /// Longest pause between two connection attempts.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);

@@ -478,6 +478,18 @@ impl DeviceArbiter {
                         up_to_date: vec![me.clone()],
                     });
                 }
+                if force && granted_left.is_zero() && !cur.is_up_to_date(&me) {
+                    // Disaster recovery: the up-to-date copies are gone for good and the
+                    // administrator accepts this node's older data. Never while any node
+                    // holds a lease, so it cannot overrule a serving primary; the node's
+                    // data becomes the only up-to-date copy.
+                    return Ok(Record {
+                        epoch: cur.epoch + 1,
+                        primary: Some(me.clone()),
+                        generation,
+                        up_to_date: vec![me.clone()],
+                    });
+                }
                 if !cur.is_up_to_date(&me) {
                     return Err(format!("{me} is not up to date"));
                 }

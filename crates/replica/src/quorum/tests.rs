@@ -976,3 +976,37 @@ async fn a_dead_primary_is_replaced_without_force_once_its_lease_is_gone() {
     assert_eq!(rec.primary, Some(n("n2")));
     assert!(d2.lease_valid() && !d1.lease_valid());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outdated_node_is_forced_up_only_when_no_primary_holds_a_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a1, a2, aw) = (free_addr(), free_addr(), free_addr());
+    let voters = vec![(n("n1"), a1), (n("n2"), a2), (n("w"), aw)];
+    let _stop_w = witness(aw, dir.path());
+    let n1 = node("n1", a1, &voters, dir.path()).await;
+    let n2 = node("n2", a2, &voters, dir.path()).await;
+    let (d1, d2) = (n1.quorum.arbiter("db"), n2.quorum.arbiter("db"));
+    d1.promote(7, true).await.unwrap();
+    // n1 goes on without n2: n2 is outdated.
+    d1.set_up_to_date(8, vec![n("n1")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(LEASE_MS + 200)).await;
+    refused(d2.promote(7, false).await, "n1 is primary");
+    refused(d2.promote(7, true).await, "not up to date");
+    assert!(d1.lease_valid());
+
+    // n1 is lost for good; once its lease is gone the administrator may force n2 up.
+    n1.quorum.stop();
+    let end = Instant::now() + Duration::from_millis(LEASE_MS * 3);
+    let rec = loop {
+        match d2.promote(7, true).await {
+            Ok(rec) => break rec,
+            Err(e) => {
+                assert!(Instant::now() < end, "never forced: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(rec.primary, Some(n("n2")));
+    assert_eq!((rec.generation, rec.up_to_date), (7, vec![n("n2")]));
+    assert!(d2.lease_valid() && !d1.lease_valid());
+}
