@@ -85,9 +85,13 @@ async fn read_msg(rd: &mut OwnedReadHalf) -> Result<Msg, SessionError> {
         Ok(r) => r.map_err(FrameError::from)?,
     };
     let hdr = frame::decode_header(&h)?;
-    let mut payload = vec![0u8; hdr.len as usize];
     let carry = Duration::from_secs_f64(f64::from(hdr.len) / MIN_LINK_BYTES_PER_SEC as f64);
-    match tokio::time::timeout(LINK_TIMEOUT + carry, rd.read_exact(&mut payload)).await {
+    let payload = match tokio::time::timeout(
+        LINK_TIMEOUT + carry,
+        frame::read_payload(rd, hdr.len as usize),
+    )
+    .await
+    {
         Err(_) => return Err(SessionError::Silent),
         Ok(r) => r.map_err(FrameError::from)?,
     };
