@@ -174,7 +174,7 @@ struct Worker {
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
     epoch: Instant,
-    conn: Option<Conn>,
+    conn: Option<Session>,
     portal: usize,
     next_op: u64,
     ops: Vec<Op>,
@@ -230,7 +230,7 @@ impl Worker {
             done += 1;
         }
         if let Some(c) = self.conn.take() {
-            let _ = c.logout();
+            c.logout();
         }
         self.ops
     }
@@ -270,11 +270,10 @@ impl Worker {
         let (lba, blocks) = self.pick_range();
         let read = self.rng.next_u64() % 100 < self.cfg.read_percent;
         let conn = self.conn.as_mut().expect("connected");
-        let lba32 = u32::try_from(lba).expect("LBA fits READ(10)");
         let (kind, invoke, answer);
         if read {
             invoke = self.epoch.elapsed().as_nanos() as u64;
-            let r = conn.read10(self.cfg.lun, lba32, blocks as u16, BLOCK_BYTES as u32);
+            let r = conn.read(lba, blocks);
             answer = classify(r);
             let contents = match &answer {
                 Answer::Good(r) if r.data.len() == blocks as usize * BLOCK_BYTES => r
@@ -299,7 +298,7 @@ impl Worker {
                 super::history::encode_block(b, id, lba + i as u64, self.cfg.seed);
             }
             invoke = self.epoch.elapsed().as_nanos() as u64;
-            answer = classify(conn.write10(self.cfg.lun, lba32, blocks as u16, &data, true));
+            answer = classify(conn.write(lba, &data));
             kind = OpKind::Write { id, lba, blocks };
         }
         let now = self.now_ns();
@@ -338,15 +337,65 @@ impl Worker {
     }
 }
 
+/// A logged-in session whose LU serves, addressed in the workload's 4 KiB blocks whatever
+/// the LU's logical block size.
+pub struct Session {
+    pub conn: Conn,
+    pub lun: u64,
+    /// LU logical blocks per workload block.
+    per_block: u32,
+}
+
+impl Session {
+    /// WRITE(10) with FUA of `data` (whole 4 KiB blocks) at workload block `block`.
+    pub fn write(&mut self, block: u64, data: &[u8]) -> crate::client::Result<ScsiResult> {
+        let (lba, n) = self.lbas(block, data.len())?;
+        self.conn.write10(self.lun, lba, n, data, true)
+    }
+
+    /// READ(10) of `blocks` workload blocks from `block`.
+    pub fn read(&mut self, block: u64, blocks: u32) -> crate::client::Result<ScsiResult> {
+        let (lba, n) = self.lbas(block, blocks as usize * BLOCK_BYTES)?;
+        let lu_block = (BLOCK_BYTES as u32) / self.per_block;
+        self.conn.read10(self.lun, lba, n, lu_block)
+    }
+
+    fn lbas(&self, block: u64, bytes: usize) -> crate::client::Result<(u32, u16)> {
+        let lba = u32::try_from(block * u64::from(self.per_block));
+        let n = u16::try_from(bytes / BLOCK_BYTES * self.per_block as usize);
+        match (lba, n) {
+            (Ok(lba), Ok(n)) => Ok((lba, n)),
+            _ => Err(crate::client::ClientError::Protocol(format!(
+                "block {block} (+{bytes} bytes) does not fit a 10-byte CDB"
+            ))),
+        }
+    }
+
+    pub fn logout(self) {
+        let _ = self.conn.logout();
+    }
+}
+
 /// A session on `addr` whose LU answers TEST UNIT READY with GOOD, or `None`.
-pub fn try_portal(addr: SocketAddr, target: &str, lun: u64) -> Option<Conn> {
+pub fn try_portal(addr: SocketAddr, target: &str, lun: u64) -> Option<Session> {
     TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ok()?;
     let mut c = Conn::login(addr, &LoginOptions::normal(target)).ok()?;
     c.set_read_timeout(OP_TIMEOUT).ok()?;
     for _ in 0..MAX_UA_ROUNDS {
         let r = c.test_unit_ready(lun).ok()?;
         if r.is_good() {
-            return Some(c);
+            let (_, lu_block) = c.read_capacity10(lun).ok()?;
+            if lu_block == 0
+                || lu_block as usize > BLOCK_BYTES
+                || !(BLOCK_BYTES as u32).is_multiple_of(lu_block)
+            {
+                return None;
+            }
+            return Some(Session {
+                conn: c,
+                lun,
+                per_block: BLOCK_BYTES as u32 / lu_block,
+            });
         }
         match r.sense_triple() {
             Some((6, _, _)) => continue,
@@ -378,7 +427,7 @@ pub fn read_final(
             let mut lba = 0;
             while lba < blocks {
                 let n = CHUNK.min(blocks - lba);
-                match c.read10(lun, lba as u32, n as u16, BLOCK_BYTES as u32) {
+                match c.read(lba, n as u32) {
                     Ok(r) if r.is_good() && r.data.len() == n as usize * BLOCK_BYTES => {
                         out.extend(
                             r.data
@@ -387,15 +436,25 @@ pub fn read_final(
                                 .map(|(i, b)| decode_block(b, lba + i as u64)),
                         );
                     }
-                    other => {
-                        last_err = format!("final read at {lba} on {p}: {other:?}");
+                    Ok(r) => {
+                        last_err = format!(
+                            "final read at {lba} on {p}: status {:#04x} sense {:?}, {} bytes",
+                            r.status,
+                            r.sense_triple(),
+                            r.data.len()
+                        );
+                        std::thread::sleep(RECONNECT_PAUSE);
+                        continue 'retry;
+                    }
+                    Err(e) => {
+                        last_err = format!("final read at {lba} on {p}: {e}");
                         std::thread::sleep(RECONNECT_PAUSE);
                         continue 'retry;
                     }
                 }
                 lba += n;
             }
-            let _ = c.logout();
+            c.logout();
             return Ok(out);
         }
         std::thread::sleep(RECONNECT_PAUSE);
