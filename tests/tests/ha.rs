@@ -641,7 +641,8 @@ fn served_by(c: &Cluster, ops: &[history::Op]) -> String {
 }
 
 /// `scripts/failover-soak`: `ESOS_HA_SOAK_CYCLES` kill-primary / restart cycles (default
-/// 100) under one checked workload per cycle. Not part of the suite.
+/// 100), each under its own workers; after every cycle the whole history so far (one epoch,
+/// writers numbered apart) is checked against the final contents. Not part of the suite.
 #[test]
 #[ignore = "the failover soak: run by scripts/failover-soak"]
 fn failover_soak() {
@@ -653,32 +654,70 @@ fn failover_soak() {
     let Some(c) = pair(ClusterSpec::pair()) else {
         return;
     };
+    let seed = data::seed(test);
+    let epoch = Instant::now();
+    let mut all: Vec<history::Op> = Vec::new();
     let mut worst_ns = 0u64;
-    let mut total = history::Stats::default();
+    let mut failed = 0u32;
     for cycle in 1..=cycles {
         let p = c.primary().expect("primary");
-        let w = start_load(&c, &format!("{test}-{cycle}"));
+        let mut cfg = c.workload_config(seed ^ u64::from(cycle));
+        cfg.writer_base = cycle * cfg.workers;
+        let blocks = cfg.blocks;
+        let w = Workload::start_at(cfg, epoch);
+        assert!(
+            w.wait_progress(WARMUP_OPS, RECOVERY_TIMEOUT),
+            "{test}: cycle {cycle}: no progress before the kill\n{}",
+            c.logs()
+        );
         let fault = w.now_ns();
         c.kill(p);
         recovered(&c, &w, test);
         c.start(p);
         in_sync(&c, other(p), RESYNC_TIMEOUT);
-        let (ops, report) = finish(&c, w, test);
-        let t = first_ok_on(&c, &ops, other(p), fault).map(|t| t - fault);
-        worst_ns = worst_ns.max(report.stats.max_gap_ns);
-        total.writes_ok += report.stats.writes_ok;
-        total.reads_ok += report.stats.reads_ok;
+        let ops = w.stop();
+        let portals = c.portals();
+        let fin = c
+            .rig
+            .in_ns(Node::Client, move || {
+                workload::read_final(&portals, TARGET, 0, blocks, FINAL_READ_TIMEOUT)
+            })
+            .expect("client namespace")
+            .unwrap_or_else(|e| panic!("{test}: cycle {cycle}: final read: {e}\n{}", c.logs()));
+        let served = first_ok_on(&c, &ops, other(p), fault).map(|t| t - fault);
+        let by_node = served_by(&c, &ops);
+        let cycle_stats = history::check(&ops, None).stats;
+        worst_ns = worst_ns.max(cycle_stats.max_gap_ns);
+        all.extend(ops);
+        let report = history::check(&all, Some(&fin));
+        if !report.is_valid() {
+            failed += 1;
+        }
         println!(
-            "failover-soak: cycle {cycle}/{cycles}: killed {p:?}, new primary served after {:.3} s; {}; served {}",
-            t.map_or(f64::NAN, |t| t as f64 / 1e9),
-            report.summary(),
-            served_by(&c, &ops)
+            "failover-soak: cycle {cycle}/{cycles}: killed {p:?}, new primary served after {:.3} s, \
+             longest pause {:.3} s, acknowledged by {by_node}; cumulative: {}",
+            served.map_or(f64::NAN, |t| t as f64 / 1e9),
+            cycle_stats.max_gap_ns as f64 / 1e9,
+            report.summary()
         );
+        if !report.is_valid() {
+            println!("failover-soak: cycle {cycle}: {:#?}", report.violations);
+            break;
+        }
     }
+    let report = history::check(&all, None);
     println!(
-        "failover-soak: {cycles} failovers, 0 violations, {} acknowledged writes and {} reads checked, longest pause {:.3} s",
-        total.writes_ok,
-        total.reads_ok,
-        worst_ns as f64 / 1e9
+        "failover-soak: result: {} of {cycles} cycles, {failed} with violations; {} acknowledged \
+         writes, {} reads; longest pause {:.3} s; {}",
+        if failed == 0 { "PASS" } else { "FAIL" },
+        report.stats.writes_ok,
+        report.stats.reads_ok,
+        worst_ns as f64 / 1e9,
+        if failed == 0 {
+            "0 lost writes, 0 stale reads"
+        } else {
+            "see above"
+        }
     );
+    assert_eq!(failed, 0, "{test}: violations");
 }

@@ -56,6 +56,9 @@ pub struct WorkloadConfig {
     pub max_ops_per_worker: u64,
     /// The workload stops by itself after this long.
     pub max_duration: Duration,
+    /// Worker `w` writes as writer `writer_base + w`: workloads run one after the other on
+    /// one LU (the soak's cycles) keep their writes apart.
+    pub writer_base: u32,
 }
 
 impl WorkloadConfig {
@@ -74,6 +77,7 @@ impl WorkloadConfig {
             seed,
             max_ops_per_worker: 1_000_000,
             max_duration: Duration::from_secs(120),
+            writer_base: 0,
         }
     }
 }
@@ -102,15 +106,21 @@ impl Workload {
     /// Starts the workers; they run until [`Workload::stop`], their operation bound or the
     /// deadline.
     pub fn start(cfg: WorkloadConfig) -> Workload {
+        Self::start_at(cfg, Instant::now())
+    }
+
+    /// Like [`Workload::start`] with times counted from `epoch`, so the histories of
+    /// workloads run one after the other can be checked as one.
+    pub fn start_at(cfg: WorkloadConfig, epoch: Instant) -> Workload {
         assert!(cfg.workers > 0 && cfg.workers <= MAX_WORKERS);
         assert!(cfg.shared_blocks < cfg.blocks && cfg.max_op_blocks >= 1);
         let stop = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Progress::default());
-        let epoch = Instant::now();
         let workers = (0..cfg.workers)
             .map(|w| {
                 let worker = Worker {
-                    id: w,
+                    id: cfg.writer_base + w,
+                    slot: w,
                     cfg: cfg.clone(),
                     rng: SplitMix64::new(cfg.seed ^ (u64::from(w) + 1).wrapping_mul(0x9e37)),
                     stop: stop.clone(),
@@ -168,7 +178,10 @@ impl Workload {
 }
 
 struct Worker {
+    /// Writer id of this worker's blocks.
     id: u32,
+    /// Index among the workload's workers: which private range it uses.
+    slot: u32,
     cfg: WorkloadConfig,
     rng: SplitMix64,
     stop: Arc<AtomicBool>,
@@ -216,7 +229,7 @@ impl Worker {
         {
             panic!("worker {}: cannot enter namespace {ns}: {e}", self.id);
         }
-        let deadline = self.epoch + self.cfg.max_duration;
+        let deadline = Instant::now() + self.cfg.max_duration;
         let mut done = 0u64;
         while !self.stop.load(Ordering::Relaxed)
             && Instant::now() < deadline
@@ -259,7 +272,7 @@ impl Worker {
         let (start, len) = if self.rng.next_u64().is_multiple_of(2) || own < u64::from(blocks) {
             (0, self.cfg.shared_blocks)
         } else {
-            (self.cfg.shared_blocks + own * u64::from(self.id), own)
+            (self.cfg.shared_blocks + own * u64::from(self.slot), own)
         };
         let len = len.max(u64::from(blocks));
         let lba = start + self.rng.next_u64() % (len - u64::from(blocks) + 1);
