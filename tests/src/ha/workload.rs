@@ -474,3 +474,89 @@ pub fn read_final(
     }
     Err(last_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(slot: u32, cfg: &WorkloadConfig) -> Worker {
+        Worker {
+            id: cfg.writer_base + slot,
+            slot,
+            cfg: cfg.clone(),
+            rng: SplitMix64::new(u64::from(slot)),
+            stop: Arc::new(AtomicBool::new(false)),
+            progress: Arc::new(Progress::default()),
+            epoch: Instant::now(),
+            conn: None,
+            portal: 0,
+            next_op: 1,
+            ops: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ranges_stay_in_the_shared_part_or_the_workers_own() {
+        let cfg = WorkloadConfig::new(Vec::new(), "t", 1);
+        let own = (cfg.blocks - cfg.shared_blocks) / u64::from(cfg.workers);
+        for slot in 0..cfg.workers {
+            let mut w = worker(slot, &cfg);
+            let mine = cfg.shared_blocks + own * u64::from(slot);
+            let (mut shared, mut private) = (0, 0);
+            for _ in 0..2000 {
+                let (lba, n) = w.pick_range();
+                let end = lba + u64::from(n);
+                assert!((1..=cfg.max_op_blocks).contains(&n));
+                if end <= cfg.shared_blocks {
+                    shared += 1;
+                } else {
+                    assert!(
+                        lba >= mine && end <= mine + own,
+                        "{lba}+{n} outside {mine}+{own}"
+                    );
+                    private += 1;
+                }
+            }
+            assert!(shared > 500 && private > 500, "{shared} / {private}");
+        }
+    }
+
+    #[test]
+    fn answers_are_classified_by_status_and_sense() {
+        let sense = |key: u8, asc: u8, ascq: u8| {
+            let mut s = vec![0u8; 18];
+            s[0] = 0x70;
+            s[2] = key;
+            s[12] = asc;
+            s[13] = ascq;
+            s
+        };
+        let check = |s: Vec<u8>| ScsiResult {
+            status: CHECK_CONDITION,
+            sense: s,
+            ..Default::default()
+        };
+        assert!(matches!(
+            classify(Ok(ScsiResult::default())),
+            Answer::Good(_)
+        ));
+        // Standby (04/0B) and transitioning (04/0A) paths: go to the other node.
+        assert!(matches!(
+            classify(Ok(check(sense(2, 4, 0x0b)))),
+            Answer::Failed { reconnect: true }
+        ));
+        assert!(matches!(
+            classify(Ok(check(sense(2, 4, 0x0a)))),
+            Answer::Failed { reconnect: true }
+        ));
+        // A unit attention (e.g. asymmetric access state changed): stay.
+        assert!(matches!(
+            classify(Ok(check(sense(6, 0x2a, 6)))),
+            Answer::Failed { reconnect: false }
+        ));
+        assert!(matches!(
+            classify(Err(crate::client::ClientError::Closed)),
+            Answer::Lost
+        ));
+    }
+}
