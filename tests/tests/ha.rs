@@ -26,6 +26,8 @@ const WARMUP_OPS: u64 = 200;
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for a pair to elect its first primary and be in sync.
 const FORM_TIMEOUT: Duration = Duration::from_secs(45);
+/// When the first promotion of a fresh pair is forced if a plain one is still refused.
+const FORCE_FIRST_PROMOTION_AFTER: Duration = Duration::from_secs(10);
 /// Longest wait for a resync to finish.
 const RESYNC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest the final read of every block may take (through whichever node serves).
@@ -47,18 +49,28 @@ fn pair(spec: ClusterSpec) -> Option<Cluster> {
     c.start_witness();
     c.start(Node::N1);
     c.start(Node::N2);
-    let deadline = Instant::now() + FORM_TIMEOUT;
-    // With auto_promote one node may already have promoted itself; otherwise ask n1.
+    let start = Instant::now();
+    // With auto_promote one node may already have promoted itself; otherwise ask n1. Two
+    // fresh copies have no common history yet: when a plain promotion is still refused
+    // after a while, the first one is forced (the initial sync then copies n1 to n2).
     loop {
         match c.primary() {
             Some(_) => break,
-            None if Instant::now() > deadline => {
+            None if start.elapsed() > FORM_TIMEOUT => {
                 panic!("no primary after {FORM_TIMEOUT:?}\n{}", c.logs())
             }
             None => {
-                let o = c.esos(Node::N1, &["replica", "promote", DEVICE]);
+                let force = start.elapsed() > FORCE_FIRST_PROMOTION_AFTER;
+                let mut args = vec!["replica", "promote", DEVICE];
+                if force {
+                    args.push("--force");
+                }
+                let o = c.esos(Node::N1, &args);
                 if !o.success() {
-                    eprintln!("esos-ha: promote n1 refused for now: {}", o.stderr.trim());
+                    eprintln!(
+                        "esos-ha: promote n1 (force: {force}) refused for now: {}",
+                        o.stderr.trim()
+                    );
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }

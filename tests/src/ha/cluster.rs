@@ -42,6 +42,9 @@ pub struct ClusterSpec {
     pub replicated: bool,
     pub auto_promote: bool,
     pub lease_ms: u64,
+    /// How long replicated I/O waits for the quorum or the peer before failing; below the
+    /// workers' socket timeout, so they see the failure rather than a silence.
+    pub io_timeout_ms: u64,
     /// Size of every node's backing image.
     pub device_bytes: u64,
     /// `resync_rate` of the replicated device (e.g. "100M"), if any.
@@ -54,6 +57,7 @@ impl ClusterSpec {
             replicated: true,
             auto_promote: true,
             lease_ms: 1500,
+            io_timeout_ms: 3000,
             device_bytes: 256 << 20,
             resync_rate: None,
         }
@@ -166,10 +170,11 @@ impl Cluster {
         );
         let backing = if self.spec.replicated {
             t.push_str(&format!(
-                "[cluster]\nname = \"{CLUSTER_NAME}\"\nnode = \"{}\"\nauto_promote = {}\nlease_ms = {}\n",
+                "[cluster]\nname = \"{CLUSTER_NAME}\"\nnode = \"{}\"\nauto_promote = {}\nlease_ms = {}\nio_timeout_ms = {}\n",
                 node.name(),
                 self.spec.auto_promote,
-                self.spec.lease_ms
+                self.spec.lease_ms,
+                self.spec.io_timeout_ms
             ));
             t.push_str(&self.member_toml(Node::N1, 1));
             t.push_str(&self.member_toml(Node::N2, 2));
