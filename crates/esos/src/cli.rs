@@ -18,6 +18,9 @@ pub struct Cli {
     /// Overrides RUST_LOG and the config's server.log_level.
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// This node's name in `[cluster]` (overrides cluster.node); also ESOS_NODE.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub node: Option<String>,
     #[command(flatten)]
     pub client: GlobalClientArgs,
     #[command(subcommand)]
@@ -111,6 +114,17 @@ pub enum Command {
         #[command(subcommand)]
         command: SystemCommand,
     },
+    /// Replicated devices (high availability): state, promotion, maintenance, split brain.
+    Replica {
+        /// The daemon's config file, to find its data directory (and so its socket).
+        #[arg(long, global = true, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ReplicaCommand,
+    },
+    /// Run a witness in the foreground: a voter without data that gives a two-node cluster
+    /// its third vote. SIGTERM or SIGINT stops it.
+    Witness(WitnessArgs),
     /// Full-screen text UI: dashboard with live I/O, devices, targets, hosts and groups,
     /// port groups, system. Keyboard-driven; press ? inside for the keys.
     Tui(TuiArgs),
@@ -326,6 +340,51 @@ pub enum PortGroupCommand {
     /// Change a group's access state: active-optimized, active-non-optimized, standby or
     /// unavailable (every initiator gets ASYMMETRIC ACCESS STATE CHANGED).
     Set { id: u16, state: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicaCommand {
+    /// Role, data state, quorum, peers and sync progress of every replicated device (or one).
+    Status { device: Option<String> },
+    /// Make this node primary (refused unless up to date and quorate).
+    Promote {
+        device: String,
+        /// Also when the quorum record names another primary or no up-to-date node (the
+        /// first promotion of a new device): the administrator vouches for this copy.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop serving as primary.
+    Demote { device: String },
+    /// Undo `down`: reconnect to the peers.
+    Up { device: String },
+    /// Demote, drop the links and refuse I/O (maintenance).
+    Down { device: String },
+    /// Start an online verify against every connected peer.
+    Verify { device: String },
+    /// End a split brain: keep this node's data (local) or the peer's (peer).
+    Resolve {
+        device: String,
+        #[arg(long, value_parser = ["local", "peer"])]
+        keep: String,
+    },
+}
+
+/// `esos witness`.
+#[derive(Debug, Clone, Args)]
+pub struct WitnessArgs {
+    /// The cluster name (`cluster.name` of the data nodes).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: String,
+    /// This witness's name (`cluster.witness.name` of the data nodes).
+    #[arg(long, value_name = "NODE")]
+    pub name: String,
+    /// Address to listen on (`cluster.witness.address` of the data nodes).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Where the witness keeps its votes (fsynced) [default: ./esos-witness].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -318,6 +318,7 @@ mod tests {
             &Source {
                 label: "t.toml".into(),
                 base_dir: base.into(),
+                node: None,
             },
         )
         .unwrap()

@@ -79,6 +79,7 @@ pub fn product_for(kind: DeviceType) -> &'static str {
         DeviceType::Ram => "RAMDISK",
         DeviceType::Null => "NULLIO",
         DeviceType::Cdrom => "VCDROM",
+        DeviceType::Replicated => "REPLICATED",
     }
 }
 
@@ -197,14 +198,18 @@ impl IdentityStore {
         device: &DevicePlan,
         fill_random: &mut dyn FnMut(&mut [u8]),
     ) -> Identity {
-        let Entry { serial, uuid, naa } = self
-            .entries
-            .entry(device.identity_key.clone())
-            .or_insert_with(|| {
-                self.dirty = true;
-                generate(fill_random)
-            })
-            .clone();
+        let Entry { serial, uuid, naa } = match &device.replica {
+            // Every node derives the same identity, so initiators see one LU on all paths.
+            Some(r) => replicated_entry(&r.cluster, &device.name),
+            None => self
+                .entries
+                .entry(device.identity_key.clone())
+                .or_insert_with(|| {
+                    self.dirty = true;
+                    generate(fill_random)
+                })
+                .clone(),
+        };
         let o = &device.overrides;
         Identity {
             vendor: o.vendor.clone().unwrap_or_else(|| VENDOR.to_owned()),
@@ -283,6 +288,29 @@ fn generate(fill_random: &mut dyn FnMut(&mut [u8])) -> Entry {
     }
 }
 
+/// The identity of replicated device `device` of cluster `cluster`: a version 8 UUID made
+/// of a SHA-256 of both names (the same on every node, unrelated across clusters), its
+/// NAA, and a serial of the UUID's first ten bytes in hex.
+fn replicated_entry(cluster: &str, device: &str) -> Entry {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"esos replicated device\0");
+    h.update(cluster.as_bytes());
+    h.update(b"\0");
+    h.update(device.as_bytes());
+    let digest = h.finalize();
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&digest[..16]);
+    uuid[6] = (uuid[6] & 0x0F) | 0x80;
+    uuid[8] = (uuid[8] & 0x3F) | 0x80;
+    let naa = naa_from_uuid(&uuid);
+    let serial = uuid[..SERIAL_LEN / 2]
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    Entry { serial, uuid, naa }
+}
+
 /// Cryptographic randomness from the OS, so two nodes never pick the same designator.
 pub fn os_random(buf: &mut [u8]) {
     rand::fill(buf);
@@ -313,6 +341,7 @@ mod tests {
             lbppb_exponent: 0,
             sanitize_rate: 0,
             overrides: IdentityOverrides::default(),
+            replica: None,
         }
     }
 
@@ -479,5 +508,38 @@ mod tests {
         std::fs::write(&path, text.replace(&format_uuid(&ia.uuid), "not-a-uuid")).unwrap();
         let e = IdentityStore::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("uuid"), "{e}");
+    }
+
+    #[test]
+    fn replicated_identity_derives_from_cluster_and_device_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicated = |cluster: &str, name: &str| {
+            let mut d = dev(name, DeviceType::Replicated);
+            d.replica = Some(crate::config::ReplicaPlan {
+                cluster: cluster.into(),
+                backing: Box::new(dev("disk", DeviceType::File)),
+                resync_rate: 0,
+            });
+            d
+        };
+        let mut no_random = |_: &mut [u8]| panic!("a replicated device draws no randomness");
+        // Two nodes with separate stores see the same LU.
+        let mut n1 = IdentityStore::load(dir.path()).unwrap();
+        let mut n2 = IdentityStore::load(&dir.path().join("other")).unwrap();
+        let a = n1.resolve(&replicated("pair1", "db"), &mut no_random);
+        assert_eq!(a, n2.resolve(&replicated("pair1", "db"), &mut no_random));
+        assert!(!n1.is_dirty(), "nothing to store: derived on every start");
+        assert_eq!(a.product, "REPLICATED");
+        assert_eq!(a.serial.len(), SERIAL_LEN);
+        assert_eq!(a.naa, naa_from_uuid(&a.uuid));
+        assert_eq!(a.uuid[6] >> 4, 8, "version 8 UUID");
+        for other in [replicated("pair2", "db"), replicated("pair1", "db2")] {
+            let b = n1.resolve(&other, &mut no_random);
+            assert_ne!((&a.serial, a.uuid, a.naa), (&b.serial, b.uuid, b.naa));
+        }
+        // Configured values still win.
+        let mut d = replicated("pair1", "db");
+        d.overrides.serial = Some("MINE".into());
+        assert_eq!(n1.resolve(&d, &mut no_random).serial, "MINE");
     }
 }

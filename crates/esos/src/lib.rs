@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod edit;

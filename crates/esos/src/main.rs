@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use esos_iscsi::server::Server;
-use esos_scsi::LogicalUnit;
 
 use esos::cli::{Cli, Command, ConfigCommand};
 use esos::config::{self, Plan};
@@ -35,7 +34,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(node) = &cli.node {
+        config::set_node_override(node.clone());
+    }
     match cli.command {
+        Some(Command::Witness(args)) => witness(args, cli.log_level.as_deref()),
         Some(Command::Config {
             command: ConfigCommand::Check { file, no_preflight },
         }) => check(&file, no_preflight),
@@ -86,6 +89,39 @@ fn check(file: &Path, no_preflight: bool) -> anyhow::Result<ExitCode> {
         plan.targets.len(),
         plan.portals.len()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Default directory of `esos witness`'s votes.
+const DEFAULT_WITNESS_DIR: &str = "esos-witness";
+
+/// `esos witness`: a voter without data, in the foreground until SIGTERM or SIGINT.
+fn witness(args: esos::cli::WitnessArgs, cli_level: Option<&str>) -> anyhow::Result<ExitCode> {
+    init_logging(cli_level, None)?;
+    let me = esos_replica::NodeName::new(&args.name).with_context(|| {
+        format!(
+            "--name {:?}: 1 to 63 characters of A-Z, a-z, 0-9, '.', '_', '-'",
+            args.name
+        )
+    })?;
+    let dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_WITNESS_DIR));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // One witness per directory: two sharing votes would break the quorum's promises.
+    let _lock = identity::lock_data_dir(&dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(esos_replica::witness::run_witness(
+        &args.cluster,
+        me,
+        args.listen,
+        dir,
+        shutdown_signal(),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -197,8 +233,13 @@ fn serve(
     store.save()?;
 
     let alua = graph::port_groups(&plan)?;
-    let units = graph::open_units(&plan, identities, &alua)?;
-    for (d, u) in plan.devices.iter().zip(&units) {
+    // Replicas and the quorum are async: the runtime comes before the devices.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let opened = runtime.block_on(esos::cluster::node::open_all(&plan, identities, &alua))?;
+    for (d, u) in plan.devices.iter().zip(&opened.units) {
         let id = &u.settings().identity;
         tracing::info!(
             device = %d.name,
@@ -211,18 +252,12 @@ fn serve(
             "device ready"
         );
     }
-    let server_config = graph::server_config(&plan, &units);
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let opened = (units, alua);
+    let server_config = graph::server_config(&plan, &opened.units);
     runtime.block_on(run_server(
         plan,
         file,
         server_config,
-        opened,
+        (opened, alua),
         store,
         api_tls,
     ))
@@ -232,12 +267,17 @@ async fn run_server(
     plan: Plan,
     file: Option<(PathBuf, String)>,
     server_config: esos_iscsi::server::ServerConfig,
-    (units, alua): (Vec<Arc<LogicalUnit>>, Arc<esos_lu::access::PortGroups>),
+    (opened, alua): (
+        esos::cluster::node::Opened,
+        Arc<esos_lu::access::PortGroups>,
+    ),
     identities: IdentityStore,
     api_tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<ExitCode> {
     let server = Server::bind(server_config).await?;
     let (config_path, text) = file.unzip();
+    let units = opened.units.clone();
+    let replicas = opened.replicas();
     let manager = Arc::new(Manager::new(Running {
         plan: plan.clone(),
         text: text.unwrap_or_default(),
@@ -246,6 +286,7 @@ async fn run_server(
         alua,
         identities,
         server: server.handle(),
+        replicas,
     }));
     let addrs = server.local_addrs();
     for a in &addrs {
@@ -313,6 +354,8 @@ async fn run_server(
             tracing::error!(device = %name, error = %e, "flush failed: data may not be durable");
         }
     }
+    // Replicas last: their flushes above went to the peers too.
+    opened.shutdown().await;
     if failed > 0 {
         anyhow::bail!("{failed} device(s) could not be flushed");
     }

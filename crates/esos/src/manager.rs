@@ -27,7 +27,8 @@ use esos_lu::access::PortGroups;
 use esos_scsi::LogicalUnit;
 use serde::Serialize;
 
-use crate::config::{self, LunPlan, Plan, Source};
+use crate::cluster::{Action, ReplicaActionError, ReplicaInfo, Replicas};
+use crate::config::{self, DeviceType, LunPlan, Plan, Source};
 use crate::graph;
 use crate::identity::{self, IdentityStore};
 
@@ -211,6 +212,8 @@ pub struct Manager {
     config_path: Option<PathBuf>,
     /// The ALUA table of every unit, for added units and state changes.
     alua: Arc<PortGroups>,
+    /// The replicated devices (empty without `[cluster]`).
+    replicas: Mutex<Replicas>,
 }
 
 struct State {
@@ -233,6 +236,8 @@ pub struct Running {
     pub alua: Arc<PortGroups>,
     pub identities: IdentityStore,
     pub server: ServerHandle,
+    /// The replicated devices started with the daemon.
+    pub replicas: Replicas,
 }
 
 /// A device opened by an apply, by name.
@@ -277,6 +282,7 @@ impl Manager {
             server: r.server,
             config_path: r.config_path,
             alua: r.alua,
+            replicas: Mutex::new(r.replicas),
         }
     }
 
@@ -318,6 +324,7 @@ impl Manager {
             None => Source {
                 label: "applied config".into(),
                 base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+                node: config::node_override(),
             },
         };
         if text.len() as u64 > config::MAX_CONFIG_BYTES {
@@ -707,6 +714,26 @@ impl Manager {
             .collect()
     }
 
+    /// Every replicated device's report.
+    pub fn replicas(&self) -> Vec<ReplicaInfo> {
+        self.replicas.locked().infos()
+    }
+
+    /// Runs `action` on replicated device `device`; its report afterwards.
+    pub async fn replica_action(
+        &self,
+        device: &str,
+        action: Action,
+    ) -> Result<ReplicaInfo, ReplicaActionError> {
+        let replicas = self.replicas.locked().clone();
+        replicas.act(device, action).await
+    }
+
+    /// The replicated devices, for a clean shutdown.
+    pub fn replica_set(&self) -> Replicas {
+        self.replicas.locked().clone()
+    }
+
     /// The daemon's data directory (identities, reservations, the API socket).
     pub fn data_dir(&self) -> PathBuf {
         self.state().plan.data_dir.clone()
@@ -777,6 +804,14 @@ fn static_unchanged(old: &Plan, new: &Plan) -> Result<(), ApplyError> {
     if old.params != new.params {
         return Err(not_live("server.iscsi", "iSCSI negotiation defaults"));
     }
+    if old.cluster != new.cluster {
+        // The cluster listener, the quorum's voters and every replica's peers were set
+        // up from it at start.
+        return Err(not_live(
+            "cluster",
+            "the cluster (its name, this node, members, witness, lease and timeouts)",
+        ));
+    }
     Ok(())
 }
 
@@ -832,7 +867,23 @@ fn diff(old: &Plan, new: &Plan) -> Result<ApplyReport, ApplyError> {
     let mut r = ApplyReport::default();
     for d in &new.devices {
         match old.devices.iter().find(|o| o.name == d.name) {
+            None if d.kind == DeviceType::Replicated => {
+                return Err(ApplyError::NotLive {
+                    field: format!("device {:?}", d.name),
+                    reason: "a replicated device is started with the daemon; add it to \
+                             every node's config and restart them one at a time"
+                        .into(),
+                });
+            }
             None => r.devices_added.push(d.name.clone()),
+            Some(o) if o != d && d.kind == DeviceType::Replicated => {
+                return Err(ApplyError::NotLive {
+                    field: format!("device {:?}", d.name),
+                    reason: "a replicated device (and its backing) cannot change while \
+                             the daemon runs; restart it to apply"
+                        .into(),
+                });
+            }
             Some(o) if o != d && resized(o, d).is_some() => r.devices_changed.push(d.name.clone()),
             Some(o) if o != d => {
                 return Err(ApplyError::NotLive {
@@ -848,6 +899,14 @@ fn diff(old: &Plan, new: &Plan) -> Result<ApplyReport, ApplyError> {
     }
     for o in &old.devices {
         if !new.devices.iter().any(|d| d.name == o.name) {
+            if o.kind == DeviceType::Replicated {
+                return Err(ApplyError::NotLive {
+                    field: format!("device {:?}", o.name),
+                    reason: "a replicated device stops with the daemon (its bitmap saved, \
+                             its activity log emptied); remove it and restart"
+                        .into(),
+                });
+            }
             r.devices_removed.push(o.name.clone());
         }
     }

@@ -58,6 +58,9 @@ struct Snapshot {
     sessions: Vec<Option<String>>,
     logins: esos_iscsi::server::LoginCounts,
     zero_copy_bytes: u64,
+    replicas: Vec<crate::cluster::ReplicaInfo>,
+    /// (device, peer, bytes resynced since start).
+    resynced: Vec<(String, String, u64)>,
 }
 
 impl Snapshot {
@@ -72,7 +75,16 @@ impl Snapshot {
             sessions: m.sessions().into_iter().map(|s| s.target).collect(),
             logins: m.login_counts(),
             zero_copy_bytes: m.zero_copy_bytes(),
+            replicas: Vec::new(),
+            resynced: Vec::new(),
         }
+        .with_replicas(&m.replica_set())
+    }
+
+    fn with_replicas(mut self, set: &crate::cluster::Replicas) -> Snapshot {
+        self.replicas = set.infos();
+        self.resynced = set.resync_totals(&self.replicas);
+        self
     }
 }
 
@@ -202,8 +214,75 @@ impl Collector for EsosCollector {
             MetricType::Counter,
         )?;
         m.encode_counter::<NoLabelSet, _, u64>(&self.manager.zero_copy_bytes, None)?;
-        Ok(())
+        encode_replicas(&mut enc, &self.manager)
     }
+}
+
+/// `esos_replica_*`: one series per replicated device, and per peer.
+fn encode_replicas(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), fmt::Error> {
+    type Flag = fn(&crate::cluster::ReplicaInfo) -> bool;
+    let per_device: [(&str, &str, Flag); 3] = [
+        (
+            "replica_role",
+            "1 while this node is primary of the device, 0 while secondary",
+            |r| r.role == "primary",
+        ),
+        (
+            "replica_up_to_date",
+            "1 while this node's copy holds every acknowledged write",
+            |r| r.data == "up-to-date",
+        ),
+        (
+            "replica_quorate",
+            "1 while a majority of voters answers this node",
+            |r| r.quorate,
+        ),
+    ];
+    for (name, help, value) in per_device {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for r in &s.replicas {
+            m.encode_family(&[("device", r.device.as_str())])?
+                .encode_gauge(&i64::from(value(r)))?;
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "replica_out_of_sync",
+        "Data that may differ between this node and the peer",
+        Some(&Unit::Bytes),
+        MetricType::Gauge,
+    )?;
+    for r in &s.replicas {
+        for p in &r.peers {
+            let labels: Labels = [("device", &r.device), ("peer", &p.name)];
+            let v = i64::try_from(p.out_of_sync_bytes).unwrap_or(i64::MAX);
+            m.encode_family(&labels)?.encode_gauge(&v)?;
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "replica_link_connected",
+        "1 while the replication link to the peer is up",
+        None,
+        MetricType::Gauge,
+    )?;
+    for r in &s.replicas {
+        for p in &r.peers {
+            let labels: Labels = [("device", &r.device), ("peer", &p.name)];
+            m.encode_family(&labels)?
+                .encode_gauge(&i64::from(p.link != "connecting"))?;
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "replica_resync",
+        "Data copied by resyncs with the peer since the daemon started",
+        Some(&Unit::Bytes),
+        MetricType::Counter,
+    )?;
+    for (device, peer, total) in &s.resynced {
+        let labels: Labels = [("device", device), ("peer", peer)];
+        m.encode_family(&labels)?
+            .encode_counter::<NoLabelSet, _, u64>(total, None)?;
+    }
+    Ok(())
 }
 
 fn encode_histogram(
@@ -218,4 +297,100 @@ fn encode_histogram(
         *b = (upper, d.buckets[i]);
     }
     m.encode_histogram::<NoLabelSet>(d.latency_sum.as_secs_f64(), d.commands, &buckets, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{PeerInfo, ReplicaInfo};
+
+    fn render_snapshot(s: Snapshot) -> String {
+        let mut registry = Registry::with_prefix("esos");
+        registry.register_collector(Box::new(EsosCollector { manager: s }));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn replica_series_by_device_and_peer() {
+        let peer = PeerInfo {
+            name: "n2".into(),
+            link: "sync-source".into(),
+            role: Some("secondary".into()),
+            data: Some("inconsistent".into()),
+            out_of_sync_bytes: 65536,
+            sync_done_bytes: 10,
+            sync_total_bytes: 20,
+            sync_rate_bytes_per_sec: 1,
+            verify_mismatched_chunks: 0,
+            in_flight: 0,
+        };
+        let r = ReplicaInfo {
+            device: "db".into(),
+            me: "n1".into(),
+            role: "primary".into(),
+            data: "up-to-date".into(),
+            generation: "0000000000000001".into(),
+            quorate: true,
+            lease_valid: true,
+            primary: Some("n1".into()),
+            down: false,
+            peers: vec![peer],
+            report: None,
+        };
+        let s = Snapshot {
+            units: Vec::new(),
+            targets: Vec::new(),
+            sessions: Vec::new(),
+            logins: Default::default(),
+            zero_copy_bytes: 0,
+            replicas: vec![r],
+            resynced: vec![("db".into(), "n2".into(), 30)],
+        };
+        let text = render_snapshot(s);
+        for line in [
+            "esos_replica_role{device=\"db\"} 1",
+            "esos_replica_up_to_date{device=\"db\"} 1",
+            "esos_replica_quorate{device=\"db\"} 1",
+            "esos_replica_out_of_sync_bytes{device=\"db\",peer=\"n2\"} 65536",
+            "esos_replica_link_connected{device=\"db\",peer=\"n2\"} 1",
+            "esos_replica_resync_bytes_total{device=\"db\",peer=\"n2\"} 30",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn resync_totals_keep_finished_resyncs() {
+        let set = crate::cluster::Replicas::default();
+        let info = |done| ReplicaInfo {
+            device: "db".into(),
+            me: "n1".into(),
+            role: "primary".into(),
+            data: "up-to-date".into(),
+            generation: String::new(),
+            quorate: true,
+            lease_valid: true,
+            primary: None,
+            down: false,
+            peers: vec![PeerInfo {
+                name: "n2".into(),
+                link: "connected".into(),
+                role: None,
+                data: None,
+                out_of_sync_bytes: 0,
+                sync_done_bytes: done,
+                sync_total_bytes: 0,
+                sync_rate_bytes_per_sec: 0,
+                verify_mismatched_chunks: 0,
+                in_flight: 0,
+            }],
+            report: None,
+        };
+        let total = |done| set.resync_totals(&[info(done)])[0].2;
+        assert_eq!(total(100), 100);
+        assert_eq!(total(150), 150);
+        assert_eq!(total(20), 170, "a new resync adds to the finished one");
+    }
 }

@@ -165,6 +165,8 @@ fn raw_device(
         revision: None,
         serial: None,
         naa: None,
+        backing: None,
+        resync_rate: None,
     }
 }
 
@@ -254,6 +256,7 @@ pub fn quick_plan(args: &QuickArgs) -> Result<Plan, QuickError> {
     let source = Source {
         label: "command line".into(),
         base_dir: PathBuf::from("."),
+        node: None,
     };
     let mut plan = config::validate(&raw, &source)?;
     // Key quick-export identities by path, not by position, so reordering --lun does not
@@ -305,6 +308,7 @@ pub fn default_plan(base_dir: &Path) -> Result<Plan, ConfigError> {
     let source = Source {
         label: "built-in default".into(),
         base_dir: base_dir.to_path_buf(),
+        node: None,
     };
     config::validate(&default_raw(), &source)
 }
@@ -353,6 +357,7 @@ mod tests {
             &Source {
                 label: "default".into(),
                 base_dir: dir.to_path_buf(),
+                node: None,
             },
         )
         .unwrap();

@@ -25,7 +25,7 @@ use crate::state_file::{self, StateFileError};
 
 mod shared;
 
-pub use shared::{Held, HeldGuard, Reservations};
+pub use shared::{Held, HeldGuard, Observer, Reservations};
 
 /// Registrations one unit keeps; a further one is refused with
 /// [`PrError::InsufficientResources`]. Each initiator port registers through each target

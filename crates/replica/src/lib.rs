@@ -43,9 +43,27 @@
 //! lease expired, and every change it then proposes fails the record's precondition.
 
 pub mod arbiter;
+pub mod bitmap;
+pub mod device;
 pub mod frame;
+pub mod generation;
+mod io;
+pub mod link;
+pub mod meta;
 pub mod net;
+mod peer;
+pub mod quorum;
+pub mod rangelock;
+mod resync;
 pub mod status;
+pub mod wire;
+pub mod witness;
+
+#[cfg(test)]
+mod device_tests;
+#[cfg(test)]
+mod testing;
 
 pub use arbiter::{Arbiter, NodeName, QuorumError, Record};
+pub use device::{Replica, ReplicaConfig, ReplicaError, RoleView};
 pub use status::{DataState, LinkState, PeerStatus, ReplicaStatus, Role};

@@ -17,6 +17,7 @@ mod error;
 mod handlers;
 #[cfg(test)]
 mod markdown;
+mod replicas;
 mod schema;
 mod socket;
 pub mod tcp;
@@ -77,7 +78,33 @@ pub trait Control: Send + Sync + 'static {
     fn system(&self) -> crate::system::SystemInfo;
     /// The newest `limit` log events at `min_level` or more severe, oldest first.
     fn log(&self, limit: usize, min_level: tracing::Level) -> Vec<crate::system::LogEvent>;
+    /// Every replicated device's report (none without `[cluster]`).
+    fn replicas(&self) -> Vec<crate::cluster::ReplicaInfo> {
+        Vec::new()
+    }
+    /// Runs `action` on replicated device `device`.
+    fn replica_action<'a>(
+        &'a self,
+        device: &'a str,
+        action: crate::cluster::Action,
+    ) -> ReplicaFuture<'a> {
+        let _ = action;
+        Box::pin(async move {
+            Err(crate::cluster::ReplicaActionError::NotFound(
+                device.to_owned(),
+            ))
+        })
+    }
 }
+
+/// A future of a replica action, boxed so [`Control`] can be a trait object.
+pub type ReplicaFuture<'a> = Pin<
+    Box<
+        dyn Future<Output = Result<crate::cluster::ReplicaInfo, crate::cluster::ReplicaActionError>>
+            + Send
+            + 'a,
+    >,
+>;
 
 impl Control for Manager {
     fn export(&self) -> String {
@@ -119,6 +146,16 @@ impl Control for Manager {
     }
     fn log(&self, limit: usize, min_level: tracing::Level) -> Vec<crate::system::LogEvent> {
         crate::system::daemon_log(limit, min_level)
+    }
+    fn replicas(&self) -> Vec<crate::cluster::ReplicaInfo> {
+        Manager::replicas(self)
+    }
+    fn replica_action<'a>(
+        &'a self,
+        device: &'a str,
+        action: crate::cluster::Action,
+    ) -> ReplicaFuture<'a> {
+        Box::pin(Manager::replica_action(self, device, action))
     }
 }
 
@@ -181,6 +218,12 @@ pub fn router(control: Arc<dyn Control>) -> Router {
         .route("/metrics", get(h::get_metrics))
         .route("/system", get(h::get_system))
         .route("/system/log", get(h::get_log))
+        .route("/replicas", get(replicas::list_replicas))
+        .route("/replicas/{device}", get(replicas::get_replica))
+        .route(
+            "/replicas/{device}/{action}",
+            post(replicas::replica_action),
+        )
         .route("/openapi.json", get(doc::openapi))
         .with_state(state);
     Router::new()

@@ -22,6 +22,7 @@ struct Fake {
     apply_ms: std::sync::atomic::AtomicU64,
     sessions: Mutex<Vec<SessionInfo>>,
     log: crate::system::LogRing,
+    replicas: Mutex<crate::cluster::Replicas>,
 }
 
 impl Fake {
@@ -31,6 +32,7 @@ impl Fake {
             apply_ms: std::sync::atomic::AtomicU64::new(1),
             sessions: Mutex::new(vec![session(7)]),
             log: crate::system::LogRing::new(),
+            replicas: Mutex::default(),
         })
     }
     fn plan(&self) -> config::Plan {
@@ -156,7 +158,20 @@ impl Control for Fake {
     fn log(&self, limit: usize, min_level: tracing::Level) -> Vec<crate::system::LogEvent> {
         self.log.recent(limit, min_level)
     }
+    fn replicas(&self) -> Vec<crate::cluster::ReplicaInfo> {
+        self.replicas.lock().unwrap().infos()
+    }
+    fn replica_action<'a>(
+        &'a self,
+        device: &'a str,
+        action: crate::cluster::Action,
+    ) -> ReplicaFuture<'a> {
+        let r = self.replicas.lock().unwrap().clone();
+        Box::pin(async move { r.act(device, action).await })
+    }
 }
+
+mod replicas;
 
 async fn call(
     app: &axum::Router,

@@ -3,6 +3,7 @@
 //! [`crate::cli::EXIT_CODES_HELP`].
 
 mod print;
+mod replica;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -79,6 +80,13 @@ pub fn run(cmd: Command, global: &GlobalClientArgs) -> Option<ExitCode> {
             let conn = o(conn);
             call(&conn, |c| session(c, &conn, command))
         }
+        Command::Replica { config, command } => {
+            let conn = o(ClientArgs {
+                config,
+                ..ClientArgs::default()
+            });
+            call(&conn, |c| replica::run(c, conn.json, command))
+        }
         Command::PortGroup { conn, command } => {
             let conn = o(conn);
             call(&conn, |c| port_group(c, &conn, command))
@@ -119,6 +127,7 @@ pub fn run(cmd: Command, global: &GlobalClientArgs) -> Option<ExitCode> {
             call(&conn, |c| export(c, &conn))
         }
         Command::Serve(_)
+        | Command::Witness(_)
         | Command::Config {
             command: ConfigCommand::Check { .. },
         } => return None,

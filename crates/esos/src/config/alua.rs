@@ -147,6 +147,7 @@ mod tests {
         let src = Source {
             label: "esos.toml".into(),
             base_dir: "/etc/esos".into(),
+            node: None,
         };
         validate_config(&raw, &src)
             .map(|p| p.alua)

@@ -56,3 +56,16 @@ pub const DEFAULT_STATE_DIR: &str = "esos-state";
 /// Slowest `sanitize_rate` accepted: below it a sanitize of a large device would take
 /// months, which is a typo rather than a policy.
 pub const MIN_SANITIZE_RATE: u64 = 1 << 20;
+
+/// Default primary lease of a cluster (ms): a failover waits at most this long for an old
+/// primary's lease to run out. The quorum's own bounds, so config and quorum agree.
+pub const DEFAULT_LEASE_MS: u64 = esos_replica::quorum::DEFAULT_LEASE_MS;
+/// Lease bounds (ms): shorter leases renew too often to survive a busy host, longer ones
+/// make every failover slow.
+pub const LEASE_MS: std::ops::RangeInclusive<u64> =
+    esos_replica::quorum::MIN_LEASE_MS..=esos_replica::quorum::wire::MAX_LEASE_MS;
+/// Default time I/O of a replicated device waits for the quorum or a peer (ms) before it
+/// fails as not ready: longer than a lease, so a failover completes within it.
+pub const DEFAULT_IO_TIMEOUT_MS: u64 = 5000;
+/// `io_timeout_ms` bounds.
+pub const IO_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=600_000;

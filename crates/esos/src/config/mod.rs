@@ -13,6 +13,8 @@ pub mod size;
 mod validate;
 
 #[cfg(test)]
+mod cluster_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
@@ -21,14 +23,17 @@ pub use api::{MAX_API_LISTENERS, MAX_API_TOKENS, SHA256_HEX_LEN, parse_sha256_he
 pub use error::{ConfigError, KeyError};
 pub use limits::{DEFAULT_STATE_DIR, MAX_LUN};
 pub use plan::{
-    AluaPlan, ApiPlan, ApiRole, ApiTls, ApiToken, Chap, DevicePlan, GroupPlan, IdentityOverrides,
-    LunPlan, Plan, TargetPlan,
+    AluaPlan, ApiPlan, ApiRole, ApiTls, ApiToken, Chap, ClusterPlan, DevicePlan, GroupPlan,
+    IdentityOverrides, LunPlan, MemberPlan, Plan, ReplicaPlan, TargetPlan,
 };
 pub use schema::{
-    CacheMode, DeviceType, RawApi, RawApiRole, RawApiToken, RawChap, RawConfig, RawDevice,
-    RawGroup, RawLun, RawPortal, RawSize, RawTarget,
+    CacheMode, DeviceType, RawApi, RawApiRole, RawApiToken, RawChap, RawCluster, RawConfig,
+    RawDevice, RawGroup, RawLun, RawMember, RawPortal, RawSize, RawTarget, RawWitness,
 };
-pub use validate::{Source, describe_size, format_naa, parse_naa, validate};
+pub use validate::{
+    MIN_MEMBERS, Source, describe_size, format_naa, node_override, parse_naa, set_node_override,
+    validate,
+};
 
 /// Largest config file we read; a bigger one is a mistake (or not a config file).
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;

@@ -11,6 +11,8 @@ use esos_iscsi::login::ChapCredentials;
 use esos_iscsi::params::TargetParams;
 use esos_iscsi::server::{Limits, PortalConfig};
 
+use esos_replica::NodeName;
+
 use super::schema::DeviceType;
 
 #[derive(Debug, Clone)]
@@ -31,10 +33,77 @@ pub struct Plan {
     pub discovery_chap: Option<Chap>,
     /// ALUA mode and target port groups; every portal group tag is in exactly one group.
     pub alua: AluaPlan,
+    /// Every device a LUN may map. The backing device of a replicated device is not
+    /// here: it lives in its replicated device's [`ReplicaPlan`].
     pub devices: Vec<DevicePlan>,
     pub targets: Vec<TargetPlan>,
+    /// `[cluster]`: present when this node replicates devices with others.
+    pub cluster: Option<ClusterPlan>,
     /// Accepted but suspicious settings, logged once logging is up.
     pub warnings: Vec<String>,
+}
+
+/// Validated `[cluster]`: this node is one of 2 or 3 members, member portal groups are
+/// disjoint, and this node's `server.portal` groups are exactly its member's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPlan {
+    pub name: String,
+    pub me: NodeName,
+    pub auto_promote: bool,
+    pub lease_ms: u64,
+    pub io_timeout_ms: u64,
+    /// In config order, this node among them.
+    pub members: Vec<MemberPlan>,
+    pub witness: Option<(NodeName, SocketAddr)>,
+}
+
+/// One data node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPlan {
+    pub name: NodeName,
+    /// Its cluster listener.
+    pub address: SocketAddr,
+    /// Its iSCSI portal group tags, in config order; the first is its ALUA group id.
+    pub portal_groups: Vec<u16>,
+}
+
+impl ClusterPlan {
+    /// This node's member entry.
+    pub fn my_member(&self) -> &MemberPlan {
+        self.members
+            .iter()
+            .find(|m| m.name == self.me)
+            .expect("validation keeps this node among the members")
+    }
+
+    /// The other data nodes with their cluster addresses.
+    pub fn peers(&self) -> Vec<(NodeName, SocketAddr)> {
+        self.members
+            .iter()
+            .filter(|m| m.name != self.me)
+            .map(|m| (m.name.clone(), m.address))
+            .collect()
+    }
+
+    /// Every voter: the members (this node included), then the witness.
+    pub fn voters(&self) -> Vec<(NodeName, SocketAddr)> {
+        self.members
+            .iter()
+            .map(|m| (m.name.clone(), m.address))
+            .chain(self.witness.clone())
+            .collect()
+    }
+}
+
+/// What makes a device replicated: its local copy and how fast it resyncs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaPlan {
+    /// The cluster name: with the device name, it derives the LU identity.
+    pub cluster: String,
+    /// The local device holding this node's copy (a file or block device).
+    pub backing: Box<DevicePlan>,
+    /// Bytes per second; 0 = unlimited.
+    pub resync_rate: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +124,8 @@ pub struct DevicePlan {
     /// Bytes per second a SANITIZE may write; 0 = unlimited.
     pub sanitize_rate: u64,
     pub overrides: IdentityOverrides,
+    /// Set for `type = "replicated"`; `spec` is then the backing device's spec.
+    pub replica: Option<ReplicaPlan>,
 }
 
 /// Identity values given explicitly in the config; the rest come from the identity store.

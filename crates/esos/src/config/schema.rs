@@ -17,6 +17,47 @@ pub struct RawConfig {
     pub target: Vec<RawTarget>,
     /// The management API on TCP; `None` = the unix socket only.
     pub api: Option<RawApi>,
+    /// High availability: the nodes this one replicates with; `None` = a single node.
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[cluster]`: the same section on every node of a replication cluster, except `node`
+/// (which `esos --node NAME` or `ESOS_NODE` may give instead).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: String,
+    /// This node: one of the members.
+    pub node: Option<String>,
+    /// Promote a secondary on its own when the primary is lost (through the quorum);
+    /// false when Pacemaker decides (default true).
+    pub auto_promote: Option<bool>,
+    /// Primary lease in milliseconds (default 1500).
+    pub lease_ms: Option<u64>,
+    /// How long I/O waits for the quorum or a peer before it fails (default 5000 ms).
+    pub io_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub member: Vec<RawMember>,
+    pub witness: Option<RawWitness>,
+}
+
+/// `[[cluster.member]]`: a node that holds data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMember {
+    pub name: String,
+    /// `IP:port` of its cluster listener (replication and quorum).
+    pub address: String,
+    /// Its iSCSI portal group tags: its ALUA target port group.
+    pub portal_groups: Vec<u32>,
+}
+
+/// `[cluster.witness]`: a voter without data (`esos witness`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWitness {
+    pub name: String,
+    pub address: String,
 }
 
 /// `[api]`: the management API on TCP with TLS and bearer tokens, beside the unix socket
@@ -158,6 +199,8 @@ pub enum DeviceType {
     Null,
     /// A read-only CD/DVD-ROM exported from a disc image (ISO) file.
     Cdrom,
+    /// A device replicated to the other cluster members over a local `backing` device.
+    Replicated,
 }
 
 impl DeviceType {
@@ -168,6 +211,7 @@ impl DeviceType {
             DeviceType::Ram => "ram",
             DeviceType::Null => "null",
             DeviceType::Cdrom => "cdrom",
+            DeviceType::Replicated => "replicated",
         }
     }
 }
@@ -206,6 +250,10 @@ pub struct RawDevice {
     pub revision: Option<String>,
     pub serial: Option<String>,
     pub naa: Option<String>,
+    /// `replicated` only: the local device holding this node's copy.
+    pub backing: Option<String>,
+    /// `replicated` only: most bytes per second a resync copies (default unlimited).
+    pub resync_rate: Option<RawSize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,6 +10,7 @@ fn src() -> Source {
     Source {
         label: "esos.toml".into(),
         base_dir: "/etc/esos".into(),
+        node: None,
     }
 }
 

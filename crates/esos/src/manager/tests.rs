@@ -57,6 +57,7 @@ async fn start(dir: &Path) -> Manager {
         alua,
         identities: store,
         server: server.handle(),
+        replicas: Default::default(),
     });
     // The server object can go: the handle keeps the shared state, and nothing here logs in.
     drop(server);

@@ -210,12 +210,20 @@ async fn poll(client: &Client, with_config: bool, with_system: bool) -> Result<S
     };
     // The port groups are optional: without them the tab falls back to the config.
     let port_groups = async { Ok(get_json(client, "/api/v1/port-groups").await.ok()) };
-    let (devices, targets, sessions, stats, port_groups) = tokio::try_join!(
+    // Optional too: a daemon without replication lists none.
+    let replicas = async {
+        Ok(get_json::<model::Replicas>(client, "/api/v1/replicas")
+            .await
+            .map(|r| r.replicas)
+            .unwrap_or_default())
+    };
+    let (devices, targets, sessions, stats, port_groups, replicas) = tokio::try_join!(
         get_json(client, "/api/v1/devices"),
         get_json(client, "/api/v1/targets"),
         get_json(client, "/api/v1/sessions"),
         get_json(client, "/api/v1/stats"),
         port_groups,
+        replicas,
     )?;
     let config = if with_config {
         let a = client
@@ -235,6 +243,7 @@ async fn poll(client: &Client, with_config: bool, with_system: bool) -> Result<S
         sessions,
         stats,
         port_groups,
+        replicas,
         config,
         system,
         daemon_log,

@@ -116,6 +116,40 @@ pub struct PortGroup {
     pub mode: String,
 }
 
+/// One replicated device (`GET /replicas`): what the Port groups tab shows under the
+/// groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Replica {
+    pub device: String,
+    pub role: String,
+    pub data: String,
+    pub primary: Option<String>,
+    pub quorate: bool,
+    pub down: bool,
+    pub peers: Vec<ReplicaPeer>,
+    pub report: Option<String>,
+}
+
+/// One peer of a [`Replica`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ReplicaPeer {
+    pub name: String,
+    pub link: String,
+    pub out_of_sync_bytes: u64,
+    pub sync_done_bytes: u64,
+    pub sync_total_bytes: u64,
+    pub sync_rate_bytes_per_sec: u64,
+}
+
+/// `GET /replicas`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Replicas {
+    pub replicas: Vec<Replica>,
+}
+
 /// The daemon itself (`GET /system`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
@@ -158,6 +192,8 @@ pub struct Snapshot {
     /// `None` when the daemon did not answer `GET /port-groups` (the tab then shows the
     /// configured table, read-only).
     pub port_groups: Option<Vec<PortGroup>>,
+    /// Replicated devices; empty without `[cluster]` or when the daemon does not list them.
+    pub replicas: Vec<Replica>,
     /// The running config text; fetched only when a view needs it.
     pub config: Option<String>,
     /// The daemon's information; fetched only while the System tab is shown, `None` when

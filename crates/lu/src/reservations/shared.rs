@@ -5,7 +5,7 @@
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use esos_common::sync::LockExt as _;
 
@@ -37,6 +37,25 @@ pub struct Reservations {
     active: AtomicBool,
     /// APTPL state file; `None` disables persistence through power loss.
     file: Option<PathBuf>,
+    /// Told of every change, under the lock so changes arrive in order.
+    observer: OnceLock<Observer>,
+}
+
+/// A function told of the persistent state after each change (a replicated device's
+/// primary sends it to its peers). It runs with the reservation lock held: it must not
+/// block, and must not touch these reservations.
+pub struct Observer(Box<dyn Fn(&PrState) + Send + Sync>);
+
+impl Observer {
+    pub fn new(f: impl Fn(&PrState) + Send + Sync + 'static) -> Observer {
+        Observer(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl Reservations {
@@ -54,6 +73,7 @@ impl Reservations {
             active: AtomicBool::new(held.any()),
             inner: Mutex::new(held),
             file,
+            observer: OnceLock::new(),
         })
     }
 
@@ -63,6 +83,7 @@ impl Reservations {
             inner: Mutex::default(),
             active: AtomicBool::new(false),
             file: None,
+            observer: OnceLock::new(),
         }
     }
 
@@ -79,7 +100,14 @@ impl Reservations {
         HeldGuard {
             held: self.inner.locked(),
             active: &self.active,
+            observer: self.observer.get(),
+            changed: false,
         }
+    }
+
+    /// Installs the one observer of changes; false when one is already installed.
+    pub fn observe(&self, observer: Observer) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// The APTPL state file, `None` when persistence is disabled.
@@ -112,6 +140,9 @@ impl Reservations {
 pub struct HeldGuard<'a> {
     held: MutexGuard<'a, Held>,
     active: &'a AtomicBool,
+    observer: Option<&'a Observer>,
+    /// Borrowed mutably: the observer hears of it when the guard drops.
+    changed: bool,
 }
 
 impl Deref for HeldGuard<'_> {
@@ -123,6 +154,7 @@ impl Deref for HeldGuard<'_> {
 
 impl DerefMut for HeldGuard<'_> {
     fn deref_mut(&mut self) -> &mut Held {
+        self.changed = true;
         &mut self.held
     }
 }
@@ -131,6 +163,11 @@ impl Drop for HeldGuard<'_> {
     fn drop(&mut self) {
         // Stored while the lock is still held, so flag changes follow state changes in order.
         self.active.store(self.held.any(), Ordering::Release);
+        if self.changed
+            && let Some(o) = self.observer
+        {
+            (o.0)(&self.held.state);
+        }
     }
 }
 
@@ -153,6 +190,20 @@ mod tests {
         assert!(r.active(), "another session's end releases nothing");
         r.session_gone(s);
         assert!(!r.active());
+    }
+
+    #[test]
+    fn observer_hears_each_change_once() {
+        let r = Reservations::without_file();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        assert!(r.observe(Observer::new(move |s: &PrState| {
+            s2.lock().unwrap().push(s.generation)
+        })));
+        assert!(!r.observe(Observer::new(|_| {})), "one observer");
+        let _ = r.lock().state.generation; // a read is no change
+        r.lock().state.generation = 7;
+        assert_eq!(*seen.lock().unwrap(), vec![7]);
     }
 
     #[test]

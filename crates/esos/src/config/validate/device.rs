@@ -79,6 +79,12 @@ impl Validator {
                 format!("{block_size} is not 512 or 4096"),
             );
         }
+        if d.kind == DeviceType::Replicated && d.block_size.is_some() {
+            self.err(
+                format!("{key}.block_size"),
+                "is not allowed for type \"replicated\"; the backing device's is used",
+            );
+        }
         let lbppb_exponent = self.physical_block_size(d, key, block_size);
         let sanitize_rate = match &d.sanitize_rate {
             None => 0,
@@ -156,6 +162,10 @@ impl Validator {
                 format!("{key}.size"),
                 "is not allowed for type \"cdrom\"; the image's size is used",
             ),
+            (DeviceType::Replicated, Some(_)) => self.err(
+                format!("{key}.size"),
+                "is not allowed for type \"replicated\"; the backing device's size is used",
+            ),
             (DeviceType::Ram | DeviceType::Null, None) => self.err(
                 format!("{key}.size"),
                 format!("is required for type \"{ty}\""),
@@ -182,6 +192,9 @@ impl Validator {
                 path: path?,
                 size_bytes: None,
             },
+            // Replaced by the backing device's spec once every device is known
+            // (`cluster::replicated`).
+            DeviceType::Replicated => Backend::Null { size_bytes: 0 },
         };
         Some(DevicePlan {
             name: d.name.clone(),
@@ -199,6 +212,7 @@ impl Validator {
             lbppb_exponent,
             sanitize_rate,
             overrides,
+            replica: None,
         })
     }
 

@@ -15,12 +15,14 @@ use super::schema::{RawConfig, RawSize};
 use super::size::parse_size;
 
 mod chap;
+mod cluster;
 mod device;
 mod server;
 mod target;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::MIN_MEMBERS;
 pub use device::{describe_size, format_naa, parse_naa};
 
 /// Where a raw config came from: its label in messages and the directory that relative
@@ -29,9 +31,13 @@ pub use device::{describe_size, format_naa, parse_naa};
 pub struct Source {
     pub label: String,
     pub base_dir: PathBuf,
+    /// This node's cluster name when given outside the file (`esos --node`,
+    /// `ESOS_NODE`); it overrides `cluster.node`.
+    pub node: Option<String>,
 }
 
 impl Source {
+    /// A config file; the node name comes from [`node_override`].
     pub fn file(path: &Path) -> Source {
         let base_dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -40,8 +46,26 @@ impl Source {
         Source {
             label: path.display().to_string(),
             base_dir,
+            node: node_override(),
         }
     }
+}
+
+/// Set once by `esos --node NAME` before any config is read.
+static NODE_OVERRIDE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this node for every config read from now on (`esos --node NAME`); the first
+/// call wins.
+pub fn set_node_override(name: String) {
+    let _ = NODE_OVERRIDE.set(name);
+}
+
+/// `--node NAME`, else `ESOS_NODE`, else `None` (then `cluster.node` names the node).
+pub fn node_override() -> Option<String> {
+    NODE_OVERRIDE
+        .get()
+        .cloned()
+        .or_else(|| std::env::var("ESOS_NODE").ok().filter(|n| !n.is_empty()))
 }
 
 /// Validates `raw` into a plan, or lists every problem.
@@ -54,6 +78,12 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Plan, ConfigError> {
     let (alua, alua_errors) = super::alua::validate(raw.server.alua.as_ref(), &server.portals);
     v.errors.extend(alua_errors);
     let devices = v.devices(&raw.device, source);
+    let cluster = v.cluster(
+        raw.cluster.as_ref(),
+        source.node.as_deref(),
+        &server.portals,
+    );
+    let replicated = v.replicated(raw, raw.cluster.is_some());
     let device_index: HashMap<&str, usize> = raw
         .device
         .iter()
@@ -89,8 +119,10 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Plan, ConfigError> {
             alua,
             devices,
             targets,
+            cluster,
             warnings: v.warnings,
         };
+        cluster::fold_backings(&mut plan, &replicated);
         let mapped = plan.mapped_devices();
         for (i, d) in plan.devices.iter().enumerate() {
             if mapped.binary_search(&i).is_err() {

@@ -1,9 +1,22 @@
 //! The Port groups tab: ALUA states, live or as configured.
 
 use super::*;
-use crate::tui::model::{Alua, PortGroup};
+use crate::tui::model::{Alua, PortGroup, Replica};
 
 pub(super) fn port_groups(app: &App, f: &mut Frame, area: Rect) {
+    let replicas = &app.snapshot.replicas;
+    let area = if replicas.is_empty() {
+        area
+    } else {
+        let rows = replicas.iter().map(|r| r.peers.len().max(1)).sum::<usize>();
+        let height = u16::try_from(rows + 3)
+            .unwrap_or(u16::MAX)
+            .min(area.height / 2);
+        let [top, bottom] =
+            Layout::vertical([Constraint::Min(4), Constraint::Length(height)]).areas(area);
+        replicated(replicas, f, bottom);
+        top
+    };
     let [main, note] = Layout::vertical([Constraint::Min(4), Constraint::Length(4)]).areas(area);
     let live = app.port_groups();
     let text = if live.is_empty() {
@@ -135,4 +148,70 @@ pub(super) fn alua_table(a: &Alua, f: &mut Frame, area: Rect, b: Block<'_>) {
         .header(header(&["Group", "State", "Portal groups", "Portals"])),
         t,
     );
+}
+
+/// Replicated devices: role (and the primary, seen from a secondary), data, each peer's link, what is out of sync and how far a
+/// resync is. Their port groups follow the primary on their own (docs/ha.md).
+pub(super) fn replicated(replicas: &[Replica], f: &mut Frame, area: Rect) {
+    let b = block("Replicated devices (esos replica ...)");
+    let mut rows = Vec::new();
+    for r in replicas {
+        let mut role = r.role.clone();
+        if let Some(p) = r.primary.as_ref().filter(|_| r.role != "primary") {
+            role.push_str(&format!(" ({p})"));
+        }
+        if r.down {
+            role.push_str(" (down)");
+        }
+        if !r.quorate {
+            role.push_str(" NO QUORUM");
+        }
+        if r.report.is_some() {
+            role.push_str(" SPLIT");
+        }
+        let first = [r.device.clone(), role, r.data.clone()];
+        if r.peers.is_empty() {
+            rows.push(Row::new(first.clone().into_iter().chain([
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ])));
+        }
+        for (i, p) in r.peers.iter().enumerate() {
+            let sync = match (p.sync_done_bytes.saturating_mul(100)).checked_div(p.sync_total_bytes)
+            {
+                Some(pct) => format!("{pct}% {}/s", human_bytes(p.sync_rate_bytes_per_sec)),
+                None => "-".into(),
+            };
+            let lead = if i == 0 {
+                first.clone()
+            } else {
+                Default::default()
+            };
+            rows.push(Row::new(lead.into_iter().chain([
+                p.name.clone(),
+                p.link.clone(),
+                human_bytes(p.out_of_sync_bytes),
+                sync,
+            ])));
+        }
+    }
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(10),
+            Constraint::Length(14),
+            Constraint::Length(12),
+            Constraint::Length(8),
+            Constraint::Length(11),
+            Constraint::Length(8),
+            Constraint::Min(8),
+        ],
+    )
+    .header(header(&[
+        "Device", "Role", "Data", "Peer", "Link", "Out sync", "Sync",
+    ]))
+    .block(b);
+    f.render_widget(table, area);
 }

@@ -319,3 +319,35 @@ fn hosts_tab_shows_the_default_map() {
     assert!(s.contains("> (default LUNs)"), "{s}");
     assert!(s.contains("LUN 0    scratch"), "{s}");
 }
+
+#[test]
+fn port_groups_tab_shows_replicated_devices() {
+    use crate::tui::model::{Replica, ReplicaPeer};
+    let mut snap = snapshot();
+    snap.replicas = vec![Replica {
+        device: "db".into(),
+        role: "primary".into(),
+        data: "up-to-date".into(),
+        primary: Some("n1".into()),
+        quorate: true,
+        down: false,
+        peers: vec![ReplicaPeer {
+            name: "n2".into(),
+            link: "sync-source".into(),
+            out_of_sync_bytes: 3 << 20,
+            sync_done_bytes: 1,
+            sync_total_bytes: 4,
+            sync_rate_bytes_per_sec: 1 << 20,
+        }],
+        report: None,
+    }];
+    let mut a = App::new("/var/lib/esos/esos.sock");
+    a.on_poll(Ok(snap), Instant::now());
+    key(&mut a, KeyCode::Char('5'));
+    let s = screen(&a);
+    assert!(s.contains("Replicated devices"), "{s}");
+    let row = s.lines().find(|l| l.contains("db")).unwrap();
+    for cell in ["primary", "up-to-date", "n2", "sync-source", "3M", "25%"] {
+        assert!(row.contains(cell), "{cell} not in {row}\n{s}");
+    }
+}
