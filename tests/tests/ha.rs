@@ -27,7 +27,7 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for a pair to elect its first primary and be in sync.
 const FORM_TIMEOUT: Duration = Duration::from_secs(45);
 /// When the first promotion of a fresh pair is forced if a plain one is still refused.
-const FORCE_FIRST_PROMOTION_AFTER: Duration = Duration::from_secs(10);
+const FORCE_FIRST_PROMOTION_AFTER: Duration = Duration::from_secs(2);
 /// Longest wait for a resync to finish.
 const RESYNC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest the final read of every block may take (through whichever node serves).
@@ -51,8 +51,9 @@ fn pair(spec: ClusterSpec) -> Option<Cluster> {
     c.start(Node::N2);
     let start = Instant::now();
     // With auto_promote one node may already have promoted itself; otherwise ask n1. Two
-    // fresh copies have no common history yet: when a plain promotion is still refused
-    // after a while, the first one is forced (the initial sync then copies n1 to n2).
+    // fresh copies are both inconsistent and the quorum record names no up-to-date node, so
+    // the first promotion of a new device is forced (docs/ha.md); the initial sync then
+    // copies n1 to n2. A plain promotion is tried first, for a build that needs no force.
     loop {
         match c.primary() {
             Some(_) => break,
