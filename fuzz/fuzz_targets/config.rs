@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let source = Source {
         label: "fuzz.toml".to_owned(),
         base_dir: PathBuf::from("/nonexistent/esos-fuzz"),
+        node: None,
     };
     match config::validate(&raw, &source) {
         Ok(plan) => {

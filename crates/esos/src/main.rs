@@ -276,8 +276,11 @@ async fn run_server(
 ) -> anyhow::Result<ExitCode> {
     let server = Server::bind(server_config).await?;
     let (config_path, text) = file.unzip();
-    let units = opened.units.clone();
-    let replicas = opened.replicas();
+    let esos::cluster::node::Opened {
+        units,
+        node,
+        replicated,
+    } = opened;
     let manager = Arc::new(Manager::new(Running {
         plan: plan.clone(),
         text: text.unwrap_or_default(),
@@ -286,7 +289,8 @@ async fn run_server(
         alua,
         identities,
         server: server.handle(),
-        replicas,
+        replicated,
+        cluster: node.clone(),
     }));
     let addrs = server.local_addrs();
     for a in &addrs {
@@ -348,14 +352,27 @@ async fn run_server(
 
     // Devices added or removed live are in the manager's set, not the start-up one.
     let mut failed = 0usize;
+    let replicas = manager.replica_set();
     for (name, u) in manager.units() {
+        // A secondary serves nothing to flush; its replica's own stop makes it durable.
+        if let Some(r) = replicas.get(&name)
+            && r.view().role != esos_replica::Role::Primary
+        {
+            continue;
+        }
         if let Err(e) = u.flush().await {
             failed += 1;
             tracing::error!(device = %name, error = %e, "flush failed: data may not be durable");
         }
     }
     // Replicas last: their flushes above went to the peers too.
-    opened.shutdown().await;
+    for (name, u) in manager.take_replicated() {
+        tracing::info!(device = %name, "stopping the replica");
+        u.shutdown().await;
+    }
+    if let Some(n) = node {
+        n.stop();
+    }
     if failed > 0 {
         anyhow::bail!("{failed} device(s) could not be flushed");
     }

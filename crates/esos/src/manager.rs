@@ -27,7 +27,9 @@ use esos_lu::access::PortGroups;
 use esos_scsi::LogicalUnit;
 use serde::Serialize;
 
-use crate::cluster::{Action, ReplicaActionError, ReplicaInfo, Replicas};
+use crate::cluster::node::ClusterNode;
+use crate::cluster::unit::ReplicatedUnit;
+use crate::cluster::{Action, ReplicaActionError, ReplicaControl, ReplicaInfo, Replicas};
 use crate::config::{self, DeviceType, LunPlan, Plan, Source};
 use crate::graph;
 use crate::identity::{self, IdentityStore};
@@ -56,6 +58,9 @@ pub enum ApplyError {
     /// The identities of new devices could not be saved; nothing was changed.
     #[error("{0}; nothing was changed")]
     Identities(crate::identity::IdentityError),
+    /// A replicated device could not start; nothing was changed.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::node::ClusterError),
     /// Opening the new devices stopped without a result (a bug); nothing was changed.
     #[error("opening the new devices failed: {0}; nothing was changed")]
     Open(String),
@@ -79,127 +84,6 @@ pub struct ApplyReport {
     pub warnings: Vec<String>,
 }
 
-/// One device as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeviceInfo {
-    pub name: String,
-    /// file | blockdev | ram | null (and later kinds)
-    pub kind: String,
-    pub path: Option<String>,
-    pub size_bytes: u64,
-    pub block_size: u32,
-    pub read_only: bool,
-    pub thin: bool,
-    pub write_cache: bool,
-    pub serial: String,
-    /// NAA designator as 32 hex digits.
-    pub naa: String,
-    /// Where it is exported: "target/lun" or "target/group/lun".
-    pub exports: Vec<String>,
-}
-
-/// One target as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetInfo {
-    pub name: String,
-    pub alias: Option<String>,
-    pub enabled: bool,
-    pub portals: Vec<String>,
-    pub chap: bool,
-    pub groups: Vec<GroupInfo>,
-    /// LUN → device for initiators in no group; `None` refuses them.
-    pub default_luns: Option<Vec<LunInfo>>,
-    pub sessions: u32,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupInfo {
-    pub name: String,
-    pub initiators: Vec<String>,
-    pub luns: Vec<LunInfo>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LunInfo {
-    pub lun: u64,
-    pub device: String,
-}
-
-/// I/O counters of one device since the daemon started (or since it was added).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DeviceStats {
-    pub name: String,
-    pub read_commands: u64,
-    pub write_commands: u64,
-    /// Every other command (INQUIRY, SYNCHRONIZE CACHE, UNMAP, ...).
-    pub other_commands: u64,
-    pub read_bytes: u64,
-    pub write_bytes: u64,
-    /// Commands that ended in CHECK CONDITION.
-    pub errors: u64,
-    /// Commands admitted and not yet completed.
-    pub in_flight: u64,
-    /// Sums of completion latencies, microseconds (divide by the command count for a mean).
-    pub read_latency_us: u64,
-    pub write_latency_us: u64,
-}
-
-/// One ALUA target port group as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PortGroupInfo {
-    pub id: u16,
-    /// active-optimized | active-non-optimized | standby | unavailable | transitioning
-    pub state: String,
-    /// Portal group tags (relative target port identifiers) in the group.
-    pub portal_groups: Vec<u16>,
-    /// implicit | explicit | both: who may change states (SET TARGET PORT GROUPS needs
-    /// explicit); the management API always may.
-    pub mode: String,
-}
-
-/// Why a port group state change was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum PortGroupError {
-    #[error("no target port group {0}")]
-    NotFound(u16),
-    #[error("state: {0:?} is not active-optimized, active-non-optimized, standby or unavailable")]
-    BadState(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// One logged-in session.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionInfo {
-    /// Handle for [`Manager::close_session`]; unique for the life of the daemon.
-    pub id: u64,
-    /// TSIH the target assigned (RFC 7143 11.12.6).
-    pub tsih: u16,
-    pub initiator: String,
-    /// ISID as 12 hex digits.
-    pub isid: String,
-    /// `None` for discovery sessions.
-    pub target: Option<String>,
-    /// Local portal address the session came in on.
-    pub portal: String,
-    /// Initiator's address.
-    pub peer: String,
-    /// Seconds since the Unix epoch when the session reached full feature phase.
-    pub since_unix: u64,
-    pub header_digest: bool,
-    pub data_digest: bool,
-    /// Largest data segment the initiator accepts (we send at most this per PDU).
-    pub initiator_max_recv_data_segment_length: u32,
-    /// Largest data segment esos accepts from the initiator.
-    pub target_max_recv_data_segment_length: u32,
-    pub max_burst_length: u32,
-    pub first_burst_length: u32,
-    pub immediate_data: bool,
-    pub initial_r2t: bool,
-    /// SCSI commands received.
-    pub commands: u64,
-}
-
 /// The daemon's live state. Share it as `Arc<Manager>`; every method is safe to call from
 /// any task; changes are serialised.
 pub struct Manager {
@@ -214,6 +98,10 @@ pub struct Manager {
     alua: Arc<PortGroups>,
     /// The replicated devices (empty without `[cluster]`).
     replicas: Mutex<Replicas>,
+    /// The same, as units to stop cleanly at exit.
+    replicated: Mutex<Vec<(String, ReplicatedUnit)>>,
+    /// This node in its cluster, for replicated devices added live.
+    cluster: Option<Arc<ClusterNode>>,
 }
 
 struct State {
@@ -236,8 +124,10 @@ pub struct Running {
     pub alua: Arc<PortGroups>,
     pub identities: IdentityStore,
     pub server: ServerHandle,
-    /// The replicated devices started with the daemon.
-    pub replicas: Replicas,
+    /// The replicated devices started with the daemon, by name.
+    pub replicated: Vec<(String, ReplicatedUnit)>,
+    /// This node in its cluster (`None` without `[cluster]`).
+    pub cluster: Option<Arc<ClusterNode>>,
 }
 
 /// A device opened by an apply, by name.
@@ -282,7 +172,9 @@ impl Manager {
             server: r.server,
             config_path: r.config_path,
             alua: r.alua,
-            replicas: Mutex::new(r.replicas),
+            replicas: Mutex::new(Replicas::of(&r.replicated)),
+            replicated: Mutex::new(r.replicated),
+            cluster: r.cluster,
         }
     }
 
@@ -371,17 +263,27 @@ impl Manager {
         // any other apply from changing the store in between.
         let identities = self.state().identities.clone();
         let (plan, alua) = (new.clone(), Arc::clone(&self.alua));
+        // Replicated devices start on the runtime (links, quorum), after the others opened.
+        let (plain, replicated): (Vec<usize>, Vec<usize>) = added
+            .iter()
+            .partition(|&&i| new.devices[i].replica.is_none());
         let (opened, identities) =
-            tokio::task::spawn_blocking(move || open_added(&plan, &added, identities, &alua))
+            tokio::task::spawn_blocking(move || open_added(&plan, &plain, identities, &alua))
                 .await
                 .map_err(|e| ApplyError::Open(e.to_string()))??;
         self.state().identities = identities;
+        let started = self.start_replicas(&new, &replicated).await?;
         let mut units: HashMap<String, Arc<LogicalUnit>> = new
             .devices
             .iter()
             .filter_map(|d| old_units.get(&d.name).map(|u| (d.name.clone(), u.clone())))
             .collect();
         units.extend(opened);
+        units.extend(
+            started
+                .iter()
+                .map(|(n, r)| (n.clone(), Arc::clone(&r.unit))),
+        );
         let ordered: Vec<Arc<LogicalUnit>> =
             new.devices.iter().map(|d| units[&d.name].clone()).collect();
         let server_config = graph::server_config(&new, &ordered);
@@ -390,14 +292,16 @@ impl Manager {
         // can be undone, so it goes first.
         let portals_changed = old.portals != new.portals;
         if portals_changed {
-            report.sessions_closed +=
-                self.server
-                    .set_portals(new.portals.clone())
-                    .await
-                    .map_err(|e| ApplyError::NotLive {
+            match self.server.set_portals(new.portals.clone()).await {
+                Ok(n) => report.sessions_closed += n,
+                Err(e) => {
+                    stop_replicas(started).await;
+                    return Err(ApplyError::NotLive {
                         field: "server.portal".into(),
                         reason: e.to_string(),
-                    })?;
+                    });
+                }
+            }
             report.portals_changed = true;
         }
         // Grown devices: the last step that can fail, and the capacity changes before the
@@ -406,8 +310,10 @@ impl Manager {
             if portals_changed && let Err(undo) = self.server.set_portals(old.portals).await {
                 tracing::error!(error = %undo, "restoring the portals after a failed grow");
             }
+            stop_replicas(started).await;
             return Err(e);
         }
+        self.keep_replicas(started);
         report.sessions_closed += self.server.set_live(LiveConfig {
             targets: server_config.targets,
             discovery_chap: server_config.discovery_chap,
@@ -459,6 +365,60 @@ impl Manager {
         }
         tracing::info!(?report, "configuration applied");
         Ok(report)
+    }
+
+    /// Starts the replicated devices `added` (indices into `plan.devices`); on error the
+    /// ones started are stopped again.
+    async fn start_replicas(
+        &self,
+        plan: &Plan,
+        added: &[usize],
+    ) -> Result<Vec<(String, ReplicatedUnit)>, ApplyError> {
+        let mut started = Vec::new();
+        for &i in added {
+            let d = &plan.devices[i];
+            let res = match &self.cluster {
+                Some(node) => {
+                    // Derived from the names: nothing to store.
+                    let id = self
+                        .state()
+                        .identities
+                        .clone()
+                        .resolve(d, &mut identity::os_random);
+                    node.open_unit(plan, i, id).await.map_err(ApplyError::from)
+                }
+                None => Err(ApplyError::NotLive {
+                    field: format!("device {:?}", d.name),
+                    reason: "the daemon started without [cluster]; restart it".into(),
+                }),
+            };
+            match res {
+                Ok(u) => started.push((d.name.clone(), u)),
+                Err(e) => {
+                    stop_replicas(started).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Makes replicas started by an apply part of the daemon.
+    fn keep_replicas(&self, started: Vec<(String, ReplicatedUnit)>) {
+        let mut r = self.replicas.locked();
+        let mut units = self.replicated.locked();
+        for (name, u) in started {
+            r.insert(
+                name.clone(),
+                Arc::clone(&u.replica) as Arc<dyn ReplicaControl>,
+            );
+            units.push((name, u));
+        }
+    }
+
+    /// Every replicated unit, taken for the clean stop.
+    pub fn take_replicated(&self) -> Vec<(String, ReplicatedUnit)> {
+        std::mem::take(&mut *self.replicated.locked())
     }
 
     /// Refuses to take away what logged-in sessions use, unless forced.
@@ -773,6 +733,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Stops replicas an apply started before it failed.
+async fn stop_replicas(started: Vec<(String, ReplicatedUnit)>) {
+    for (name, u) in started {
+        tracing::info!(device = %name, "stopping the replica of a refused change");
+        u.shutdown().await;
+    }
+}
+
 /// Settings the running server cannot change without a restart.
 fn static_unchanged(old: &Plan, new: &Plan) -> Result<(), ApplyError> {
     let not_live = |field: &str, what: &str| ApplyError::NotLive {
@@ -867,14 +835,6 @@ fn diff(old: &Plan, new: &Plan) -> Result<ApplyReport, ApplyError> {
     let mut r = ApplyReport::default();
     for d in &new.devices {
         match old.devices.iter().find(|o| o.name == d.name) {
-            None if d.kind == DeviceType::Replicated => {
-                return Err(ApplyError::NotLive {
-                    field: format!("device {:?}", d.name),
-                    reason: "a replicated device is started with the daemon; add it to \
-                             every node's config and restart them one at a time"
-                        .into(),
-                });
-            }
             None => r.devices_added.push(d.name.clone()),
             Some(o) if o != d && d.kind == DeviceType::Replicated => {
                 return Err(ApplyError::NotLive {
@@ -952,5 +912,11 @@ fn diff(old: &Plan, new: &Plan) -> Result<ApplyReport, ApplyError> {
     Ok(r)
 }
 
+mod info;
 #[cfg(test)]
 mod tests;
+
+pub use info::{
+    DeviceInfo, DeviceStats, GroupInfo, LunInfo, PortGroupError, PortGroupInfo, SessionInfo,
+    TargetInfo,
+};

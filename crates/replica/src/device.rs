@@ -39,6 +39,8 @@ pub const STATE_QUEUE: usize = 64;
 const AUTO_PROMOTE_GRACE: Duration = Duration::from_secs(2);
 /// Longest wait between two self-promotion attempts.
 const AUTO_PROMOTE_MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often a secondary compares its generation with the quorum record.
+const OUTDATE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the monitor looks at the lease and the primary.
 const MONITOR_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -105,6 +107,8 @@ pub(crate) struct State {
     pub shut: bool,
     /// A generation made (and durable) to go on without a peer, not yet in the record.
     pub pending_exclusion: Option<(NodeName, u64)>,
+    /// The last side state sent, replayed to a peer that comes back in step.
+    pub last_state: Option<Vec<u8>>,
 }
 
 /// What the link to one peer is doing, for status and for the write path.
@@ -278,6 +282,7 @@ impl Replica {
                 started: Instant::now(),
                 shut: false,
                 pending_exclusion: None,
+                last_state: None,
             }),
             role_tx,
             peers,
@@ -330,7 +335,7 @@ impl Replica {
     }
 
     pub(crate) fn data(&self) -> DataState {
-        self.meta.header().data
+        self.meta.data()
     }
 
     /// Tells every connected peer this node's role, data state and generation.
@@ -638,7 +643,9 @@ impl Replica {
         self.publish();
     }
 
-    /// Primary: sends `blob` to every peer replicated to, in order with the writes.
+    /// Primary: sends `blob` to every peer replicated to, in order with the writes. The
+    /// last blob is sent again to a peer whose link comes back, so blobs that carry the
+    /// whole side state keep every secondary current.
     pub fn send_state(&self, blob: Vec<u8>) {
         if blob.len() > crate::wire::MAX_STATE_BLOB_BYTES {
             tracing::error!(
@@ -656,6 +663,7 @@ impl Replica {
                 c.send(Msg::StateBlob { blob: blob.clone() });
             }
         }
+        self.st.locked().last_state = Some(blob);
     }
 
     /// Secondary: the side state blobs the primary sends; a new subscription replaces the
@@ -672,6 +680,7 @@ impl Replica {
     async fn monitor(self: Arc<Self>) {
         let mut backoff = MONITOR_INTERVAL;
         let mut next_try = Instant::now();
+        let mut next_outdate_check = Instant::now();
         loop {
             tokio::time::sleep(MONITOR_INTERVAL).await;
             let (role, down, started) = {
@@ -694,6 +703,10 @@ impl Replica {
                     self.step_down().await;
                 }
                 continue;
+            }
+            if Instant::now() >= next_outdate_check {
+                next_outdate_check = Instant::now() + OUTDATE_CHECK_INTERVAL;
+                self.outdate_if_left_behind().await;
             }
             let peer_primary = self
                 .peers
@@ -721,6 +734,33 @@ impl Replica {
                     next_try = Instant::now() + backoff;
                 }
             }
+        }
+    }
+
+    /// Secondary: marks the data Outdated once the record shows the primary went on
+    /// without this node (so status and metrics do not call it up to date).
+    async fn outdate_if_left_behind(&self) {
+        if self.data() != DataState::UpToDate {
+            return;
+        }
+        let Ok(rec) = self.arbiter.record().await else {
+            return;
+        };
+        let _g = self.gen_lock.lock().await;
+        let current = self.meta.header().current;
+        if rec.epoch > 0
+            && rec.generation != 0
+            && rec.generation != current
+            && !rec.is_up_to_date(&self.cfg.me)
+            && self.role() == Role::Secondary
+            && self.data() == DataState::UpToDate
+        {
+            tracing::warn!(
+                "replicated device {}: the primary went on without this node: outdated",
+                self.cfg.device
+            );
+            let _ = self.meta.update(|h| h.data = DataState::Outdated).await;
+            self.announce();
         }
     }
 

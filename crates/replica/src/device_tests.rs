@@ -547,8 +547,18 @@ async fn a_split_brain_is_reported_and_resolved_by_the_administrator() {
             report.contains("split brain") && report.contains("resolve"),
             "{report}"
         );
-        assert!(a.r.resolve_split_brain(true).await.is_ok());
-        until("resolved", Duration::from_secs(20), || in_sync(&a, &b)).await;
+        a.r.resolve_split_brain(true).await.unwrap();
+        until("resolved", Duration::from_secs(20), || {
+            let (sa, sb) = (a.r.status(), b.r.status());
+            sa.peers[0].link == LinkState::Connected
+                && sb.peers[0].link == LinkState::Connected
+                && sa.generation == sb.generation
+        })
+        .await;
+        // The record still names b's generation: taking a's data over needs force.
+        assert!(a.r.promote(false).await.is_err());
+        a.r.promote(true).await.unwrap();
+        until("in sync again", Duration::from_secs(10), || in_sync(&a, &b)).await;
         a.stop().await;
         b.stop().await;
         images_equal(&rig, &n("a"), &n("b"));
@@ -559,6 +569,76 @@ async fn a_split_brain_is_reported_and_resolved_by_the_administrator() {
             &pattern(2, 65536)[..],
             "b's undone"
         );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_to_both_secondaries_with_the_side_state() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (rig, nodes) = Rig::new(&["a", "b", "c"]).await;
+        let mut subs: Vec<_> = nodes[1..].iter().map(|x| x.r.subscribe_state()).collect();
+        first_primary(&nodes).await;
+        let a = &nodes[0].r;
+        a.send_state(b"reservations v1".to_vec());
+        for k in 0..20u64 {
+            let (res, _) = a.write(k * 300 * 1024, pattern(k, 12288), k % 3 == 0).await;
+            res.unwrap();
+        }
+        a.send_state(b"reservations v2".to_vec());
+        a.flush().await.unwrap();
+        for s in &mut subs {
+            assert_eq!(s.recv().await.unwrap(), b"reservations v1");
+            assert_eq!(s.recv().await.unwrap(), b"reservations v2");
+        }
+        assert_eq!(rig.q.record().up_to_date.len(), 3);
+        let names: Vec<_> = nodes.iter().map(|x| x.name.clone()).collect();
+        for node in nodes {
+            node.stop().await;
+        }
+        images_equal(&rig, &names[0], &names[1]);
+        images_equal(&rig, &names[0], &names[2]);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_demotes_and_refuses_io_and_up_reconnects() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (rig, nodes) = Rig::new(&["a", "b"]).await;
+        first_primary(&nodes).await;
+        let mut watch = nodes[0].r.watch();
+        nodes[0].r.set_down(true).await.unwrap();
+        let v = watch.borrow_and_update().clone();
+        assert_eq!((v.role, v.down), (Role::Secondary, true));
+        assert_eq!(rig.q.record().primary, None);
+        let (r, _) = nodes[0].r.read(0, vec![0; 512]).await;
+        assert_eq!(r.unwrap_err().kind(), BlockErrorKind::Unavailable);
+        until("links dropped", Duration::from_secs(5), || {
+            nodes[1].r.status().peers[0].link == LinkState::Connecting
+        })
+        .await;
+        assert!(
+            nodes[0].r.promote(false).await.is_err(),
+            "down refuses promotion"
+        );
+        nodes[0].r.set_down(false).await.unwrap();
+        until("links back", Duration::from_secs(10), || {
+            in_sync(&nodes[0], &nodes[1])
+        })
+        .await;
+        // b takes over without force: it is up to date in the record.
+        nodes[1].r.promote(false).await.unwrap();
+        let (r, _) = nodes[1].r.write(0, vec![5; 4096], true).await;
+        r.unwrap();
+        assert_eq!(nodes[0].r.watch().borrow().primary, Some(n("b")));
+        let names: Vec<_> = nodes.iter().map(|x| x.name.clone()).collect();
+        for node in nodes {
+            node.stop().await;
+        }
+        images_equal(&rig, &names[0], &names[1]);
     })
     .await
     .unwrap();

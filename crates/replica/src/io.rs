@@ -216,6 +216,10 @@ impl Replica {
         unless_back: bool,
     ) -> Result<(), BlockError> {
         let gave_up = |e: String| unavailable(format!("cannot record that {peer} is behind: {e}"));
+        if !self.st.locked().up_to_date.contains(peer) {
+            // Already behind (the usual case while a peer is away): no lock to take.
+            return Ok(());
+        }
         loop {
             let g = tokio::time::timeout_at(deadline.into(), self.gen_lock.lock())
                 .await

@@ -413,6 +413,11 @@ impl Meta {
         self.inner.locked().hdr.clone()
     }
 
+    /// The data state (without copying the header: read on every I/O).
+    pub fn data(&self) -> DataState {
+        self.inner.locked().hdr.data
+    }
+
     fn peer_index(i: &Inner, peer: &NodeName) -> Option<usize> {
         i.hdr.peers.iter().position(|p| &p.name == peer)
     }

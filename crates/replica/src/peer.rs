@@ -68,6 +68,12 @@ fn side(h: &LinkHello) -> Side {
     }
 }
 
+/// The hello fields the decision depends on are unchanged.
+fn same_state(a: &LinkHello, b: &LinkHello) -> bool {
+    (a.role, a.data, a.current, a.bitmap, a.history, a.flags)
+        == (b.role, b.data, b.current, b.bitmap, b.history, b.flags)
+}
+
 fn failed(kind: BlockErrorKind, message: impl Into<String>) -> AckStatus {
     AckStatus::Failed {
         kind,
@@ -182,24 +188,29 @@ impl Replica {
         let (mut rd, wr) = stream.into_split();
         let (conn, tasks) = Conn::start(peer.name.clone(), wr);
         let _guard = SessionGuard(conn.clone(), tasks);
+        let mine = self.hello_for(&peer.name);
+        conn.send(Msg::Hello(mine.clone()));
+        let theirs = match tokio::time::timeout(HELLO_TIMEOUT, frame::read_frame(&mut rd)).await {
+            Err(_) => return Err(SessionError::Silent),
+            Ok(Ok(None)) => return Err(SessionError::Closed),
+            Ok(r) => r?.expect("checked above"),
+        };
+        let Msg::Hello(theirs) = Msg::decode(theirs.kind, theirs.payload)? else {
+            return Err(SessionError::Protocol(
+                "the first message is not a hello".into(),
+            ));
+        };
+        self.check_hello(peer, &mine, &theirs)?;
         let decision = {
-            // No write is half sent and no generation changes while the two sides compare.
+            // No write is half sent and no generation changes while the link changes state;
+            // the hello must still say what this node is, or both sides negotiate again.
             let _gate = self.io_gate.write().await;
             let _g = self.gen_lock.lock().await;
-            let mine = self.hello_for(&peer.name);
-            conn.send(Msg::Hello(mine.clone()));
-            let theirs = match tokio::time::timeout(HELLO_TIMEOUT, frame::read_frame(&mut rd)).await
-            {
-                Err(_) => return Err(SessionError::Silent),
-                Ok(Ok(None)) => return Err(SessionError::Closed),
-                Ok(r) => r?.expect("checked above"),
-            };
-            let Msg::Hello(theirs) = Msg::decode(theirs.kind, theirs.payload)? else {
+            if !same_state(&mine, &self.hello_for(&peer.name)) {
                 return Err(SessionError::Protocol(
-                    "the first message is not a hello".into(),
+                    "this node changed during the hello; negotiating again".into(),
                 ));
-            };
-            self.check_hello(peer, &mine, &theirs)?;
+            }
             let d = decide(&side(&mine), &side(&theirs));
             self.begin(peer, &conn, &theirs, d).await;
             d
@@ -266,6 +277,14 @@ impl Replica {
     async fn begin(&self, peer: &Peer, conn: &Arc<Conn>, theirs: &LinkHello, d: Decision) {
         let my_role = self.role();
         let mut become_target = false;
+        // Two secondaries never sync each other while a third node is primary: the
+        // primary's writes would race the copy. They wait for the primary to sync both.
+        let third_primary = {
+            let st = self.st.locked();
+            my_role == Role::Secondary
+                && theirs.role == Role::Secondary
+                && st.primary.as_ref().is_some_and(|p| *p != peer.name)
+        };
         {
             let mut i = peer.info.locked();
             *i = PeerInfo::disconnected();
@@ -280,6 +299,9 @@ impl Replica {
                 _ => false,
             };
             match d {
+                Decision::SyncFromMe { .. } | Decision::SyncFromPeer { .. } if third_primary => {
+                    i.link = LinkState::Connected;
+                }
                 _ if primary_target => {
                     i.link = LinkState::SplitBrain;
                     i.report = Some(format!(
@@ -339,13 +361,9 @@ impl Replica {
                         peer.name
                     ));
                 }
-                Decision::BothFresh => {
-                    i.link = LinkState::Connected;
-                    i.report = Some(format!(
-                        "new device: promote one node with `esos replica promote {} --force`",
-                        self.cfg.device
-                    ));
-                }
+                // Waits for the administrator's forced first promotion, after which the
+                // primary renegotiates the link.
+                Decision::BothFresh => i.link = LinkState::Connected,
             }
         }
         if theirs.role == Role::Primary {
@@ -360,7 +378,16 @@ impl Replica {
     /// What follows the decision outside the gate: a target sends its bitmap, a primary
     /// records a peer that came back in sync.
     async fn after_begin(self: &Arc<Self>, peer: &Arc<Peer>, conn: &Arc<Conn>, d: Decision) {
-        let link = peer.info.locked().link;
+        let (link, replicating) = {
+            let i = peer.info.locked();
+            (i.link, i.replicating)
+        };
+        if replicating && self.role() == Role::Primary {
+            let blob = self.st.locked().last_state.clone();
+            if let Some(blob) = blob {
+                conn.send(Msg::StateBlob { blob });
+            }
+        }
         match (d, link) {
             (Decision::SyncFromPeer { .. }, LinkState::SyncTarget) => {
                 self.send_bitmap(peer, conn);
@@ -561,14 +588,22 @@ impl Replica {
             }
         }
         self.publish();
-        // The primary went on without a third node: this secondary, in step, follows it.
-        if role == Role::Primary
-            && in_sync
-            && self.role() == Role::Secondary
-            && generation != 0
-            && generation != self.meta.header().current
-        {
-            let _ = self.meta.update(|h| h.adopt(generation)).await;
+        // The primary went on without a third node, or was forced past the record: this
+        // secondary, in step with it, follows its generation and its data state.
+        if role == Role::Primary && in_sync && self.role() == Role::Secondary && generation != 0 {
+            let h = self.meta.header();
+            let outdated = h.data == DataState::Outdated && data == DataState::UpToDate;
+            if generation != h.current || outdated {
+                let _ = self
+                    .meta
+                    .update(|h| {
+                        h.adopt(generation);
+                        if outdated {
+                            h.data = DataState::UpToDate;
+                        }
+                    })
+                    .await;
+            }
         }
     }
 

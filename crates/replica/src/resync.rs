@@ -391,6 +391,12 @@ impl Replica {
         if !keep_local && self.data() == DataState::Failed {
             return Err(ReplicaError::Refused("the local device failed".into()));
         }
+        if keep_local && !matches!(self.data(), DataState::UpToDate | DataState::Outdated) {
+            return Err(ReplicaError::Refused(format!(
+                "the local data is {}: it cannot be kept",
+                self.data()
+            )));
+        }
         let full = !matches!(
             decision,
             Some(Decision::SplitBrain {

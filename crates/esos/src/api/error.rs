@@ -74,7 +74,9 @@ impl From<EditError> for ApiError {
 impl From<ApplyError> for ApiError {
     fn from(e: ApplyError) -> Self {
         let status = match &e {
-            ApplyError::Config(_) | ApplyError::Device(_) => StatusCode::BAD_REQUEST,
+            ApplyError::Config(_) | ApplyError::Device(_) | ApplyError::Cluster(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApplyError::NotLive { .. } | ApplyError::InUse { .. } => StatusCode::CONFLICT,
             ApplyError::Persist { .. } | ApplyError::Identities(_) | ApplyError::Open(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -17,21 +17,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use esos_block::BoxFuture;
-use esos_replica::NodeName;
-use esos_replica::status::{ReplicaStatus, Role};
+use esos_replica::status::ReplicaStatus;
 use serde::{Deserialize, Serialize};
 
-/// Who this node thinks is primary, as a replica publishes it on every change (the
-/// replica's `watch()`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RoleView {
-    pub role: Role,
-    pub primary: Option<NodeName>,
-    /// A promotion of this node is under way.
-    pub transitioning: bool,
-    /// Taken down by the administrator: no links, no I/O.
-    pub down: bool,
-}
+/// Who this node thinks is primary, as a replica publishes it on every change.
+pub use esos_replica::RoleView;
 
 /// What an administrator (or the OCF agent) may ask of a replicated device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +94,18 @@ pub struct Replicas {
 type ResyncTotals = BTreeMap<(String, String), (u64, u64)>;
 
 impl Replicas {
+    /// The replicas of `units`.
+    pub fn of(units: &[(String, unit::ReplicatedUnit)]) -> Replicas {
+        let mut r = Replicas::default();
+        for (name, u) in units {
+            r.insert(
+                name.clone(),
+                Arc::clone(&u.replica) as Arc<dyn ReplicaControl>,
+            );
+        }
+        r
+    }
+
     pub fn insert(&mut self, device: String, r: Arc<dyn ReplicaControl>) {
         self.by_device.insert(device, r);
     }

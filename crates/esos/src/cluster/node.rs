@@ -12,7 +12,6 @@ use esos_scsi::{Identity, LogicalUnit};
 use tokio::task::JoinHandle;
 
 use super::unit::{self, ReplicatedUnit};
-use super::{ReplicaControl, Replicas};
 use crate::config::{ClusterPlan, Plan};
 use crate::graph::{self, GraphError};
 
@@ -112,7 +111,7 @@ impl ClusterNode {
     }
 
     /// Stops the quorum and the listener (after every replica has shut down).
-    pub fn stop(self) {
+    pub fn stop(&self) {
         self.quorum.stop();
         self.accept.abort();
     }
@@ -122,34 +121,9 @@ impl ClusterNode {
 /// cluster node is started first and replicated devices start their replicas.
 pub struct Opened {
     pub units: Vec<Arc<LogicalUnit>>,
-    pub node: Option<ClusterNode>,
+    pub node: Option<Arc<ClusterNode>>,
     /// The replicated units, by device name, for the manager and the clean stop.
     pub replicated: Vec<(String, ReplicatedUnit)>,
-}
-
-impl Opened {
-    /// The replicas as the manager drives them.
-    pub fn replicas(&self) -> Replicas {
-        let mut r = Replicas::default();
-        for (name, u) in &self.replicated {
-            r.insert(
-                name.clone(),
-                Arc::clone(&u.replica) as Arc<dyn ReplicaControl>,
-            );
-        }
-        r
-    }
-
-    /// Clean stop of every replica, then of the cluster node.
-    pub async fn shutdown(self) {
-        for (name, u) in self.replicated {
-            tracing::info!(device = %name, "stopping the replica");
-            u.shutdown().await;
-        }
-        if let Some(n) = self.node {
-            n.stop();
-        }
-    }
 }
 
 /// Opens every device of `plan` (see [`Opened`]). Call on a tokio runtime; on error what
@@ -165,7 +139,7 @@ pub async fn open_all(
         "one identity per device"
     );
     let node = match &plan.cluster {
-        Some(c) => Some(ClusterNode::start(c, &plan.data_dir).await?),
+        Some(c) => Some(Arc::new(ClusterNode::start(c, &plan.data_dir).await?)),
         None => None,
     };
     let mut units = Vec::with_capacity(plan.devices.len());

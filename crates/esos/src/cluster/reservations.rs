@@ -36,6 +36,29 @@ pub fn publish(
     assert!(installed, "one reservation observer per unit");
 }
 
+/// How often a primary sends its whole reservation state again: a peer that reconnected
+/// (or a new primary's peers) converge within this without a change to carry it.
+pub const RESEND_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends the whole state every [`RESEND_INTERVAL`] while `is_primary()`. The state is
+/// read and sent under the reservation lock, so it is ordered with the changes
+/// [`publish`] sends.
+pub async fn resend(
+    unit: Arc<Unit>,
+    is_primary: impl Fn() -> bool + Send + Sync + 'static,
+    send: impl Fn(Vec<u8>) + Send + Sync + 'static,
+) {
+    let mut tick = tokio::time::interval(RESEND_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if is_primary() {
+            let g = unit.reservations.lock();
+            send(encode_state(&g.state).into_bytes());
+        }
+    }
+}
+
 /// Why a state from the primary was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyStateError {

@@ -39,7 +39,7 @@ pub struct ReplicatedUnit {
 
 impl ReplicatedUnit {
     /// Stops following the replica, then stops the replica cleanly.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         for t in &self.tasks {
             t.abort();
         }
@@ -89,6 +89,12 @@ pub fn build(
         move || r1.view().role == Role::Primary,
         move |blob| r2.send_state(blob),
     );
+    let (r1, r2) = (Arc::clone(&replica), Arc::clone(&replica));
+    let resend = tokio::spawn(reservations::resend(
+        Arc::clone(unit.unit()),
+        move || r1.view().role == Role::Primary,
+        move |blob| r2.send_state(blob),
+    ));
     let follow_states = tokio::spawn(reservations::follow(
         Arc::clone(unit.unit()),
         d.name.clone(),
@@ -97,7 +103,7 @@ pub fn build(
     Ok(ReplicatedUnit {
         unit,
         replica,
-        tasks: vec![follow_roles, follow_states],
+        tasks: vec![follow_roles, follow_states, resend],
     })
 }
 

@@ -57,7 +57,8 @@ async fn start(dir: &Path) -> Manager {
         alua,
         identities: store,
         server: server.handle(),
-        replicas: Default::default(),
+        replicated: Vec::new(),
+        cluster: None,
     });
     // The server object can go: the handle keeps the shared state, and nothing here logs in.
     drop(server);
@@ -417,4 +418,69 @@ async fn a_portal_that_cannot_be_bound_leaves_devices_ungrown() {
     let r = m.apply(&with("8M", local), false, false).await.unwrap();
     assert_eq!(r.devices_changed, ["b"]);
     assert_eq!(lu.capacity_bytes(), 8 << 20);
+}
+
+/// A node of a pair with one replicated device, `extra` appended.
+fn cluster_plan(extra: &str, lease_ms: u64) -> config::Plan {
+    let text = format!(
+        r#"
+        [server]
+        portal = [{{ address = "127.0.0.1:3260", group = 1 }}]
+        [cluster]
+        name = "pair1"
+        node = "n1"
+        lease_ms = {lease_ms}
+        member = [
+            {{ name = "n1", address = "127.0.0.1:7788", portal_groups = [1] }},
+            {{ name = "n2", address = "127.0.0.2:7788", portal_groups = [2] }},
+        ]
+        [[device]]
+        name = "db-disk"
+        type = "file"
+        path = "db.img"
+        size = "1M"
+        [[device]]
+        name = "db"
+        type = "replicated"
+        backing = "db-disk"
+        {extra}
+        "#
+    );
+    let raw = config::parse(&text, "t").unwrap();
+    config::validate(
+        &raw,
+        &Source {
+            label: "t".into(),
+            base_dir: "/tmp".into(),
+            node: None,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn replicated_devices_are_added_live_but_never_changed_or_removed() {
+    let old = cluster_plan("", 1500);
+    let more = "[[device]]\nname = \"d2\"\ntype = \"file\"\npath = \"d2.img\"\nsize = \"1M\"\n\
+                [[device]]\nname = \"r2\"\ntype = \"replicated\"\nbacking = \"d2\"\n";
+    let new = cluster_plan(more, 1500);
+    static_unchanged(&old, &new).unwrap();
+    assert_eq!(diff(&old, &new).unwrap().devices_added, vec!["r2"]);
+    let e = diff(&new, &old).unwrap_err().to_string();
+    assert!(e.contains("device \"r2\"") && e.contains("restart"), "{e}");
+    let bigger = cluster_plan("", 1500);
+    let mut grown = bigger.clone();
+    grown.devices[0].spec.backend = esos_block::Backend::File {
+        path: "/tmp/db.img".into(),
+        size_bytes: Some(2 << 20),
+    };
+    let e = diff(&bigger, &grown).unwrap_err().to_string();
+    assert!(
+        e.contains("device \"db\"") && e.contains("cannot change"),
+        "{e}"
+    );
+    let e = static_unchanged(&old, &cluster_plan("", 3000))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("cluster: ") && e.contains("restart"), "{e}");
 }
