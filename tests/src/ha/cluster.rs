@@ -273,7 +273,10 @@ impl Cluster {
                 "witness",
                 &paths::esos_bin(),
                 &args,
-                &[],
+                &[(
+                    "RUST_LOG".to_owned(),
+                    std::env::var("ESOS_E2E_LOG").unwrap_or_else(|_| "info".into()),
+                )],
                 &self.log_path(node),
             )
             .unwrap_or_else(|e| panic!("start witness: {e}"));
@@ -426,17 +429,30 @@ impl Cluster {
         )
     }
 
-    /// Every node's log.
+    /// `esos replica status` of every running data node, for failure messages.
+    pub fn statuses(&self) -> String {
+        self.data_nodes()
+            .into_iter()
+            .filter(|&n| self.pid(n).is_some())
+            .map(|n| {
+                let o = self.esos(n, &["replica", "status", DEVICE]);
+                format!("--- {n:?} status ---\n{}{}", o.stdout, o.stderr)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Every node's log, then every running node's replica status.
     pub fn logs(&self) -> String {
         let mut nodes = self.data_nodes();
         if self.spec.replicated {
             nodes.push(Node::Witness);
         }
-        nodes
-            .iter()
-            .map(|&n| self.log(n))
-            .collect::<Vec<_>>()
-            .join("\n")
+        let mut all = nodes.iter().map(|&n| self.log(n)).collect::<Vec<_>>();
+        if self.spec.replicated {
+            all.push(self.statuses());
+        }
+        all.join("\n")
     }
 
     pub fn dir(&self) -> &Path {
