@@ -726,7 +726,7 @@ fn failover_soak() {
     }
     let report = history::check(&all, None);
     println!(
-        "failover-soak: result: {} of {cycles} cycles, {failed} with violations; {} acknowledged \
+        "failover-soak: result: {}: {cycles} cycles, {failed} with violations; {} acknowledged \
          writes, {} reads; longest pause {:.3} s; {}",
         if failed == 0 { "PASS" } else { "FAIL" },
         report.stats.writes_ok,
