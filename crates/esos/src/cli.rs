@@ -192,7 +192,7 @@ pub enum DeviceCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct DeviceAddArgs {
-    /// Backend: file, blockdev, ram, null.
+    /// Backend: file, blockdev, ram, null, cdrom, replicated.
     #[arg(value_name = "TYPE")]
     pub kind: String,
     /// Unique device name.
@@ -221,6 +221,12 @@ pub struct DeviceAddArgs {
     /// Unit serial number (VPD 80h); generated when absent.
     #[arg(long)]
     pub serial: Option<String>,
+    /// `replicated`: the local file or blockdev device holding this node's copy.
+    #[arg(long, value_name = "DEVICE")]
+    pub backing: Option<String>,
+    /// `replicated`: most bytes per second a resync copies, e.g. 100M.
+    #[arg(long, value_name = "SIZE")]
+    pub resync_rate: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -89,6 +89,18 @@ fn check(file: &Path, no_preflight: bool) -> anyhow::Result<ExitCode> {
         plan.targets.len(),
         plan.portals.len()
     );
+    if let Some(c) = &plan.cluster {
+        let replicated = plan.devices.iter().filter(|d| d.replica.is_some()).count();
+        println!(
+            "cluster {}: this node {}, {} member(s){}, {replicated} replicated device(s)",
+            c.name,
+            c.me,
+            c.members.len(),
+            c.witness
+                .as_ref()
+                .map_or(String::new(), |(w, _)| format!(" and witness {w}"))
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

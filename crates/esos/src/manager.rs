@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::cluster::node::ClusterNode;
 use crate::cluster::unit::ReplicatedUnit;
-use crate::cluster::{Action, ReplicaActionError, ReplicaControl, ReplicaInfo, Replicas};
+use crate::cluster::{Action, ReplicaActionError, ReplicaInfo, Replicas};
 use crate::config::{self, DeviceType, LunPlan, Plan, Source};
 use crate::graph;
 use crate::identity::{self, IdentityStore};
@@ -405,15 +405,8 @@ impl Manager {
 
     /// Makes replicas started by an apply part of the daemon.
     fn keep_replicas(&self, started: Vec<(String, ReplicatedUnit)>) {
-        let mut r = self.replicas.locked();
-        let mut units = self.replicated.locked();
-        for (name, u) in started {
-            r.insert(
-                name.clone(),
-                Arc::clone(&u.replica) as Arc<dyn ReplicaControl>,
-            );
-            units.push((name, u));
-        }
+        self.replicas.locked().extend(&started);
+        self.replicated.locked().extend(started);
     }
 
     /// Every replicated unit, taken for the clean stop.
@@ -489,6 +482,7 @@ impl Manager {
                     name: d.name.clone(),
                     kind: d.kind.as_str().into(),
                     path,
+                    backing: d.replica.as_ref().map(|r| r.backing.name.clone()),
                     size_bytes: unit.map_or(0, |u| u.capacity_bytes()),
                     block_size: d.spec.block_size,
                     read_only: d.spec.read_only,

@@ -338,6 +338,7 @@ mod tests {
             down: false,
             peers: vec![peer],
             report: None,
+            port_groups: Vec::new(),
         };
         let s = Snapshot {
             units: Vec::new(),
@@ -387,6 +388,7 @@ mod tests {
                 in_flight: 0,
             }],
             report: None,
+            port_groups: Vec::new(),
         };
         let total = |done| set.resync_totals(&[info(done)])[0].2;
         assert_eq!(total(100), 100);

@@ -84,6 +84,7 @@ use super::schema::{
         crate::cluster::ReplicaList,
         crate::cluster::ReplicaInfo,
         crate::cluster::PeerInfo,
+        crate::cluster::GroupState,
         super::replicas::PromoteBody,
         super::replicas::ResolveBody,
         crate::system::SystemInfo,

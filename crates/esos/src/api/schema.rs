@@ -11,9 +11,12 @@ use utoipa::ToSchema;
 #[allow(dead_code)]
 pub struct DeviceInfoDoc {
     name: String,
-    /// file | blockdev | ram | null
+    /// file | blockdev | ram | null | cdrom | replicated
     kind: String,
+    /// File or block device path (a replicated device's: its backing's).
     path: Option<String>,
+    /// The backing device of a replicated device; null otherwise.
+    backing: Option<String>,
     size_bytes: u64,
     block_size: u32,
     read_only: bool,

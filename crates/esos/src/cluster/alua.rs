@@ -103,14 +103,16 @@ pub async fn follow(
     loop {
         let v = views.borrow_and_update().clone();
         let states = group_states(&members, &me, &v);
-        tracing::info!(
-            device = %device,
-            role = v.role.as_str(),
-            primary = v.primary.as_ref().map_or("-", |p| p.as_str()),
-            transitioning = v.transitioning,
-            down = v.down,
-            "replicated unit: access states follow the role"
-        );
+        if states.iter().any(|(id, s)| table.state(*id) != Some(*s)) {
+            tracing::info!(
+                device = %device,
+                role = v.role.as_str(),
+                primary = v.primary.as_ref().map_or("-", |p| p.as_str()),
+                transitioning = v.transitioning,
+                down = v.down,
+                "replicated unit: access states follow the role"
+            );
+        }
         apply(&table, &states);
         if views.changed().await.is_err() {
             return;

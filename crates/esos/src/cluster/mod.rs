@@ -85,6 +85,8 @@ pub trait ReplicaControl: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default, Clone)]
 pub struct Replicas {
     by_device: BTreeMap<String, Arc<dyn ReplicaControl>>,
+    /// Each replicated unit's own ALUA table, for the reports.
+    tables: BTreeMap<String, Arc<esos_lu::access::PortGroups>>,
     /// (device, peer) → (bytes of finished resyncs, bytes done by the current one when
     /// last read): replicas report the current resync only; metrics want a running total.
     resynced: Arc<std::sync::Mutex<ResyncTotals>>,
@@ -102,8 +104,33 @@ impl Replicas {
                 name.clone(),
                 Arc::clone(&u.replica) as Arc<dyn ReplicaControl>,
             );
+            r.tables
+                .insert(name.clone(), Arc::clone(&u.unit.settings().alua));
         }
         r
+    }
+
+    /// Adds the replicas of `units` (started by a live change).
+    pub fn extend(&mut self, units: &[(String, unit::ReplicatedUnit)]) {
+        let more = Replicas::of(units);
+        self.by_device.extend(more.by_device);
+        self.tables.extend(more.tables);
+    }
+
+    /// The report of `device` from its replica and its ALUA table.
+    fn info(&self, device: &str, r: &Arc<dyn ReplicaControl>) -> ReplicaInfo {
+        let mut info = ReplicaInfo::new(&r.status(), r.view().down);
+        if let Some(t) = self.tables.get(device) {
+            info.port_groups = t
+                .states()
+                .into_iter()
+                .map(|(id, state)| GroupState {
+                    id,
+                    state: state.as_str().into(),
+                })
+                .collect();
+        }
+        info
     }
 
     pub fn insert(&mut self, device: String, r: Arc<dyn ReplicaControl>) {
@@ -125,8 +152,8 @@ impl Replicas {
     /// Every replicated device's report, by device name.
     pub fn infos(&self) -> Vec<ReplicaInfo> {
         self.by_device
-            .values()
-            .map(|r| ReplicaInfo::new(&r.status(), r.view().down))
+            .iter()
+            .map(|(name, r)| self.info(name, r))
             .collect()
     }
 
@@ -169,7 +196,7 @@ impl Replicas {
                 reason,
             })?;
         tracing::info!(device, action = action.as_str(), "replica action done");
-        Ok(ReplicaInfo::new(&r.status(), r.view().down))
+        Ok(self.info(device, &r))
     }
 }
 
@@ -197,6 +224,18 @@ pub struct ReplicaInfo {
     pub peers: Vec<PeerInfo>,
     /// Set during a split brain or with unrelated data: what differs and what to do.
     pub report: Option<String>,
+    /// The device's ALUA target port groups (one per member) as this node reports them.
+    #[serde(default)]
+    pub port_groups: Vec<GroupState>,
+}
+
+/// One target port group of a replicated device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GroupState {
+    /// The member's first portal group tag.
+    pub id: u16,
+    /// active-optimized | standby | unavailable | transitioning
+    pub state: String,
 }
 
 /// One peer of a replicated device.
@@ -256,6 +295,7 @@ impl ReplicaInfo {
                 })
                 .collect(),
             report: s.report.clone(),
+            port_groups: Vec::new(),
         }
     }
 }

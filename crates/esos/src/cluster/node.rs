@@ -162,3 +162,179 @@ pub async fn open_all(
         replicated,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use esos_block::BlockDevice as _;
+    use esos_lu::access::AccessState;
+
+    use super::*;
+    use crate::cluster::{Action, Replicas};
+    use crate::config::{self, Source};
+    use crate::identity::IdentityStore;
+
+    /// Loopback ports free a moment ago (the test binds them again at once).
+    fn free_ports(n: usize) -> Vec<u16> {
+        let socks: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        socks
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect()
+    }
+
+    fn node_plan(dir: &Path, me: &str, tag: u16, ports: &[u16]) -> Plan {
+        let text = format!(
+            r#"
+            [server]
+            portal = [{{ address = "127.0.0.1:0", group = {tag} }}]
+            data_dir = "{me}"
+            [cluster]
+            name = "pair1"
+            node = "{me}"
+            auto_promote = false
+            member = [
+                {{ name = "n1", address = "127.0.0.1:{}", portal_groups = [1] }},
+                {{ name = "n2", address = "127.0.0.1:{}", portal_groups = [2] }},
+            ]
+            witness = {{ name = "w", address = "127.0.0.1:{}" }}
+            [[device]]
+            name = "disk"
+            type = "file"
+            path = "{me}.img"
+            size = "4M"
+            [[device]]
+            name = "db"
+            type = "replicated"
+            backing = "disk"
+            "#,
+            ports[0], ports[1], ports[2]
+        );
+        let raw = config::parse(&text, "t").unwrap();
+        let src = Source {
+            label: me.into(),
+            base_dir: dir.into(),
+            node: None,
+        };
+        config::validate(&raw, &src).unwrap()
+    }
+
+    async fn start(plan: &Plan) -> Opened {
+        let mut store = IdentityStore::load(&plan.data_dir).unwrap();
+        let ids = plan
+            .devices
+            .iter()
+            .map(|d| store.resolve(d, &mut crate::identity::os_random))
+            .collect();
+        let alua = graph::port_groups(plan).unwrap();
+        open_all(plan, ids, &alua).await.unwrap()
+    }
+
+    async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        for _ in 0..400 {
+            if ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pair_with_a_witness_replicates_and_follows_the_primary() {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(3);
+        let (stop_w, stopped) = tokio::sync::oneshot::channel::<()>();
+        let witness = tokio::spawn(esos_replica::witness::run_witness(
+            "pair1",
+            NodeName::new("w").unwrap(),
+            format!("127.0.0.1:{}", ports[2]).parse().unwrap(),
+            dir.path().join("w"),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let p1 = node_plan(dir.path(), "n1", 1, &ports);
+        let p2 = node_plan(dir.path(), "n2", 2, &ports);
+        let (n1, n2) = (start(&p1).await, start(&p2).await);
+        let (r1, r2) = (Replicas::of(&n1.replicated), Replicas::of(&n2.replicated));
+        // Same LU on both nodes.
+        assert_eq!(
+            n1.units[0].settings().identity,
+            n2.units[0].settings().identity
+        );
+
+        // The first primary is named by the administrator.
+        let forced = Action::Promote { force: true };
+        let info = r1.act("db", forced).await.unwrap();
+        assert_eq!(info.role, "primary");
+        wait_for("n2 up to date under n1", || {
+            let i = &r2.infos()[0];
+            i.primary.as_deref() == Some("n1") && i.data == "up-to-date"
+        })
+        .await;
+
+        // A write on the primary lands on the secondary's backing file.
+        let block = vec![0x5a_u8; 4096];
+        let (res, _) = n1.units[0].unit().device.write(8192, block, true).await;
+        res.unwrap();
+        let copy = std::fs::read(dir.path().join("n2.img")).unwrap();
+        assert!(copy[8192..8192 + 4096].iter().all(|&b| b == 0x5a));
+
+        // Both nodes tell initiators the same: n1's group serves, n2's waits.
+        for units in [&n1.units, &n2.units] {
+            let t = Arc::clone(&units[0].settings().alua);
+            wait_for("the groups to follow n1", || {
+                t.states() == vec![(1, AccessState::ActiveOptimized), (2, AccessState::Standby)]
+            })
+            .await;
+        }
+        // The secondary refuses I/O.
+        let (res, _) = n2.units[0]
+            .unit()
+            .device
+            .write(0, vec![0; 512], false)
+            .await;
+        assert!(res.is_err());
+
+        // Reservations made on the primary reach the secondary.
+        let text = "esos-pr 1\naptpl 1\ngeneration 1\nreg 1 00000000000000aa 1 iqn.h *\n";
+        let state = esos_lu::reservations::decode_state(text, "t").unwrap();
+        n1.units[0].unit().reservations.lock().state = state.clone();
+        let res2 = Arc::clone(n2.units[0].unit());
+        wait_for("the reservation on n2", || {
+            res2.reservations.snapshot() == state
+        })
+        .await;
+
+        // A switchover: n1 steps down, n2 takes over without force, the groups follow.
+        r1.act("db", Action::Demote).await.unwrap();
+        let info = r2
+            .act("db", Action::Promote { force: false })
+            .await
+            .unwrap();
+        assert_eq!((info.role.as_str(), info.me.as_str()), ("primary", "n2"));
+        for units in [&n1.units, &n2.units] {
+            let t = Arc::clone(&units[0].settings().alua);
+            wait_for("the groups to follow n2", || {
+                t.states() == vec![(1, AccessState::Standby), (2, AccessState::ActiveOptimized)]
+            })
+            .await;
+        }
+        let (res, _) = n2.units[0].unit().device.write(0, vec![7; 512], true).await;
+        res.unwrap();
+        assert_eq!(n2.units[0].unit().reservations.snapshot(), state);
+
+        for (_, u) in n1.replicated.iter().chain(&n2.replicated) {
+            u.shutdown().await;
+        }
+        for n in [n1.node, n2.node].into_iter().flatten() {
+            n.stop();
+        }
+        let _ = stop_w.send(());
+        witness.await.unwrap().unwrap();
+    }
+}

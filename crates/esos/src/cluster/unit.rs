@@ -29,6 +29,9 @@ pub trait ReplicaHandle: ReplicaControl {
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
 
+/// Longest a stopping primary waits for its demotion to reach the quorum.
+pub const DEMOTE_AT_EXIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One replicated unit and the tasks that keep it in step with its replica.
 #[derive(Debug)]
 pub struct ReplicatedUnit {
@@ -38,10 +41,20 @@ pub struct ReplicatedUnit {
 }
 
 impl ReplicatedUnit {
-    /// Stops following the replica, then stops the replica cleanly.
+    /// Stops following the replica, then stops the replica cleanly. A primary demotes
+    /// first, so the quorum names no primary and an up-to-date peer may take over at once
+    /// instead of finding the record still naming this node.
     pub async fn shutdown(&self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if self.replica.view().role == Role::Primary {
+            let demote = self.replica.act(super::Action::Demote);
+            match tokio::time::timeout(DEMOTE_AT_EXIT_TIMEOUT, demote).await {
+                Ok(Ok(())) => tracing::info!("primary demoted before stopping"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "demote before stopping refused"),
+                Err(_) => tracing::warn!("demote before stopping timed out"),
+            }
         }
         self.replica.shutdown().await;
     }
@@ -285,6 +298,16 @@ mod tests {
         assert_eq!(fake.sent.lock().unwrap().len(), 1);
         let sent = String::from_utf8(fake.sent.lock().unwrap()[0].clone()).unwrap();
         assert!(sent.contains("generation 3"), "{sent}");
-        r.shutdown().await;
+        // The report carries the unit's own groups.
+        let units = vec![("db".to_owned(), r)];
+        let info = &crate::cluster::Replicas::of(&units).infos()[0];
+        assert_eq!(info.role, "primary");
+        let groups: Vec<(u16, &str)> = info
+            .port_groups
+            .iter()
+            .map(|g| (g.id, g.state.as_str()))
+            .collect();
+        assert_eq!(groups, [(1, "active-optimized"), (2, "standby")]);
+        units[0].1.shutdown().await;
     }
 }

@@ -271,6 +271,8 @@ async fn device(c: Client, conn: &Opts, cmd: DeviceCommand) -> Result<Outcome, C
                 ),
                 ("product", d.product.map(Value::from)),
                 ("serial", d.serial.map(Value::from)),
+                ("backing", d.backing.map(Value::from)),
+                ("resync_rate", d.resync_rate.map(Value::from)),
             ];
             for (k, v) in fields {
                 if let Some(v) = v {

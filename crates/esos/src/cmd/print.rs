@@ -118,6 +118,9 @@ pub fn device(d: &Value) -> String {
         "naa",
     ] {
         out.push_str(&format!("{k:<12} {}\n", s(&d[k])));
+        if k == "path" && d["backing"].is_string() {
+            out.push_str(&format!("{:<12} {}\n", "backing", s(&d["backing"])));
+        }
     }
     out.push_str(&format!(
         "{:<12} {}\n",

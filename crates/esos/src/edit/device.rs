@@ -32,6 +32,8 @@ pub fn add_device(text: &str, spec: &DeviceSpec) -> Result<String> {
             ("vendor", &spec.vendor),
             ("product", &spec.product),
             ("serial", &spec.serial),
+            ("backing", &spec.backing),
+            ("resync_rate", &spec.resync_rate),
         ];
         for (k, v) in strings {
             if let Some(v) = v {

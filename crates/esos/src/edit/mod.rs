@@ -88,7 +88,7 @@ pub type Result<T> = std::result::Result<T, EditError>;
 pub struct DeviceSpec {
     /// Unique device name (1–64 of `A-Z a-z 0-9 . _ -`).
     pub name: String,
-    /// Backend: file, blockdev, ram, null.
+    /// Backend: file, blockdev, ram, null, cdrom, replicated.
     #[serde(rename = "type")]
     pub kind: String,
     /// File or block device path (file, blockdev).
@@ -116,6 +116,12 @@ pub struct DeviceSpec {
     pub product: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
+    /// `replicated`: the local file or blockdev device holding this node's copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<String>,
+    /// `replicated`: most bytes per second a resync copies, e.g. "100M".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync_rate: Option<String>,
 }
 
 /// A new `[[target]]`.

@@ -388,3 +388,39 @@ mod props {
         }
     }
 }
+
+#[test]
+fn add_a_replicated_device_over_a_new_backing() {
+    let pair = include_str!("../../../../examples/ha-pair.toml");
+    let with_disk = add_device(
+        pair,
+        &DeviceSpec {
+            name: "logs-disk".into(),
+            kind: "file".into(),
+            path: Some("disks/ha-logs.img".into()),
+            size: Some("1G".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let text = add_device(
+        &with_disk,
+        &DeviceSpec {
+            name: "logs".into(),
+            kind: "replicated".into(),
+            backing: Some("logs-disk".into()),
+            resync_rate: Some("50M".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(text.contains("backing = \"logs-disk\""), "{text}");
+    let plan = valid(&text);
+    let logs = plan.devices.iter().find(|d| d.name == "logs").unwrap();
+    let r = logs.replica.as_ref().unwrap();
+    assert_eq!(
+        (r.backing.name.as_str(), r.resync_rate),
+        ("logs-disk", 50 << 20)
+    );
+    assert!(plan.devices.iter().all(|d| !d.name.ends_with("-disk")));
+}

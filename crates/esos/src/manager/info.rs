@@ -9,7 +9,10 @@ pub struct DeviceInfo {
     pub name: String,
     /// file | blockdev | ram | null (and later kinds)
     pub kind: String,
+    /// File or block device path (a replicated device's: its backing's).
     pub path: Option<String>,
+    /// The backing device of a replicated device.
+    pub backing: Option<String>,
     pub size_bytes: u64,
     pub block_size: u32,
     pub read_only: bool,
