@@ -34,6 +34,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest a management command may take.
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest one `esos replica status` poll may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the status printed with a failure may take (a stopped node never answers).
+const STATUS_DIAG_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the cluster is made of.
 #[derive(Clone, Debug)]
@@ -362,7 +366,18 @@ impl Cluster {
 
     /// `esos replica status DEVICE --json` of the node: its entry of `replicas`.
     pub fn replica_status(&self, node: Node) -> Result<serde_json::Value, String> {
-        let o = self.esos(node, &["replica", "status", DEVICE, "--json"]);
+        let socket = self.socket(node).display().to_string();
+        let bin = paths::esos_bin().display().to_string();
+        let args = [
+            "--socket",
+            socket.as_str(),
+            "replica",
+            "status",
+            DEVICE,
+            "--json",
+        ];
+        // A stopped or wedged node is an answer too ("no status"), not a test failure.
+        let o = cmd::run(&bin, &args, STATUS_TIMEOUT).map_err(|e| e.to_string())?;
         if !o.success() {
             return Err(format!("{}\n{}", o.command, o.describe()));
         }
@@ -435,8 +450,15 @@ impl Cluster {
             .into_iter()
             .filter(|&n| self.pid(n).is_some())
             .map(|n| {
-                let o = self.esos(n, &["replica", "status", DEVICE]);
-                format!("--- {n:?} status ---\n{}{}", o.stdout, o.stderr)
+                // Never panics (it runs from Drop while a test unwinds), and a stopped node
+                // only costs a short timeout.
+                let socket = self.socket(n).display().to_string();
+                let bin = paths::esos_bin().display().to_string();
+                let args = ["--socket", socket.as_str(), "replica", "status", DEVICE];
+                match cmd::run(&bin, &args, STATUS_DIAG_TIMEOUT) {
+                    Ok(o) => format!("--- {n:?} status ---\n{}{}", o.stdout, o.stderr),
+                    Err(e) => format!("--- {n:?} status ---\n{e}"),
+                }
             })
             .collect::<Vec<_>>()
             .join("\n")
