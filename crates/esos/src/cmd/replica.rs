@@ -84,6 +84,10 @@ fn text(v: &Value) -> String {
 /// `replicas` of a `{"replicas":[...]}` answer: one line per device and peer, then the
 /// split-brain reports.
 pub fn replicas(v: &Value) -> String {
+    if v["replicas"].as_array().is_none_or(Vec::is_empty) {
+        return "no replicated devices (the config has no [cluster] or no type = \"replicated\" device)\n"
+            .into();
+    }
     let mut rows = Vec::new();
     let mut reports = String::new();
     for r in v["replicas"].as_array().into_iter().flatten() {
@@ -207,5 +211,6 @@ mod tests {
         assert!(t.contains("n3 (-/-)"), "{t}");
         assert!(t.contains("db: split brain with n2"), "{t}");
         assert_eq!(bytes(512), "512 B");
+        assert!(replicas(&json!({"replicas": []})).starts_with("no replicated devices"));
     }
 }

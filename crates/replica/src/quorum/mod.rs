@@ -356,7 +356,7 @@ impl DeviceArbiter {
     /// record names this node primary, the ballot to renew the lease with.
     async fn change<F>(&self, f: F) -> Result<Record, QuorumError>
     where
-        F: FnMut(&Record) -> Result<Record, String>,
+        F: FnMut(&Record, Duration) -> Result<Record, String>,
     {
         let (res, quorate) = self.shared.proposer.change(&self.device, f).await;
         self.quorate.store(quorate, Ordering::Relaxed);
@@ -413,7 +413,7 @@ impl DeviceArbiter {
                     // the record, so it counts again when another voter fails.
                     last_catch_up = Some(Instant::now());
                     let _one = me.changes.lock().await;
-                    let _ = me.change(|cur| Ok(cur.clone())).await;
+                    let _ = me.change(|cur, _| Ok(cur.clone())).await;
                 }
                 if granted {
                     if lost {
@@ -433,7 +433,7 @@ impl DeviceArbiter {
                 // renewals end with it.
                 if last_granted.elapsed() >= me.abandoned_after() {
                     let _one = me.changes.lock().await;
-                    let _ = me.change(|cur| Ok(cur.clone())).await;
+                    let _ = me.change(|cur, _| Ok(cur.clone())).await;
                     last_granted = Instant::now();
                 }
             }
@@ -451,11 +451,19 @@ impl DeviceArbiter {
         let _one = self.changes.lock().await;
         let me = self.me().clone();
         let rec = self
-            .change(|cur| {
+            .change(|cur, granted_left| {
+                // A recorded primary that no voter of this majority grants a lease any more
+                // has stopped renewing for a whole lease (dead, stopped or cut off): an up-to-date
+                // node may take over without force. Any majority meets the one that granted a
+                // live primary its lease, so a live primary is never replaced by accident.
                 if let Some(p) = cur.primary.as_ref().filter(|p| **p != me)
                     && !force
+                    && !granted_left.is_zero()
                 {
-                    return Err(format!("{p} is primary"));
+                    return Err(format!(
+                        "{p} is primary (its lease has {} ms left)",
+                        granted_left.as_millis()
+                    ));
                 }
                 if cur.epoch == 0 {
                     if !force {
@@ -538,7 +546,7 @@ impl Arbiter for DeviceArbiter {
                     up_to_date.len()
                 )));
             }
-            self.change(|cur| {
+            self.change(|cur, _| {
                 if cur.primary.as_ref() != Some(&me) {
                     return Err(match &cur.primary {
                         Some(p) => format!("{p} is primary, not {me}"),
@@ -564,7 +572,7 @@ impl Arbiter for DeviceArbiter {
             self.lease_until_ns.store(0, Ordering::Release);
             let me = self.me().clone();
             let rec = self
-                .change(|cur| {
+                .change(|cur, _| {
                     if cur.primary.as_ref() != Some(&me) {
                         return Ok(cur.clone());
                     }
@@ -581,7 +589,7 @@ impl Arbiter for DeviceArbiter {
     }
 
     fn record(&self) -> BoxFuture<'_, Result<Record, QuorumError>> {
-        Box::pin(async move { self.change(|cur| Ok(cur.clone())).await })
+        Box::pin(async move { self.change(|cur, _| Ok(cur.clone())).await })
     }
 
     fn lease_valid(&self) -> bool {

@@ -255,7 +255,9 @@ impl Proposer {
     }
 
     /// Runs CASPaxos rounds until `f`'s new record is committed for `device`: prepare, pick
-    /// the newest accepted record, `f` (its `Err` ends with [`QuorumError::Refused`]),
+    /// the newest accepted record, `f` (its `Err` ends with [`QuorumError::Refused`]; its
+    /// second argument is the longest lease a promising voter still grants to another node,
+    /// so zero means no node can hold a lease: a recorded primary with none is gone),
     /// wait out the leases of other nodes when the new record makes this node primary,
     /// accept. Returns the committed record, its ballot, and whether a majority answered.
     pub async fn change<F>(
@@ -264,7 +266,7 @@ impl Proposer {
         mut f: F,
     ) -> (Result<(Record, Ballot), QuorumError>, bool)
     where
-        F: FnMut(&Record) -> Result<Record, String>,
+        F: FnMut(&Record, Duration) -> Result<Record, String>,
     {
         let need = self.majority();
         let mut quorate = false;
@@ -280,6 +282,7 @@ impl Proposer {
                 ballot: ballot.clone(),
             });
             let (mut promises, mut waits) = (Vec::new(), Vec::new());
+            let mut granted_left = Duration::ZERO;
             let mut t = Tally::default();
             while let Some((res, at)) = rx.recv().await {
                 match res {
@@ -290,6 +293,7 @@ impl Proposer {
                         uptime_ms,
                     }) => {
                         // A voter up for less than a lease may have forgotten a grant.
+                        granted_left = granted_left.max(Duration::from_millis(lease_left_ms));
                         let left = lease_left_ms.max(self.lease_ms.saturating_sub(uptime_ms));
                         waits.push(at + Duration::from_millis(left));
                         promises.push((accepted, record));
@@ -309,7 +313,7 @@ impl Proposer {
                 }
             }
             let current = pick(&promises);
-            let new = match f(&current) {
+            let new = match f(&current, granted_left) {
                 Ok(n) => n,
                 Err(why) => {
                     // Commit the record unchanged rather than leave a promise behind: an

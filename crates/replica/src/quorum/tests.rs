@@ -935,3 +935,44 @@ async fn a_hung_voter_slows_nothing() {
     }
     held.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_primary_is_replaced_without_force_once_its_lease_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a1, a2, aw) = (free_addr(), free_addr(), free_addr());
+    let voters = vec![(n("n1"), a1), (n("n2"), a2), (n("w"), aw)];
+    let _stop_w = witness(aw, dir.path());
+    let n1 = node("n1", a1, &voters, dir.path()).await;
+    let n2 = node("n2", a2, &voters, dir.path()).await;
+    let (d1, d2) = (n1.quorum.arbiter("db"), n2.quorum.arbiter("db"));
+    d1.promote(7, true).await.unwrap();
+    d1.set_up_to_date(7, vec![n("n1"), n("n2")]).await.unwrap();
+    // Let the witness's start-up lease pass so only n1's grants count below.
+    tokio::time::sleep(Duration::from_millis(LEASE_MS + 200)).await;
+    refused(d2.promote(7, false).await, "n1 is primary");
+    assert!(
+        d1.lease_valid(),
+        "a refused promotion left the primary its lease"
+    );
+
+    // n1 dies: while its lease may run, the survivor is refused; after it, it takes over.
+    n1.quorum.stop();
+    let died = Instant::now();
+    refused(d2.promote(7, false).await, "lease has");
+    let end = died + Duration::from_millis(LEASE_MS * 3);
+    let rec = loop {
+        match d2.promote(7, false).await {
+            Ok(rec) => break rec,
+            Err(e) => {
+                assert!(Instant::now() < end, "never took over: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    eprintln!(
+        "unforced takeover {:?} after the primary died",
+        died.elapsed()
+    );
+    assert_eq!(rec.primary, Some(n("n2")));
+    assert!(d2.lease_valid() && !d1.lease_valid());
+}
