@@ -311,7 +311,11 @@ pub fn check(ops: &[Op], final_state: Option<&[Content]>) -> Report {
             }
         }
     }
-    let no_acks = Vec::new();
+    let acked: HashMap<u64, AckIndex> = acked
+        .into_iter()
+        .map(|(b, ids)| (b, AckIndex::new(&writes, ids)))
+        .collect();
+    let no_acks = AckIndex::default();
     for op in ops {
         let OpKind::Read { lba, contents } = &op.kind else {
             continue;
@@ -364,30 +368,60 @@ struct ReadAt {
     portal: usize,
 }
 
-/// The acknowledged write of `acked` that makes `got` stale for a read invoked at
-/// `invoke_ns`, if any.
+/// The acknowledged writes of one LBA, ordered by acknowledgement, with the latest-started
+/// write among every prefix: "was any write acknowledged before time T started after time
+/// S" is then one binary search, so a long history (the soak's) checks in O(n log n).
+#[derive(Debug, Default)]
+struct AckIndex {
+    /// Acknowledgement times, ascending.
+    ack_ns: Vec<u64>,
+    /// `latest[i]`: the write with the largest invocation time among the first `i + 1`.
+    latest: Vec<(u64, WriteId)>,
+}
+
+impl AckIndex {
+    fn new(writes: &HashMap<WriteId, WriteInfo>, mut ids: Vec<WriteId>) -> Self {
+        ids.sort_by_key(|id| writes[id].ack_ns);
+        let mut idx = AckIndex::default();
+        let mut best: Option<(u64, WriteId)> = None;
+        for id in ids {
+            let w = &writes[&id];
+            let ack = w.ack_ns.expect("only acknowledged writes are indexed");
+            if best.is_none_or(|(inv, _)| w.invoke_ns > inv) {
+                best = Some((w.invoke_ns, id));
+            }
+            idx.ack_ns.push(ack);
+            idx.latest.push(best.expect("set above"));
+        }
+        idx
+    }
+
+    /// The latest-started write acknowledged strictly before `t_ns`.
+    fn latest_acked_before(&self, t_ns: u64) -> Option<(u64, WriteId)> {
+        let n = self.ack_ns.partition_point(|&a| a < t_ns);
+        n.checked_sub(1).map(|i| self.latest[i])
+    }
+}
+
+/// An acknowledged write that makes `got` stale for a read invoked at `invoke_ns`, if any:
+/// one acknowledged before the read started that replaced `got` (zeros, or a write
+/// acknowledged before it started). A write never replaces itself: it started before its
+/// own acknowledgement.
 fn newer_than(
     writes: &HashMap<WriteId, WriteInfo>,
-    acked: &[WriteId],
+    acked: &AckIndex,
     got: Content,
     invoke_ns: u64,
 ) -> Option<WriteId> {
-    let got_ack = match got {
-        Content::Written(id) => writes.get(&id).and_then(|w| w.ack_ns),
+    let (newest_invoke, newer) = acked.latest_acked_before(invoke_ns)?;
+    match got {
+        Content::Initial => Some(newer),
+        Content::Written(id) => {
+            let got_ack = writes.get(&id).and_then(|w| w.ack_ns)?;
+            (got_ack < newest_invoke).then_some(newer)
+        }
         _ => None,
-    };
-    acked.iter().copied().find(|newer| {
-        let w = &writes[newer];
-        let before_read = w.ack_ns.is_some_and(|a| a < invoke_ns);
-        let overwrites_got = match got {
-            Content::Initial => true,
-            Content::Written(id) if id == *newer => false,
-            // `got` was acknowledged before `newer` started: `newer` replaced it.
-            Content::Written(_) => got_ack.is_some_and(|a| a < w.invoke_ns),
-            _ => false,
-        };
-        before_read && overwrites_got
-    })
+    }
 }
 
 /// Valid data: zeros, or a write of this history covering `lba`.
@@ -402,7 +436,7 @@ fn is_valid_data(writes: &HashMap<WriteId, WriteInfo>, lba: u64, got: Content) -
 fn check_value(
     report: &mut Report,
     writes: &HashMap<WriteId, WriteInfo>,
-    acked: &[WriteId],
+    acked: &AckIndex,
     read: ReadAt,
     got: Content,
 ) {
@@ -438,7 +472,7 @@ fn check_value(
 fn check_final(
     report: &mut Report,
     writes: &HashMap<WriteId, WriteInfo>,
-    acked: &[WriteId],
+    acked: &AckIndex,
     lba: u64,
     got: Content,
 ) {
@@ -778,6 +812,59 @@ mod tests {
         ];
         let s = check(&ops, None).stats;
         assert_eq!((s.max_gap_ns, s.max_gap_from_ns), (980, 20));
+    }
+
+    /// The indexed rule against its definition, on random single-register histories.
+    #[test]
+    fn indexed_staleness_matches_the_definition() {
+        let mut rng = crate::data::SplitMix64::new(42);
+        for _ in 0..300 {
+            let mut writes = HashMap::new();
+            let mut acked = Vec::new();
+            for op in 0..(1 + rng.next_u64() % 12) {
+                let invoke = rng.next_u64() % 100;
+                let ack =
+                    (!rng.next_u64().is_multiple_of(3)).then(|| invoke + 1 + rng.next_u64() % 30);
+                let id = id(0, op);
+                writes.insert(
+                    id,
+                    WriteInfo {
+                        lba: 0,
+                        blocks: 1,
+                        invoke_ns: invoke,
+                        ack_ns: ack,
+                    },
+                );
+                if ack.is_some() {
+                    acked.push(id);
+                }
+            }
+            let index = AckIndex::new(&writes, acked.clone());
+            let mut gots: Vec<Content> = writes.keys().map(|&i| Content::Written(i)).collect();
+            gots.push(Content::Initial);
+            for got in gots {
+                for t in [0, 10, 40, 70, 100, 140, u64::MAX] {
+                    // The rule as the module doc states it.
+                    let got_ack = match got {
+                        Content::Written(i) => writes[&i].ack_ns,
+                        _ => None,
+                    };
+                    let stale = acked.iter().any(|w| {
+                        let w = &writes[w];
+                        w.ack_ns.is_some_and(|a| a < t)
+                            && match got {
+                                Content::Initial => true,
+                                _ => got_ack.is_some_and(|g| g < w.invoke_ns),
+                            }
+                    });
+                    assert_eq!(
+                        newer_than(&writes, &index, got, t).is_some(),
+                        stale,
+                        "{got:?} read at {t}: {writes:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
