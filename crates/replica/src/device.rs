@@ -9,8 +9,9 @@
 //!
 //! Lock order, outermost first: `io_gate` (writes share it; link transitions take it
 //! alone, so no write is half sent when a peer starts or stops being replicated to),
-//! `gen_lock` (generation changes and role changes), then the short `std` mutexes
-//! (`st`, each peer's `info`, the metadata's memory), never held across an `.await`.
+//! `gen_lock` (generation changes and role changes), then the short `std` mutexes, never
+//! held across an `.await` and never two of `st` and a peer's `info` at once (each may be
+//! followed by the metadata's memory, a link's pending map or the arbiter's state).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -226,6 +227,15 @@ impl Replica {
                 crate::meta::MAX_PEERS
             )));
         }
+        if *router.me() != cfg.me || router.cluster() != cfg.cluster {
+            return Err(ReplicaError::Config(format!(
+                "the cluster listener is {} of {:?}, the device is configured for {} of {:?}",
+                router.me(),
+                router.cluster(),
+                cfg.me,
+                cfg.cluster
+            )));
+        }
         if cfg.peers.iter().any(|(p, _)| *p == cfg.me) {
             return Err(ReplicaError::Config(format!("{} is its own peer", cfg.me)));
         }
@@ -355,7 +365,11 @@ impl Replica {
 
     pub fn status(&self) -> ReplicaStatus {
         let h = self.meta.header();
-        let st = self.st.locked();
+        // Copied out first: `st` is never held while a peer's `info` is taken.
+        let (role, primary) = {
+            let st = self.st.locked();
+            (st.role, st.primary.clone())
+        };
         let mut report = None;
         let peers = self
             .peers
@@ -382,12 +396,12 @@ impl Replica {
         ReplicaStatus {
             device: self.cfg.device.clone(),
             me: self.cfg.me.clone(),
-            role: st.role,
+            role,
             data: h.data,
             generation: h.current,
             quorate: self.arbiter.quorate(),
-            lease_valid: st.role == Role::Primary && self.arbiter.lease_valid(),
-            primary: st.primary.clone(),
+            lease_valid: role == Role::Primary && self.arbiter.lease_valid(),
+            primary,
             peers,
             report,
         }
@@ -647,6 +661,9 @@ impl Replica {
     /// last blob is sent again to a peer whose link comes back, so blobs that carry the
     /// whole side state keep every secondary current.
     pub fn send_state(&self, blob: Vec<u8>) {
+        if self.role() != Role::Primary {
+            return;
+        }
         if blob.len() > crate::wire::MAX_STATE_BLOB_BYTES {
             tracing::error!(
                 "replicated device {}: side state of {} bytes not sent",

@@ -256,6 +256,7 @@ impl Replica {
                 Some(g) => g,
                 None => {
                     let g = new_generation();
+                    self.meta.set_active_dirty(peer);
                     self.meta
                         .update(|h| h.new_generation(g, std::slice::from_ref(peer)))
                         .await

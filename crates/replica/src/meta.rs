@@ -436,6 +436,20 @@ impl Meta {
         self.with_bitmap(peer, |b| b.set_range(offset, len));
     }
 
+    /// Sets every extent of the activity log towards `peer`: a peer lost without warning
+    /// (its node may have crashed) may have lost writes it acknowledged from its volatile
+    /// cache, and those are among the hot extents.
+    pub fn set_active_dirty(&self, peer: &NodeName) {
+        let mut i = self.inner.locked();
+        let Some(k) = Self::peer_index(&i, peer) else {
+            return;
+        };
+        let extents: Vec<u64> = i.al.keys().copied().collect();
+        for e in extents {
+            i.bitmaps[k].set_range(e * AL_EXTENT_BYTES, AL_EXTENT_BYTES);
+        }
+    }
+
     /// Bytes that may differ towards `peer`.
     pub fn out_of_sync_bytes(&self, peer: &NodeName) -> u64 {
         self.with_bitmap(peer, |b| b.count() * b.chunk_bytes())

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use esos_block::{BlockDevice as _, BlockErrorKind, SharedBuf};
 use esos_common::sync::LockExt as _;
+use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::device::{Peer, PeerInfo, Replica};
@@ -25,6 +27,8 @@ use crate::wire::{AckStatus, HELLO_CRASHED_PRIMARY, LinkHello, Msg, WRITE_FUA};
 
 /// Longest pause between two connection attempts.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+/// The slowest replication link a frame's payload is given time for.
+const MIN_LINK_BYTES_PER_SEC: u64 = 4 << 20;
 /// Pause after a link ended before the next attempt.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -66,6 +70,28 @@ fn side(h: &LinkHello) -> Side {
         history: h.history,
         crashed_primary: h.flags & HELLO_CRASHED_PRIMARY != 0,
     }
+}
+
+/// Reads one message: its header within [`LINK_TIMEOUT`] (pings keep an idle link
+/// talking), its payload within the same plus the time a slow link takes to carry it.
+async fn read_msg(rd: &mut OwnedReadHalf) -> Result<Msg, SessionError> {
+    let mut h = [0u8; frame::HEADER_LEN];
+    match tokio::time::timeout(LINK_TIMEOUT, rd.read_exact(&mut h)).await {
+        Err(_) => return Err(SessionError::Silent),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(SessionError::Closed);
+        }
+        Ok(r) => r.map_err(FrameError::from)?,
+    };
+    let hdr = frame::decode_header(&h)?;
+    let mut payload = vec![0u8; hdr.len as usize];
+    let carry = Duration::from_secs_f64(f64::from(hdr.len) / MIN_LINK_BYTES_PER_SEC as f64);
+    match tokio::time::timeout(LINK_TIMEOUT + carry, rd.read_exact(&mut payload)).await {
+        Err(_) => return Err(SessionError::Silent),
+        Ok(r) => r.map_err(FrameError::from)?,
+    };
+    frame::check(&h, &hdr, &payload)?;
+    Ok(Msg::decode(hdr.kind, payload)?)
 }
 
 /// The hello fields the decision depends on are unchanged.
@@ -223,15 +249,10 @@ impl Replica {
         self.after_begin(peer, &conn, decision).await;
         let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         loop {
-            let f = match tokio::time::timeout(LINK_TIMEOUT, frame::read_frame(&mut rd)).await {
-                Err(_) => return Err(SessionError::Silent),
-                Ok(Ok(None)) => return Err(SessionError::Closed),
-                Ok(r) => r?.expect("checked above"),
-            };
+            let msg = read_msg(&mut rd).await?;
             if conn.is_closed() {
                 return Ok(());
             }
-            let msg = Msg::decode(f.kind, f.payload)?;
             self.on_msg(peer, &conn, &slots, msg).await?;
         }
     }
@@ -398,19 +419,36 @@ impl Replica {
     }
 
     /// Primary: adds a peer that is in step again to the record's up-to-date set.
+    /// Also completes an exclusion the quorum did not record in time: the record then
+    /// names this node's current generation, without the node excluded (unless it is this
+    /// very peer, back in step).
     pub(crate) async fn record_in_sync(&self, peer: &Peer) {
-        if self.role() != Role::Primary || self.st.locked().up_to_date.contains(&peer.name) {
+        if self.role() != Role::Primary {
             return;
         }
         let _g = self.gen_lock.lock().await;
-        let mut utd = self.st.locked().up_to_date.clone();
-        if utd.contains(&peer.name) {
-            return;
-        }
-        utd.push(peer.name.clone());
+        let utd = {
+            let st = self.st.locked();
+            let pending = st.pending_exclusion.as_ref().map(|(p, _)| p.clone());
+            if st.up_to_date.contains(&peer.name) && pending.is_none() {
+                return;
+            }
+            let mut utd: Vec<_> = st
+                .up_to_date
+                .iter()
+                .filter(|n| Some(*n) != pending.as_ref() && **n != peer.name)
+                .cloned()
+                .collect();
+            utd.push(peer.name.clone());
+            utd
+        };
         let generation = self.meta.header().current;
         match self.arbiter.set_up_to_date(generation, utd).await {
-            Ok(rec) => self.st.locked().up_to_date = rec.up_to_date,
+            Ok(rec) => {
+                let mut st = self.st.locked();
+                st.up_to_date = rec.up_to_date;
+                st.pending_exclusion = None;
+            }
             Err(e) => tracing::warn!(
                 "replicated device {}: cannot record {} as up to date: {e}",
                 self.cfg.device,
@@ -518,6 +556,9 @@ impl Replica {
                     .await;
             }
             Msg::Flush { seq } => {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return Ok(());
+                };
                 let (r, c) = (self.clone(), conn.clone());
                 tokio::spawn(async move {
                     let status = match r.local.flush().await {
@@ -528,6 +569,7 @@ impl Replica {
                         }
                     };
                     c.send(Msg::Ack { seq, status });
+                    drop(permit);
                 });
             }
             Msg::VerifyRequest {
@@ -535,7 +577,12 @@ impl Replica {
                 offset,
                 len,
                 digest,
-            } => self.answer_verify(conn, seq, offset, len, digest),
+            } => {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return Ok(());
+                };
+                self.answer_verify(conn, permit, seq, offset, len, digest);
+            }
             Msg::ResyncDone { generation } => self.finish_target(peer, generation).await,
             Msg::ResyncRequest { sender_keeps } => {
                 if let Err(e) = self.resolve_with(peer, !sender_keeps, false).await {
@@ -552,7 +599,8 @@ impl Replica {
                 bits,
             } => self.on_bitmap(peer, conn, first_chunk, last, &bits)?,
             Msg::StateBlob { blob } => {
-                let sub = self.st.locked().state_sub.clone();
+                let from_primary = peer.info.locked().role == Some(Role::Primary);
+                let sub = self.st.locked().state_sub.clone().filter(|_| from_primary);
                 if let Some(tx) = sub
                     && tx.try_send(blob).is_err()
                 {
@@ -620,6 +668,7 @@ impl Replica {
         resync: bool,
     ) {
         let len = op.len();
+        let primary_here = self.role() == Role::Primary;
         let refuse = {
             let i = peer.info.locked();
             let link_ok = if resync {
@@ -628,7 +677,7 @@ impl Replica {
                 i.role == Some(Role::Primary)
                     && matches!(i.link, LinkState::SyncTarget | LinkState::Connected)
             };
-            if self.role() == Role::Primary || !link_ok {
+            if primary_here || !link_ok {
                 Some(failed(
                     BlockErrorKind::Unavailable,
                     format!(
@@ -644,6 +693,11 @@ impl Replica {
                     BlockErrorKind::OutOfRange,
                     "past the end of the device",
                 ))
+            } else if offset % u64::from(self.local.block_size()) != 0
+                || len % u64::from(self.local.block_size()) != 0
+                || len == 0
+            {
+                Some(failed(BlockErrorKind::Misaligned, "not block-aligned"))
             } else {
                 None
             }
@@ -687,6 +741,7 @@ impl Replica {
     fn answer_verify(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
+        permit: tokio::sync::OwnedSemaphorePermit,
         seq: u64,
         offset: u64,
         len: u32,
@@ -696,9 +751,12 @@ impl Replica {
         let (r, c) = (self.clone(), conn.clone());
         tokio::spawn(async move {
             ticket.wait().await;
+            let bs = u64::from(r.local.block_size());
             let digest = if offset
                 .checked_add(u64::from(len))
                 .is_some_and(|e| e <= r.capacity_bytes())
+                && offset % bs == 0
+                && u64::from(len) % bs == 0
             {
                 match r.local.read(offset, vec![0; len as usize]).await {
                     (Ok(()), buf) => crc32c::crc32c(&buf),
@@ -714,12 +772,17 @@ impl Replica {
                 len,
                 digest,
             });
+            drop(permit);
         });
     }
 
     /// The local device failed under a secondary: its data is Failed from now on.
+    /// Only a medium error fails the data; a transient or refused request leaves it as it
+    /// is (the primary excludes this node and resyncs it later).
     async fn secondary_failed(&self, e: &esos_block::BlockError) {
-        if self.data() != DataState::Failed {
+        if matches!(e.kind(), BlockErrorKind::Io | BlockErrorKind::NoSpace)
+            && self.data() != DataState::Failed
+        {
             tracing::error!(
                 "replicated device {}: local device failed: {e}",
                 self.cfg.device

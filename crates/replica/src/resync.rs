@@ -4,9 +4,10 @@
 //! a crashed primary's activity log, a split-brain side's writes), the source ORs it into
 //! its bitmap towards the target, then walks the bitmap: each set chunk is read under the
 //! range lock (application writes to it are ordered around the copy), sent as data (or as
-//! a zeroing when the chunk is unmapped and reads as zeros), and its bit cleared once the
-//! target acknowledged; the bitmap is saved every [`PERSIST_EVERY_CHUNKS`] chunks, so a
-//! restart continues from the bits left. Application writes go to the target throughout.
+//! a zeroing when the chunk is unmapped and reads as zeros), [`RESYNC_WINDOW`] chunks at a
+//! time, and its bit cleared once the target acknowledged; the bitmap is saved every
+//! [`PERSIST_EVERY_CHUNKS`] chunks, so a restart continues from the bits left. Application
+//! writes go to the target throughout.
 //! When no bit is left (checked with no write in flight), the source sends `ResyncDone`
 //! with its generation, which the target takes; a primary records the target up to date.
 
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use esos_block::{BlockDevice as _, SharedBuf};
 use esos_common::sync::LockExt as _;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 
 use crate::device::{Peer, Replica, ReplicaError};
 use crate::frame::FrameError;
@@ -25,6 +28,8 @@ use crate::peer::SessionError;
 use crate::status::{DataState, LinkState, Role};
 use crate::wire::{MAX_BITMAP_PIECE_BYTES, Msg};
 
+/// Chunks a resync has in flight at once (latency would bound a one-by-one copy).
+pub const RESYNC_WINDOW: usize = 16;
 /// Chunks copied between two saves of the bitmap.
 pub const PERSIST_EVERY_CHUNKS: u64 = 64;
 
@@ -140,23 +145,31 @@ impl Replica {
         let mut done = 0u64;
         let mut unsaved = 0u64;
         loop {
+            let mut window = FuturesUnordered::new();
             let mut next = 0;
-            while let Some(c) = self
-                .meta
-                .with_bitmap(&peer.name, |b| b.next_set(next))
-                .flatten()
-            {
-                if conn.is_closed() {
-                    let _ = self.meta.persist_bitmaps().await;
-                    return;
+            let mut failed = false;
+            loop {
+                while !failed && window.len() < RESYNC_WINDOW && !conn.is_closed() {
+                    let Some(c) = self
+                        .meta
+                        .with_bitmap(&peer.name, |b| b.next_set(next))
+                        .flatten()
+                    else {
+                        break;
+                    };
+                    next = c + 1;
+                    let offset = c * chunk;
+                    let len = chunk.min(self.size_bytes - offset);
+                    pacer.take(len).await;
+                    let (r, conn) = (&self, &conn);
+                    window.push(async move { (c, len, r.copy_chunk(conn, offset, len).await) });
                 }
-                let offset = c * chunk;
-                let len = chunk.min(self.size_bytes - offset);
-                pacer.take(len).await;
-                if !self.copy_chunk(&conn, offset, len).await {
-                    conn.close();
-                    let _ = self.meta.persist_bitmaps().await;
-                    return;
+                let Some((c, len, ok)) = window.next().await else {
+                    break;
+                };
+                if !ok {
+                    failed = true;
+                    continue;
                 }
                 self.meta.with_bitmap(&peer.name, |b| b.clear_chunk(c));
                 done += len;
@@ -171,7 +184,11 @@ impl Replica {
                     let _ = self.meta.persist_bitmaps().await;
                     unsaved = 0;
                 }
-                next = c + 1;
+            }
+            if failed || conn.is_closed() {
+                conn.close();
+                let _ = self.meta.persist_bitmaps().await;
+                return;
             }
             let _ = self.meta.persist_bitmaps().await;
             // With no write in flight, an empty bitmap means the target holds it all.
