@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod cunit;
 pub mod daemon;
 pub mod data;
+pub mod ha;
 pub mod load;
 pub mod loopdev;
 pub mod net;
