@@ -10,7 +10,7 @@
 //!
 //! Needs root (namespaces); without it every test prints `SKIPPED` and passes. A scenario
 //! whose piece of esos is missing fails with the daemon's log: it is never skipped for that.
-//! Scenarios that expose a known defect carry `#[ignore = "the defect"]` until it is fixed;
+//! A scenario that exposes a known defect would carry `#[ignore = "the defect"]` until it is fixed;
 //! run one with `cargo test -p esos-e2e --test ha -- --ignored --exact NAME --nocapture`.
 
 use std::time::{Duration, Instant};
@@ -310,7 +310,6 @@ fn primary_killed_then_survivor_forced() {
 }
 
 #[test]
-
 fn primary_link_down() {
     let test = "ha-link-down";
     let Some(c) = pair(ClusterSpec::pair()) else {
@@ -555,7 +554,6 @@ fn pr_state(conn: &mut Conn) -> Result<PrState, String> {
 }
 
 #[test]
-
 fn reservations_follow_the_failover() {
     let test = "ha-reservations";
     const KEY: u64 = 0x0e50_5ca1_ab1e_0001;
@@ -642,7 +640,6 @@ fn image_block(c: &Cluster, node: Node, lba: u64) -> history::Content {
 /// primary returns. Both copies hold a write the other never saw: the link must show split
 /// brain with a report, neither side may discard anything, and only `resolve` ends it.
 #[test]
-
 fn split_brain_waits_for_the_administrator() {
     let test = "ha-split-brain";
     let Some(c) = pair(ClusterSpec::pair()) else {
@@ -660,7 +657,16 @@ fn split_brain_waits_for_the_administrator() {
     );
     c.kill(p);
     c.start(s);
-    let o = c.esos(s, &["replica", "promote", DEVICE, "--force"]);
+    // The quorum refuses to force an outdated node up while the dead primary's lease may
+    // still run (at most a lease after the kill).
+    let forced_by = Instant::now() + Duration::from_secs(10);
+    let o = loop {
+        let o = c.esos(s, &["replica", "promote", DEVICE, "--force"]);
+        if o.success() || Instant::now() >= forced_by {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     assert!(
         o.success(),
         "{test}: forced promotion of the outdated {s:?} with the witness\n{}\n{}",

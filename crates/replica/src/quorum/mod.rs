@@ -491,7 +491,14 @@ impl DeviceArbiter {
                     });
                 }
                 if !cur.is_up_to_date(&me) {
-                    return Err(format!("{me} is not up to date"));
+                    return Err(if force {
+                        format!(
+                            "{me} is not up to date, and a node still holds a lease ({} ms left)",
+                            granted_left.as_millis()
+                        )
+                    } else {
+                        format!("{me} is not up to date")
+                    });
                 }
                 if cur.generation != generation {
                     return Err(format!(
