@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use esos_block::{BlockDevice as _, BlockErrorKind, SharedBuf};
+use esos_block::{BlockDevice as _, BlockError, BlockErrorKind, SharedBuf};
 use esos_common::sync::LockExt as _;
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
@@ -575,13 +575,7 @@ impl Replica {
                 };
                 let (r, c) = (self.clone(), conn.clone());
                 tokio::spawn(async move {
-                    let status = match r.local.flush().await {
-                        Ok(()) => AckStatus::Ok,
-                        Err(e) => {
-                            r.secondary_failed(&e).await;
-                            failed(e.kind(), e.message())
-                        }
-                    };
+                    let status = r.local_status(r.local.flush().await).await;
                     c.send(Msg::Ack { seq, status });
                     drop(permit);
                 });
@@ -739,16 +733,22 @@ impl Replica {
                 }
             };
             drop(ticket);
-            let status = match res {
-                Ok(()) => AckStatus::Ok,
-                Err(e) => {
-                    r.secondary_failed(&e).await;
-                    failed(e.kind(), e.message())
-                }
-            };
+            let status = r.local_status(res).await;
             c.send(Msg::Ack { seq, status });
             drop(permit);
         });
+    }
+
+    /// The answer to the primary for a local operation of this secondary; a failure also
+    /// marks the local copy failed.
+    async fn local_status(&self, res: Result<(), BlockError>) -> AckStatus {
+        match res {
+            Ok(()) => AckStatus::Ok,
+            Err(e) => {
+                self.secondary_failed(&e).await;
+                failed(e.kind(), e.message())
+            }
+        }
     }
 
     /// Reads a chunk for a verify and answers with its digest, in order with the writes.
